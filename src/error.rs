@@ -1,0 +1,88 @@
+//! The one error type of the crate.
+//!
+//! Every failure carries a stable machine code (`code()`), used as the `code` field of HTTP error
+//! bodies and in CLI messages, and a human message naming the problem. Internal causes (database,
+//! ONNX Runtime, I/O) are logged by the HTTP layer and never shown to clients.
+
+use axum::http::StatusCode;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The input is not something we can read (not a capture, bad CSV, bad parameter).
+    #[error("{message}")]
+    InvalidInput { code: &'static str, message: String },
+
+    /// A named thing does not exist (device, generation, job).
+    #[error("{message}")]
+    NotFound { code: &'static str, message: String },
+
+    /// A model set that cannot be served (manifest or ONNX file wrong).
+    #[error("model set: {0}")]
+    Model(String),
+
+    /// The service is saturated; try again later.
+    #[error("{0}")]
+    Overloaded(String),
+
+    #[error("ONNX Runtime: {0}")]
+    Onnx(#[from] ort::Error),
+
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+
+    #[error("migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl Error {
+    pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {
+        Error::InvalidInput { code, message: message.into() }
+    }
+
+    pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
+        Error::NotFound { code, message: message.into() }
+    }
+
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io { context: context.into(), source }
+    }
+
+    /// Stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::InvalidInput { code, .. } | Error::NotFound { code, .. } => code,
+            Error::Model(_) => "model_set_invalid",
+            Error::Overloaded(_) => "overloaded",
+            Error::Onnx(_) => "inference_failed",
+            Error::Database(_) | Error::Migrate(_) => "storage_failed",
+            Error::Io { .. } => "io_failed",
+            Error::Internal(_) => "internal",
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::InvalidInput { .. } => StatusCode::BAD_REQUEST,
+            Error::NotFound { .. } => StatusCode::NOT_FOUND,
+            Error::Overloaded(_) => StatusCode::TOO_MANY_REQUESTS,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Whether the message may be shown to a client as is.
+    pub fn is_client_error(&self) -> bool {
+        self.status().is_client_error()
+    }
+}

@@ -1,0 +1,380 @@
+//! Captures in: pcap, pcapng (via `pcap-file`) and the reference's tshark CSV, frames decoded with
+//! `etherparse`, the reference's traffic rules applied, packets attributed to devices.
+//!
+//! Rules (reference doc, section 1): only TCP and UDP packets that cross the LAN boundary (one end
+//! a LAN unicast address, the other a global one) are kept; size is the transport payload computed
+//! from the headers' wire lengths (IP total length, TCP data offset, UDP length), never from the
+//! captured length (captures are often cut at a snap length); payload-less TCP is dropped.
+//! Non-IP and truncated frames are skipped and counted, never fatal.
+
+use std::{
+    fs::File,
+    io::{BufRead, BufReader, Read},
+    net::IpAddr,
+    path::{Path, PathBuf},
+};
+
+use etherparse::{EtherType, LaxNetSlice, LaxSlicedPacket, LinkSlice, TransportSlice};
+use pcap_file::{
+    DataLink,
+    pcap::PcapReader,
+    pcapng::{Block, PcapNgReader, blocks::interface_description::InterfaceDescriptionOption},
+};
+use serde::Serialize;
+
+use super::{
+    address::{Scope, scope},
+    devices::{DeviceTable, Mac, MatchedBy},
+    packet::{Direction, Packet, Transport},
+    tshark_csv,
+};
+use crate::error::{Error, Result};
+
+/// What happened to the frames of one or more captures.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct CaptureStats {
+    pub frames: u64,
+    pub kept: u64,
+    pub skipped_non_ip: u64,
+    pub skipped_truncated: u64,
+    pub skipped_not_tcp_udp: u64,
+    pub skipped_not_lan_boundary: u64,
+    pub skipped_no_payload: u64,
+    pub skipped_unknown_device: u64,
+    pub matched_by_mac: u64,
+    pub matched_by_ip: u64,
+}
+
+impl CaptureStats {
+    pub fn add(&mut self, other: &CaptureStats) {
+        self.frames += other.frames;
+        self.kept += other.kept;
+        self.skipped_non_ip += other.skipped_non_ip;
+        self.skipped_truncated += other.skipped_truncated;
+        self.skipped_not_tcp_udp += other.skipped_not_tcp_udp;
+        self.skipped_not_lan_boundary += other.skipped_not_lan_boundary;
+        self.skipped_no_payload += other.skipped_no_payload;
+        self.skipped_unknown_device += other.skipped_unknown_device;
+        self.matched_by_mac += other.matched_by_mac;
+        self.matched_by_ip += other.matched_by_ip;
+    }
+}
+
+/// Why a frame was not kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    NonIp,
+    Truncated,
+    NotTcpUdp,
+    NotLanBoundary,
+    NoPayload,
+    UnknownDevice,
+}
+
+/// A decoded IP packet, before the traffic rules: what both the frame decoder and the CSV
+/// reader produce.
+#[derive(Debug, Clone, Copy)]
+pub struct IpPacket {
+    pub time_ns: i64,
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub src_mac: Option<Mac>,
+    pub dst_mac: Option<Mac>,
+    pub transport: Transport,
+    pub payload: u32,
+}
+
+/// Applies the LAN-boundary, payload and attribution rules.
+pub fn attribute(p: &IpPacket, table: &DeviceTable) -> std::result::Result<(usize, MatchedBy, Packet), Skip> {
+    let (lan_ip, lan_mac, direction) = match (scope(p.src), scope(p.dst)) {
+        (Scope::Lan, Scope::Internet) => (p.src, p.src_mac, Direction::Out),
+        (Scope::Internet, Scope::Lan) => (p.dst, p.dst_mac, Direction::In),
+        _ => return Err(Skip::NotLanBoundary),
+    };
+    if p.payload == 0 && p.transport == Transport::Tcp {
+        return Err(Skip::NoPayload);
+    }
+    let (device, by) = table.attribute(lan_ip, lan_mac).ok_or(Skip::UnknownDevice)?;
+    Ok((device, by, Packet { time_ns: p.time_ns, size: p.payload, direction, transport: p.transport }))
+}
+
+/// Decodes one link-layer frame into an IP packet with its transport payload length.
+pub fn decode_frame(link: DataLink, data: &[u8], time_ns: i64) -> std::result::Result<IpPacket, Skip> {
+    let sliced = match link {
+        DataLink::ETHERNET => LaxSlicedPacket::from_ethernet(data).map_err(|_| Skip::Truncated)?,
+        DataLink::RAW | DataLink::IPV4 | DataLink::IPV6 => {
+            LaxSlicedPacket::from_ip(data).map_err(|_| Skip::Truncated)?
+        }
+        DataLink::LINUX_SLL => {
+            // Linux cooked capture v1: 16-byte header ending in the EtherType.
+            let proto = data.get(14..16).ok_or(Skip::Truncated)?;
+            LaxSlicedPacket::from_ether_type(EtherType(u16::from_be_bytes([proto[0], proto[1]])), &data[16..])
+        }
+        _ => return Err(Skip::NonIp),
+    };
+    let (src_mac, dst_mac) = match &sliced.link {
+        Some(LinkSlice::Ethernet2(eth)) => (Some(eth.source()), Some(eth.destination())),
+        _ => (None, None),
+    };
+    let (src, dst, ip_payload_len) = match &sliced.net {
+        Some(LaxNetSlice::Ipv4(ip)) => {
+            let h = ip.header();
+            let header_len = usize::from(h.ihl()) * 4 + ip.extensions().auth.map_or(0, |a| a.slice().len());
+            let len = usize::from(h.total_len()).checked_sub(header_len).ok_or(Skip::Truncated)?;
+            (IpAddr::V4(h.source_addr()), IpAddr::V4(h.destination_addr()), len)
+        }
+        Some(LaxNetSlice::Ipv6(ip)) => {
+            let h = ip.header();
+            let ext = ip.extensions().slice().len();
+            let len = usize::from(h.payload_length()).checked_sub(ext).ok_or(Skip::Truncated)?;
+            (IpAddr::V6(h.source_addr()), IpAddr::V6(h.destination_addr()), len)
+        }
+        Some(LaxNetSlice::Arp(_)) => return Err(Skip::NonIp),
+        None => {
+            return Err(match sliced.stop_err {
+                Some(_) => Skip::Truncated,
+                None => Skip::NonIp,
+            });
+        }
+    };
+    let (transport, payload) = match &sliced.transport {
+        Some(TransportSlice::Tcp(tcp)) => {
+            let header = usize::from(tcp.data_offset()) * 4;
+            (Transport::Tcp, ip_payload_len.checked_sub(header).ok_or(Skip::Truncated)?)
+        }
+        Some(TransportSlice::Udp(udp)) => (Transport::Udp, usize::from(udp.length()).saturating_sub(8)),
+        Some(_) => return Err(Skip::NotTcpUdp),
+        None => {
+            return Err(match sliced.stop_err {
+                Some(_) => Skip::Truncated,
+                None => Skip::NotTcpUdp,
+            });
+        }
+    };
+    Ok(IpPacket { time_ns, src, dst, src_mac, dst_mac, transport, payload: payload as u32 })
+}
+
+/// Feeds the kept packets of one capture (any supported format, detected from its first bytes)
+/// to `sink(device_id, packet)`, in file order, counting what was skipped.
+pub fn read_capture<R: Read>(
+    source: R,
+    name: &str,
+    table: &DeviceTable,
+    stats: &mut CaptureStats,
+    mut sink: impl FnMut(usize, MatchedBy, Packet),
+) -> Result<()> {
+    let mut reader = BufReader::with_capacity(1 << 16, source);
+    let head = reader.fill_buf().map_err(|e| Error::io(format!("reading {name}"), e))?;
+    let mut on_ip = |p: std::result::Result<IpPacket, Skip>, stats: &mut CaptureStats| {
+        stats.frames += 1;
+        match p.and_then(|p| attribute(&p, table)) {
+            Ok((device, by, packet)) => {
+                stats.kept += 1;
+                match by {
+                    MatchedBy::Mac => stats.matched_by_mac += 1,
+                    MatchedBy::Ip => stats.matched_by_ip += 1,
+                }
+                sink(device, by, packet);
+            }
+            Err(skip) => {
+                let c = match skip {
+                    Skip::NonIp => &mut stats.skipped_non_ip,
+                    Skip::Truncated => &mut stats.skipped_truncated,
+                    Skip::NotTcpUdp => &mut stats.skipped_not_tcp_udp,
+                    Skip::NotLanBoundary => &mut stats.skipped_not_lan_boundary,
+                    Skip::NoPayload => &mut stats.skipped_no_payload,
+                    Skip::UnknownDevice => &mut stats.skipped_unknown_device,
+                };
+                *c += 1;
+            }
+        }
+    };
+    match Format::detect(head) {
+        Some(Format::Pcap) => {
+            let mut pcap = PcapReader::new(reader).map_err(|e| corrupt(name, &e))?;
+            let link = pcap.header().datalink;
+            while let Some(next) = pcap.next_packet() {
+                match next {
+                    Ok(pkt) => {
+                        let t = pkt.timestamp.as_nanos() as i64;
+                        on_ip(decode_frame(link, &pkt.data, t), stats);
+                    }
+                    Err(pcap_file::PcapError::IncompleteBuffer) => {
+                        // A capture cut in the middle of its last record.
+                        stats.frames += 1;
+                        stats.skipped_truncated += 1;
+                        break;
+                    }
+                    Err(e) => return Err(corrupt(name, &e)),
+                }
+            }
+        }
+        Some(Format::PcapNg) => {
+            let mut ng = PcapNgReader::new(reader).map_err(|e| corrupt(name, &e))?;
+            // (link type, if_tsresol) of each interface described so far in this section.
+            let mut interfaces: Vec<(DataLink, u8)> = Vec::new();
+            while let Some(next) = ng.next_block() {
+                let block = match next {
+                    Ok(b) => b,
+                    Err(pcap_file::PcapError::IncompleteBuffer) => {
+                        stats.frames += 1;
+                        stats.skipped_truncated += 1;
+                        break;
+                    }
+                    Err(e) => return Err(corrupt(name, &e)),
+                };
+                let (interface, raw_ts, data) = match &block {
+                    Block::SectionHeader(_) => {
+                        interfaces.clear();
+                        continue;
+                    }
+                    Block::InterfaceDescription(idb) => {
+                        let resolution = idb.options.iter().find_map(|o| match o {
+                            InterfaceDescriptionOption::IfTsResol(r) => Some(*r),
+                            _ => None,
+                        });
+                        interfaces.push((idb.linktype, resolution.unwrap_or(6)));
+                        continue;
+                    }
+                    Block::EnhancedPacket(epb) => (epb.interface_id, epb.timestamp.as_nanos() as u64, &epb.data),
+                    Block::SimplePacket(spb) => (0, 0, &spb.data),
+                    _ => continue,
+                };
+                let Some(&(link, resolution)) = interfaces.get(interface as usize) else {
+                    return Err(corrupt(name, &"a packet names an interface that was never described"));
+                };
+                // pcap-file hands the raw timestamp over as nanoseconds; its unit is really
+                // the interface's if_tsresol (microseconds unless said otherwise).
+                on_ip(decode_frame(link, data, scale_pcapng_timestamp(raw_ts, resolution)), stats);
+            }
+        }
+        Some(Format::TsharkCsv) => tshark_csv::read(reader, name, |p| on_ip(p, stats))?,
+        None => {
+            let shown: Vec<String> = head.iter().take(8).map(|b| format!("{b:02x}")).collect();
+            return Err(Error::invalid(
+                "not_a_capture",
+                format!(
+                    "{name}: not a pcap, pcapng or tshark CSV file (it starts with bytes {}; a tshark CSV needs a header naming {})",
+                    if shown.is_empty() { "nothing: it is empty".to_string() } else { shown.join(" ") },
+                    tshark_csv::REQUIRED.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn scale_pcapng_timestamp(raw: u64, tsresol: u8) -> i64 {
+    let exp = u32::from(tsresol & 0x7f);
+    let ns = if tsresol & 0x80 == 0 {
+        if exp <= 9 {
+            raw as u128 * 10u128.pow(9 - exp)
+        } else {
+            raw as u128 / 10u128.pow((exp - 9).min(38))
+        }
+    } else {
+        (raw as u128 * 1_000_000_000) >> exp.min(127)
+    };
+    ns.min(i64::MAX as u128) as i64
+}
+
+fn corrupt(name: &str, e: &dyn std::fmt::Display) -> Error {
+    Error::invalid("corrupt_capture", format!("{name}: the capture is damaged: {e}"))
+}
+
+enum Format {
+    Pcap,
+    PcapNg,
+    TsharkCsv,
+}
+
+impl Format {
+    fn detect(head: &[u8]) -> Option<Format> {
+        match head.get(..4)? {
+            [0xd4, 0xc3, 0xb2, 0xa1] | [0xa1, 0xb2, 0xc3, 0xd4] | [0x4d, 0x3c, 0xb2, 0xa1] | [0xa1, 0xb2, 0x3c, 0x4d] => {
+                Some(Format::Pcap)
+            }
+            [0x0a, 0x0d, 0x0d, 0x0a] => Some(Format::PcapNg),
+            _ if tshark_csv::looks_like(head) => Some(Format::TsharkCsv),
+            _ => None,
+        }
+    }
+}
+
+/// Per-device packets of a set of captures, each device's sorted by time.
+#[derive(Debug, Clone)]
+pub struct DeviceTraffic {
+    pub packets: Vec<Vec<Packet>>,
+    /// Per device, how many packets were recognised by MAC and by IP.
+    pub matched: Vec<[u64; 2]>,
+    pub stats: CaptureStats,
+}
+
+impl DeviceTraffic {
+    /// "mac", "ip", "mac+ip", or None for a device that was not seen.
+    pub fn matched_by(&self, device: usize) -> Option<String> {
+        match self.matched[device] {
+            [0, 0] => None,
+            [_, 0] => Some("mac".into()),
+            [0, _] => Some("ip".into()),
+            _ => Some("mac+ip".into()),
+        }
+    }
+}
+
+/// Capture files named directly, and the `.pcap`, `.pcapng`, `.cap`, `.csv` files inside named
+/// directories (sorted, not recursive).
+pub fn expand_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut inside: Vec<PathBuf> = std::fs::read_dir(p)
+                .map_err(|e| Error::io(format!("listing {}", p.display()), e))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| {
+                    f.is_file()
+                        && matches!(
+                            f.extension().and_then(|x| x.to_str()).map(str::to_ascii_lowercase).as_deref(),
+                            Some("pcap" | "pcapng" | "cap" | "csv" | "tsv")
+                        )
+                })
+                .collect();
+            if inside.is_empty() {
+                return Err(Error::invalid("no_captures", format!("{}: no capture files inside", p.display())));
+            }
+            inside.sort();
+            files.extend(inside);
+        } else if p.is_file() {
+            files.push(p.clone());
+        } else {
+            return Err(Error::invalid("no_captures", format!("{}: no such file or directory", p.display())));
+        }
+    }
+    Ok(files)
+}
+
+/// Reads every capture and groups the kept packets by device.
+pub fn read_captures(paths: &[PathBuf], table: &DeviceTable) -> Result<DeviceTraffic> {
+    let mut packets = vec![Vec::new(); table.len()];
+    let mut matched = vec![[0u64; 2]; table.len()];
+    let mut stats = CaptureStats::default();
+    for file in expand_paths(paths)? {
+        let f = File::open(&file).map_err(|e| Error::io(format!("opening {}", file.display()), e))?;
+        let mut file_stats = CaptureStats::default();
+        read_capture(f, &file.display().to_string(), table, &mut file_stats, |d, by, p| {
+            packets[d].push(p);
+            matched[d][by as usize] += 1;
+        })?;
+        tracing::info!(file = %file.display(), frames = file_stats.frames, kept = file_stats.kept, "capture read");
+        stats.add(&file_stats);
+    }
+    for p in &mut packets {
+        p.sort_by_key(|p| p.time_ns);
+    }
+    Ok(DeviceTraffic { packets, matched, stats })
+}
+
+/// Reads one capture file.
+pub fn read_capture_path(path: &Path, table: &DeviceTable) -> Result<DeviceTraffic> {
+    read_captures(&[path.to_path_buf()], table)
+}

@@ -1,0 +1,224 @@
+//! The device table: which device a packet belongs to.
+//!
+//! A CSV with a header naming at least `name` and one of `mac` / `ip` (other columns, such as a
+//! description, are kept aside). A device is recognised by its MAC address where the table gives
+//! one (DHCP changes IPs, MACs stay), else by its LAN IP; the `ip` cell may list several addresses
+//! separated by `;` or spaces.
+
+use std::{collections::HashMap, net::IpAddr, path::Path};
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+
+pub type Mac = [u8; 6];
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Device {
+    pub id: usize,
+    pub name: String,
+    #[serde(serialize_with = "ser_mac")]
+    pub mac: Option<Mac>,
+    pub ips: Vec<IpAddr>,
+}
+
+fn ser_mac<S: serde::Serializer>(mac: &Option<Mac>, s: S) -> std::result::Result<S::Ok, S::Error> {
+    match mac {
+        Some(m) => s.serialize_some(&format_mac(m)),
+        None => s.serialize_none(),
+    }
+}
+
+/// How a packet was attributed to its device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MatchedBy {
+    Mac = 0,
+    Ip = 1,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DeviceTable {
+    devices: Vec<Device>,
+    by_mac: HashMap<Mac, usize>,
+    by_ip: HashMap<IpAddr, usize>,
+}
+
+pub fn parse_mac(s: &str) -> Option<Mac> {
+    let parts: Vec<&str> = s.trim().split([':', '-']).collect();
+    if parts.len() != 6 {
+        return None;
+    }
+    let mut mac = [0u8; 6];
+    for (b, p) in mac.iter_mut().zip(parts) {
+        if p.len() != 2 {
+            return None;
+        }
+        *b = u8::from_str_radix(p, 16).ok()?;
+    }
+    Some(mac)
+}
+
+pub fn format_mac(m: &Mac) -> String {
+    m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+}
+
+impl DeviceTable {
+    /// Builds a table; ids are positions. Fails on duplicate names, MACs or IPs.
+    pub fn new(entries: Vec<(String, Option<Mac>, Vec<IpAddr>)>) -> Result<Self> {
+        let mut table = DeviceTable::default();
+        for (name, mac, ips) in entries {
+            let id = table.devices.len();
+            if name.is_empty() {
+                return Err(Error::invalid("invalid_device_table", format!("device {}: empty name", id + 1)));
+            }
+            if table.devices.iter().any(|d| d.name == name) {
+                return Err(Error::invalid("invalid_device_table", format!("device name {name:?} appears twice")));
+            }
+            if mac.is_none() && ips.is_empty() {
+                return Err(Error::invalid(
+                    "invalid_device_table",
+                    format!("device {name:?} has neither a MAC nor an IP address"),
+                ));
+            }
+            if let Some(m) = mac
+                && table.by_mac.insert(m, id).is_some()
+            {
+                return Err(Error::invalid("invalid_device_table", format!("MAC {} appears twice", format_mac(&m))));
+            }
+            for ip in &ips {
+                if table.by_ip.insert(*ip, id).is_some() {
+                    return Err(Error::invalid("invalid_device_table", format!("IP {ip} appears twice")));
+                }
+            }
+            table.devices.push(Device { id, name, mac, ips });
+        }
+        if table.devices.is_empty() {
+            return Err(Error::invalid("invalid_device_table", "the device table lists no device"));
+        }
+        Ok(table)
+    }
+
+    /// Reads a `name,mac,ip[,...]` CSV file.
+    pub fn from_csv_path(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        Self::from_csv_str(&text).map_err(|e| match e {
+            Error::InvalidInput { code, message } => {
+                Error::InvalidInput { code, message: format!("{}: {message}", path.display()) }
+            }
+            other => other,
+        })
+    }
+
+    pub fn from_csv_str(text: &str) -> Result<Self> {
+        let bad = |m: String| Error::invalid("invalid_device_table", m);
+        let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).flexible(true).from_reader(text.as_bytes());
+        let headers = reader.headers().map_err(|e| bad(format!("header: {e}")))?.clone();
+        let col = |n: &str| headers.iter().position(|h| h.eq_ignore_ascii_case(n));
+        let name_col = col("name").ok_or_else(|| bad("the header must name a `name` column".into()))?;
+        let (mac_col, ip_col) = (col("mac"), col("ip"));
+        if mac_col.is_none() && ip_col.is_none() {
+            return Err(bad("the header must name a `mac` or an `ip` column".into()));
+        }
+        let mut entries = Vec::new();
+        for (i, rec) in reader.records().enumerate() {
+            let line = i + 2;
+            let rec = rec.map_err(|e| bad(format!("line {line}: {e}")))?;
+            let cell = |c: Option<usize>| c.and_then(|c| rec.get(c)).unwrap_or("").trim();
+            let name = cell(Some(name_col)).to_string();
+            let mac = match cell(mac_col) {
+                "" => None,
+                s => Some(parse_mac(s).ok_or_else(|| bad(format!("line {line}: {s:?} is not a MAC address")))?),
+            };
+            let mut ips = Vec::new();
+            for s in cell(ip_col).split([';', ' ']).filter(|s| !s.is_empty()) {
+                ips.push(s.parse().map_err(|_| bad(format!("line {line}: {s:?} is not an IP address")))?);
+            }
+            entries.push((name, mac, ips));
+        }
+        Self::new(entries)
+    }
+
+    pub fn devices(&self) -> &[Device] {
+        &self.devices
+    }
+
+    pub fn len(&self) -> usize {
+        self.devices.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.devices.is_empty()
+    }
+
+    pub fn by_name(&self, name: &str) -> Option<&Device> {
+        self.devices.iter().find(|d| d.name == name)
+    }
+
+    /// The device a LAN endpoint belongs to. `mac` is the endpoint's hardware address where the
+    /// capture has a link layer. A device with a MAC in the table is only recognised by that MAC
+    /// when the frame shows one: an IP that DHCP has since handed to another host must not pull
+    /// that host's packets into the device.
+    pub fn attribute(&self, ip: IpAddr, mac: Option<Mac>) -> Option<(usize, MatchedBy)> {
+        if let Some(m) = mac
+            && let Some(&id) = self.by_mac.get(&m)
+        {
+            return Some((id, MatchedBy::Mac));
+        }
+        let &id = self.by_ip.get(&ip)?;
+        if mac.is_some() && self.devices[id].mac.is_some() {
+            return None;
+        }
+        Some((id, MatchedBy::Ip))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TABLE: &str = "name,mac,ip,description\n\
+        cam,f4:b8:5e:ff:2b:1b,192.168.1.129,\"A camera, indoor\"\n\
+        lock,,192.168.1.122;fd00::22,\n\
+        hub,A4-CF-12-32-5B-88,,\n";
+
+    #[test]
+    fn parses_the_table() {
+        let t = DeviceTable::from_csv_str(TABLE).expect("table");
+        assert_eq!(t.len(), 3);
+        assert_eq!(t.devices()[1].ips.len(), 2);
+        assert_eq!(t.devices()[2].mac, parse_mac("a4:cf:12:32:5b:88"));
+    }
+
+    #[test]
+    fn mac_wins_and_ip_is_the_fallback() {
+        let t = DeviceTable::from_csv_str(TABLE).expect("table");
+        let cam_mac = parse_mac("f4:b8:5e:ff:2b:1b");
+        let hub_mac = parse_mac("a4:cf:12:32:5b:88");
+        // The hub under any IP is the hub.
+        assert_eq!(t.attribute("192.168.1.50".parse().unwrap(), hub_mac), Some((2, MatchedBy::Mac)));
+        // The camera's old IP now used by an unknown MAC is not the camera.
+        assert_eq!(t.attribute("192.168.1.129".parse().unwrap(), parse_mac("00:00:00:00:00:01")), None);
+        // Without a link layer the camera is found by IP.
+        assert_eq!(t.attribute("192.168.1.129".parse().unwrap(), None), Some((0, MatchedBy::Ip)));
+        assert_eq!(t.attribute("192.168.1.129".parse().unwrap(), cam_mac), Some((0, MatchedBy::Mac)));
+        // The lock has no MAC: found by either of its IPs whatever the MAC.
+        assert_eq!(t.attribute("fd00::22".parse().unwrap(), parse_mac("00:00:00:00:00:02")), Some((1, MatchedBy::Ip)));
+    }
+
+    #[test]
+    fn rejects_bad_tables() {
+        for (text, needle) in [
+            ("mac,ip\n", "`name`"),
+            ("name,description\n", "`mac` or an `ip`"),
+            ("name,mac\na,zz:zz\n", "not a MAC"),
+            ("name,ip\na,1.2.3\n", "not an IP"),
+            ("name,ip\na,10.0.0.1\na,10.0.0.2\n", "twice"),
+            ("name,ip\na,\n", "neither"),
+            ("name,ip\n", "no device"),
+        ] {
+            let err = DeviceTable::from_csv_str(text).expect_err(text).to_string();
+            assert!(err.contains(needle), "{text:?}: {err}");
+        }
+    }
+}

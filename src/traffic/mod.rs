@@ -1,0 +1,16 @@
+//! The data plane: captures in, per-device packets, fingerprinting windows.
+//!
+//! Written once and used by the CLI (which the training job calls), the service and the
+//! simulator, so that undefended and defended traffic are always scored by the same code.
+
+pub mod address;
+pub mod capture;
+pub mod devices;
+pub mod packet;
+pub mod tshark_csv;
+pub mod windows;
+
+pub use capture::{CaptureStats, read_captures};
+pub use devices::{Device, DeviceTable};
+pub use packet::{Direction, Packet, Transport};
+pub use windows::{COLUMNS, WindowSettings, Windows};

@@ -1,0 +1,41 @@
+//! A packet as the fingerprinting features see it.
+
+use serde::{Deserialize, Serialize};
+
+/// From the device to the internet (`Out`) or the other way (`In`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    In,
+    Out,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    Tcp,
+    Udp,
+}
+
+/// One kept packet of one device. Times are integer nanoseconds since the Unix epoch (or since
+/// the start of a capture for inputs that only carry relative times), so that window and slot
+/// boundaries are exact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Packet {
+    pub time_ns: i64,
+    /// Transport payload bytes, from the headers' wire lengths (not the captured length).
+    pub size: u32,
+    pub direction: Direction,
+    pub transport: Transport,
+}
+
+impl Packet {
+    pub fn time_s(&self) -> f64 {
+        self.time_ns as f64 * 1e-9
+    }
+}
+
+/// Seconds (as in a CSV or a setting) to integer nanoseconds.
+pub fn secs_to_ns(seconds: f64) -> i64 {
+    (seconds * 1e9).round() as i64
+}

@@ -1,0 +1,106 @@
+//! The reference implementation's input: a tshark field export
+//! (`tshark -T fields -E header=y -E separator=/t -e frame.number -e frame.time_relative -e ip.src
+//! -e ip.dst -e ip.proto -e tcp.len -e tcp.stream -e udp.length -e eth.src -e eth.dst`).
+//!
+//! Columns are found by name (tab- or comma-separated). `frame.time_epoch` is used instead of
+//! `frame.time_relative` when present, and `ipv6.src`/`ipv6.dst`/`ipv6.nxt` when the IPv4 fields
+//! are empty.
+
+use std::io::Read;
+
+use super::{capture::IpPacket, capture::Skip, devices::parse_mac, packet::Transport, packet::secs_to_ns};
+use crate::error::{Error, Result};
+
+/// Columns a tshark CSV must have (besides a time column).
+pub const REQUIRED: [&str; 5] = ["ip.src", "ip.dst", "ip.proto", "tcp.len", "udp.length"];
+
+/// Whether the first bytes look like such an export: a text header naming the fields.
+pub fn looks_like(head: &[u8]) -> bool {
+    let line = head.split(|&b| b == b'\n').next().unwrap_or(&[]);
+    std::str::from_utf8(line)
+        .map(|l| l.contains("ip.src") || l.contains("frame.time_relative") || l.contains("frame.number"))
+        .unwrap_or(false)
+}
+
+pub fn read<R: Read>(
+    source: R,
+    name: &str,
+    mut sink: impl FnMut(std::result::Result<IpPacket, Skip>),
+) -> Result<()> {
+    let bad = |m: String| Error::invalid("invalid_csv", format!("{name}: {m}"));
+    let mut source = std::io::BufReader::new(source);
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut source, &mut first).map_err(|e| bad(e.to_string()))?;
+    let delimiter = if first.contains('\t') { b'\t' } else { b',' };
+    let header: Vec<String> = first.trim_end().split(delimiter as char).map(|h| h.trim().trim_matches('"').to_string()).collect();
+    let col = |n: &str| header.iter().position(|h| h == n);
+    let missing: Vec<&str> = REQUIRED.iter().copied().filter(|c| col(c).is_none()).collect();
+    let time = col("frame.time_epoch").or_else(|| col("frame.time_relative"));
+    if !missing.is_empty() || time.is_none() {
+        let mut missing = missing;
+        if time.is_none() {
+            missing.insert(0, "frame.time_relative (or frame.time_epoch)");
+        }
+        return Err(bad(format!(
+            "wrong CSV columns: missing {}; found {}",
+            missing.join(", "),
+            header.join(", ")
+        )));
+    }
+    let get = |n: &str| col(n);
+    let (c_src, c_dst, c_proto, c_tcp, c_udp) =
+        (get("ip.src"), get("ip.dst"), get("ip.proto"), get("tcp.len"), get("udp.length"));
+    let (c6_src, c6_dst, c6_nxt) = (get("ipv6.src"), get("ipv6.dst"), get("ipv6.nxt"));
+    let (c_esrc, c_edst) = (get("eth.src"), get("eth.dst"));
+
+    let mut rows = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(source);
+    for (i, rec) in rows.records().enumerate() {
+        let line = i + 2;
+        let rec = rec.map_err(|e| bad(format!("line {line}: {e}")))?;
+        if rec.iter().all(|c| c.trim().is_empty()) {
+            continue;
+        }
+        // tshark writes several values of a repeated field (tunnels) comma-separated: take the first.
+        let cell = |c: Option<usize>| c.and_then(|c| rec.get(c)).map(|s| s.split(',').next().unwrap_or("").trim()).unwrap_or("");
+        let t: f64 = cell(time).parse().map_err(|_| bad(format!("line {line}: time {:?} is not a number", cell(time))))?;
+        if !t.is_finite() {
+            return Err(bad(format!("line {line}: time {t} is not finite")));
+        }
+        let (src, dst, proto) = if !cell(c_src).is_empty() {
+            (cell(c_src), cell(c_dst), cell(c_proto))
+        } else if !cell(c6_src).is_empty() {
+            (cell(c6_src), cell(c6_dst), cell(c6_nxt))
+        } else {
+            sink(Err(Skip::NonIp));
+            continue;
+        };
+        let (Ok(src), Ok(dst)) = (src.parse(), dst.parse()) else {
+            return Err(bad(format!("line {line}: {src:?} / {dst:?} are not IP addresses")));
+        };
+        let number = |s: &str, what: &str| -> Result<u32> {
+            s.parse().map_err(|_| bad(format!("line {line}: {what} {s:?} is not a whole number")))
+        };
+        let (transport, payload) = match proto {
+            "6" => (Transport::Tcp, number(cell(c_tcp), "tcp.len")?),
+            "17" => (Transport::Udp, number(cell(c_udp), "udp.length")?.saturating_sub(8)),
+            _ => {
+                sink(Err(Skip::NotTcpUdp));
+                continue;
+            }
+        };
+        sink(Ok(IpPacket {
+            time_ns: secs_to_ns(t),
+            src,
+            dst,
+            src_mac: parse_mac(cell(c_esrc)),
+            dst_mac: parse_mac(cell(c_edst)),
+            transport,
+            payload,
+        }));
+    }
+    Ok(())
+}

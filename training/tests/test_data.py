@@ -1,0 +1,66 @@
+import json
+import os
+
+import numpy as np
+import pytest
+
+from ipet_train.data import (COLUMNS, WindowsError, cap_per_device, find_ipet_binary, load_windows, make_split)
+
+
+def test_load_fabricated(windows_dir):
+    w = load_windows(windows_dir)
+    assert w.features.shape == (190, 40, 4) and w.features.dtype == np.float32
+    assert w.meta["columns"] == COLUMNS
+    assert w.labels.dtype == np.int64
+
+
+def test_load_rejects_wrong_columns(windows_dir):
+    meta = json.loads((windows_dir / "windows.json").read_text())
+    meta["columns"] = ["out_packets", "out_bytes", "in_packets", "in_bytes"]
+    (windows_dir / "windows.json").write_text(json.dumps(meta))
+    with pytest.raises(WindowsError, match="columns"):
+        load_windows(windows_dir)
+
+
+def test_load_rejects_missing_dir(tmp_path):
+    with pytest.raises(WindowsError, match="windows.json"):
+        load_windows(tmp_path)
+
+
+def test_time_split_holds_out_the_last_windows(windows_dir):
+    w = load_windows(windows_dir)
+    sp = make_split(w, range(3), "time", 0.7, 0.15, np.random.default_rng(0))
+    assert len(set(sp.train) | set(sp.val) | set(sp.test)) == w.n
+    assert not (set(sp.train) & set(sp.test)) and not (set(sp.val) & set(sp.test))
+    for c in range(3):
+        fit = np.concatenate([sp.train, sp.val])
+        fit = fit[w.labels[fit] == c]
+        test = sp.test[w.labels[sp.test] == c]
+        assert w.start_time[fit].max() <= w.start_time[test].min()
+        n = (w.labels == c).sum()
+        assert len(fit) == int(np.floor(0.7 * n))
+
+
+def test_random_split_is_stratified(windows_dir):
+    w = load_windows(windows_dir)
+    sp = make_split(w, range(3), "random", 0.7, 0.0, np.random.default_rng(0))
+    assert len(sp.val) == 0
+    for c in range(3):
+        assert (w.labels[sp.test] == c).sum() > 0
+
+
+def test_cap_per_device(windows_dir):
+    w = load_windows(windows_dir)
+    idx = cap_per_device(w, 45, np.random.default_rng(0))
+    assert np.bincount(w.labels[idx]).tolist() == [45, 45, 40]
+
+
+def test_missing_binary_message(monkeypatch, tmp_path):
+    monkeypatch.setenv("IPET_BIN", str(tmp_path / "nope"))
+    with pytest.raises(FileNotFoundError, match="IPET_BIN"):
+        find_ipet_binary()
+    exe = tmp_path / "ipet"
+    exe.write_text("#!/bin/sh\n")
+    exe.chmod(0o755)
+    monkeypatch.setenv("IPET_BIN", str(exe))
+    assert find_ipet_binary() == exe
