@@ -6,7 +6,9 @@ use std::{path::PathBuf, process::ExitCode};
 use clap::{Args, Parser, Subcommand};
 
 use crate::{
-    error::Result,
+    config::{ModelArgs, ServeConfig},
+    error::{Error, Result},
+    models::{Engine, GenerationChoice, ModelSet, schedule},
     traffic::{
         DeviceTable, WindowSettings, Windows,
         capture::read_captures,
@@ -23,8 +25,40 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the HTTP service.
+    Serve(ServeConfig),
     /// Cut captures into M_seq fingerprinting windows (.npy files + windows.json) for training.
     Windows(WindowsArgs),
+    /// Write n perturbation vectors of a device's generator as a [n*slots, 4] int32 .npy file
+    /// (the reference predict.py's output; the same array the service serves as npy).
+    Predict(PredictArgs),
+    /// Print the OpenAPI document generated from the routes (or write it with --out).
+    Openapi(OpenapiArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PredictArgs {
+    /// Number of perturbation vectors (windows).
+    pub n: usize,
+    /// Device name from the model set.
+    pub dev_id: String,
+    /// Generation index, or `mix`.
+    pub generation: String,
+    /// Output file.
+    #[arg(short, long, default_value = "perturbations.npy")]
+    pub out: PathBuf,
+    /// Seed for a reproducible schedule (default: operating-system randomness).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    #[command(flatten)]
+    pub models: ModelArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct OpenapiArgs {
+    /// Write to this file instead of standard output.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -56,7 +90,12 @@ pub struct WindowArgs {
 pub fn run(cli: Cli) -> ExitCode {
     init_tracing();
     let result = match cli.command {
+        Command::Serve(config) => tokio::runtime::Runtime::new()
+            .map_err(|e| crate::Error::io("starting the async runtime", e))
+            .and_then(|rt| rt.block_on(crate::app::serve(config))),
         Command::Windows(args) => windows(args),
+        Command::Predict(args) => predict(args),
+        Command::Openapi(args) => openapi(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -86,4 +125,39 @@ fn windows(args: WindowsArgs) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(&meta).unwrap_or_default());
     eprintln!("{} windows of {} devices written to {}", windows.len(), table.len(), args.out.display());
     Ok(())
+}
+
+fn predict(args: PredictArgs) -> Result<()> {
+    let set = ModelSet::load(&args.models.models)?;
+    let device = set.device_index(&args.dev_id).ok_or_else(|| {
+        Error::not_found("unknown_device", format!("device {:?} is not in the model set; devices: {}", args.dev_id, set.device_names().join(", ")))
+    })?;
+    if args.n == 0 {
+        return Err(Error::invalid("invalid_n", "n must be at least 1"));
+    }
+    let choice = GenerationChoice::parse(&args.generation, set.generations())?;
+    let (generations, z) = schedule::draw(args.n, set.latent_dim(), choice, set.generations(), &mut schedule::rng(args.seed));
+    let engine = Engine::start(set, &args.models.engine_config())?;
+    let schedule = engine.schedule_blocking(device, generations, z)?;
+    std::fs::write(&args.out, schedule.to_npy()?).map_err(|e| Error::io(format!("writing {}", args.out.display()), e))?;
+    eprintln!("{} rows ({} windows x {} slots) of [{}] written to {}", schedule.rows(), args.n, schedule.slots, crate::traffic::COLUMNS.join(", "), args.out.display());
+    Ok(())
+}
+
+/// The committed spec's text: pretty JSON with a final newline.
+pub fn openapi_json() -> String {
+    let mut s = crate::http::openapi().to_pretty_json().unwrap_or_default();
+    s.push('\n');
+    s
+}
+
+fn openapi(args: OpenapiArgs) -> Result<()> {
+    let text = openapi_json();
+    match args.out {
+        Some(p) => std::fs::write(&p, text).map_err(|e| Error::io(format!("writing {}", p.display()), e)),
+        None => {
+            print!("{text}");
+            Ok(())
+        }
+    }
 }

@@ -1,0 +1,86 @@
+//! Service configuration: every setting a flag with an environment fallback.
+
+use std::{net::IpAddr, path::PathBuf};
+
+use clap::Args;
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeConfig {
+    /// Address to listen on.
+    #[arg(long, env = "IPET_BIND", default_value = "127.0.0.1")]
+    pub bind: IpAddr,
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, env = "IPET_PORT", default_value_t = 8080)]
+    pub port: u16,
+    /// Job store: `sqlite:<file>` (created when missing), `sqlite::memory:`, or `postgres://...`.
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite:ipet.sqlite3")]
+    pub database_url: String,
+    /// Most database connections in the pool.
+    #[arg(long, env = "IPET_DB_MAX_CONNECTIONS", default_value_t = 8)]
+    pub db_max_connections: u32,
+    #[command(flatten)]
+    pub models: ModelArgs,
+    /// Largest `n` (windows) one perturbation request may ask for.
+    #[arg(long, env = "IPET_MAX_N", default_value_t = 50_000)]
+    pub max_n: usize,
+    /// Requests handled at once; more get 429 with Retry-After instead of queueing forever.
+    #[arg(long, env = "IPET_MAX_CONCURRENT_REQUESTS", default_value_t = 256)]
+    pub max_concurrent_requests: usize,
+    /// Seconds before a request is answered 503.
+    #[arg(long, env = "IPET_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
+    pub request_timeout_secs: u64,
+    /// Largest request body in bytes.
+    #[arg(long, env = "IPET_MAX_BODY_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+}
+
+/// Where the model set and ONNX Runtime are, and how inference runs.
+#[derive(Debug, Clone, Args)]
+pub struct ModelArgs {
+    /// Model set directory (holding manifest.json).
+    #[arg(long, env = "IPET_MODELS", default_value = "models/tj-oconnor-2021")]
+    pub models: PathBuf,
+    /// ONNX Runtime shared library (libonnxruntime.so.1.x). Default: the copy that
+    /// scripts/onnxruntime.sh installs under .ort/, else the system's.
+    #[arg(long, env = "ORT_DYLIB_PATH")]
+    pub ort_library: Option<PathBuf>,
+    /// Inference threads, each owning a session of every generator (0: one per core).
+    #[arg(long, env = "IPET_INFERENCE_THREADS", default_value_t = 0)]
+    pub inference_threads: usize,
+    /// Most noise rows one batched generator run may carry.
+    #[arg(long, env = "IPET_MAX_BATCH_ROWS", default_value_t = 8192)]
+    pub max_batch_rows: usize,
+}
+
+impl ModelArgs {
+    pub fn engine_config(&self) -> crate::models::EngineConfig {
+        let threads = match self.inference_threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        crate::models::EngineConfig {
+            ort_library: self.ort_library.clone().or_else(find_bundled_ort),
+            threads,
+            max_batch_rows: self.max_batch_rows,
+        }
+    }
+}
+
+/// `libonnxruntime.so.*` under `.ort/` (where scripts/onnxruntime.sh puts the PyPI wheel's copy),
+/// looked for beside the working directory and the executable's ancestors.
+fn find_bundled_ort() -> Option<PathBuf> {
+    let mut roots = vec![std::env::current_dir().ok()?];
+    if let Ok(exe) = std::env::current_exe() {
+        roots.extend(exe.ancestors().skip(1).map(|p| p.to_path_buf()));
+    }
+    roots.iter().find_map(|root| {
+        let capi = root.join(".ort/onnxruntime/capi");
+        let mut libs: Vec<PathBuf> = std::fs::read_dir(&capi)
+            .ok()?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("libonnxruntime.so.")))
+            .collect();
+        libs.sort();
+        libs.pop()
+    })
+}

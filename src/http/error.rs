@@ -1,0 +1,52 @@
+//! Errors as HTTP responses: one JSON shape, a stable `code` and a `message` naming the problem.
+//! Internal causes are logged, never returned.
+
+use axum::{
+    Json,
+    extract::rejection::{PathRejection, QueryRejection},
+    response::{IntoResponse, Response},
+};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::error::Error;
+
+/// The body of every error response.
+#[derive(Debug, Serialize, serde::Deserialize, ToSchema)]
+pub struct ErrorBody {
+    /// Stable machine-readable code, e.g. `unknown_device`, `invalid_n`.
+    #[schema(example = "unknown_device")]
+    pub code: String,
+    /// What went wrong, for a person.
+    #[schema(example = "device \"toaster\" is not in the model set; devices: blink-cam-01, ...")]
+    pub message: String,
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let message = if self.is_client_error() {
+            self.to_string()
+        } else {
+            tracing::error!(error = %self, code = self.code(), "request failed");
+            "internal error; the cause is in the service's log".to_string()
+        };
+        let mut response = (status, Json(ErrorBody { code: self.code().to_string(), message })).into_response();
+        if status == axum::http::StatusCode::TOO_MANY_REQUESTS {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+impl From<QueryRejection> for Error {
+    fn from(r: QueryRejection) -> Self {
+        Error::invalid("invalid_query", r.body_text())
+    }
+}
+
+impl From<PathRejection> for Error {
+    fn from(r: PathRejection) -> Self {
+        Error::invalid("invalid_path", r.body_text())
+    }
+}

@@ -1,0 +1,94 @@
+//! The HTTP API: one module per resource, each registering its routes with their OpenAPI docs.
+
+pub mod devices;
+pub mod error;
+pub mod format;
+pub mod ops;
+pub mod perturbations;
+
+use std::time::{Duration, Instant};
+
+use axum::{
+    Router,
+    extract::{MatchedPath, Request},
+    http::{HeaderName, StatusCode},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+};
+use tower_http::{
+    catch_panic::CatchPanicLayer,
+    compression::CompressionLayer,
+    limit::RequestBodyLimitLayer,
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    timeout::TimeoutLayer,
+    trace::TraceLayer,
+};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::{app::AppState, error::Error};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "ipet",
+        description = "Cover-traffic schedules from iPET generators (PETS 2023) for smart-home gateways.",
+        license(name = "Apache-2.0", identifier = "Apache-2.0")
+    ),
+    tags(
+        (name = "perturbations", description = "Cover-traffic schedules, kept as job records"),
+        (name = "models", description = "The served model set"),
+        (name = "operations", description = "Health, readiness, metrics"),
+    )
+)]
+struct ApiDoc;
+
+/// Every documented route.
+pub fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(perturbations::router())
+        .merge(devices::router())
+        .merge(ops::router())
+}
+
+/// The OpenAPI document generated from the routes.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api().split_for_parts().1
+}
+
+/// The whole application: routes, docs, and the middleware stack.
+pub fn router(state: AppState) -> Router {
+    let (routes, spec) = api().split_for_parts();
+    let request_id = HeaderName::from_static("x-request-id");
+    let timeout = Duration::from_secs(state.limits.request_timeout_secs);
+    let body_limit = state.limits.max_body_bytes;
+    routes
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", spec))
+        .fallback(|| async { Error::not_found("no_route", "no such route; the API is described at /openapi.json and /docs") })
+        .with_state(state)
+        .layer(middleware::from_fn(record_metrics))
+        .layer(CompressionLayer::new())
+        .layer(RequestBodyLimitLayer::new(body_limit))
+        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
+            let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
+            tracing::info_span!("request", method = %req.method(), uri = %req.uri(), request_id = %id)
+        }))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .layer(CatchPanicLayer::custom(|_| {
+            Error::Internal("a handler panicked".into()).into_response()
+        }))
+}
+
+async fn record_metrics(req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let method = req.method().to_string();
+    let started = Instant::now();
+    let response = next.run(req).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("ipet_http_requests_total", "route" => route.clone(), "method" => method, "status" => status).increment(1);
+    metrics::histogram!("ipet_http_request_duration_seconds", "route" => route).record(started.elapsed().as_secs_f64());
+    response
+}

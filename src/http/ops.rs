@@ -1,0 +1,61 @@
+//! Operations: liveness, readiness, Prometheus metrics.
+
+use axum::{
+    extract::State,
+    http::{StatusCode, header},
+    response::IntoResponse,
+    Json,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::app::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(healthz)).routes(routes!(readyz)).routes(routes!(metrics_text))
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    /// `ok`, or `unavailable` with the reason in `detail`.
+    pub status: String,
+    pub detail: Option<String>,
+    pub model_set: Option<String>,
+    pub database: Option<String>,
+}
+
+/// The process is up.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Health)))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok".into(), detail: None, model_set: None, database: None })
+}
+
+/// Models are loaded and the database answers.
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses(
+    (status = 200, body = Health),
+    (status = 503, description = "The database does not answer", body = Health),
+))]
+pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
+    let model_set = Some(state.engine.model_set().label());
+    let database = Some(format!("{:?}", state.store.backend()).to_lowercase());
+    match state.store.ping().await {
+        Ok(()) => (StatusCode::OK, Json(Health { status: "ok".into(), detail: None, model_set, database })),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness: database does not answer");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(Health { status: "unavailable".into(), detail: Some("the database does not answer".into()), model_set, database }),
+            )
+        }
+    }
+}
+
+/// Prometheus metrics: requests and latencies per route, generator latency, stored jobs.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, content_type = "text/plain", body = String)))]
+pub async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
+    if let Ok(n) = state.store.count_perturbations().await {
+        metrics::gauge!("ipet_perturbation_jobs").set(n as f64);
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.prometheus.render())
+}

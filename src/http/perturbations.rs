@@ -1,0 +1,223 @@
+//! `GET /perturbations/{dev_id}/{generation}` and `GET /perturbations/jobs/{id}`.
+
+use axum::{
+    Json,
+    extract::{Path, Query, State},
+    http::{HeaderMap, HeaderValue, header},
+    response::{IntoResponse, Response},
+};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+use uuid::Uuid;
+
+use super::{
+    error::ErrorBody,
+    format::{CSV, Format, NPY},
+};
+use crate::{
+    app::AppState,
+    error::{Error, Result},
+    models::{GenerationChoice, schedule},
+    store::PerturbationJob,
+    traffic::COLUMNS,
+};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(get_perturbations)).routes(routes!(get_perturbation_job))
+}
+
+/// Query of a schedule request. Values are taken as text and checked here, so that every bad
+/// value gets an error naming it.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PerturbationQuery {
+    /// Number of perturbation vectors (windows), 1 to the configured maximum.
+    #[param(value_type = u64, minimum = 1)]
+    n: Option<String>,
+    /// Seed for a reproducible schedule (0 to 2^64-1). Without it the noise comes from the
+    /// operating system's CSPRNG.
+    #[param(value_type = Option<u64>)]
+    seed: Option<String>,
+    /// Response encoding; overrides the Accept header.
+    #[param(value_type = Option<Format>)]
+    format: Option<String>,
+}
+
+/// Query of a stored schedule.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct JobQuery {
+    /// Response encoding; overrides the Accept header.
+    #[param(value_type = Option<Format>)]
+    format: Option<String>,
+}
+
+/// A schedule: `n * slots_per_window` rows, one per omega slot, consumed in order.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PerturbationResponse {
+    pub job_id: Uuid,
+    pub device: String,
+    /// The requested generation: an index, or `mix`.
+    pub generation: String,
+    /// The generation each window was drawn from.
+    pub window_generations: Vec<u8>,
+    pub n: usize,
+    /// The seed, when the request gave one.
+    pub seed: Option<u64>,
+    /// `name@version` of the model set.
+    pub model_set: String,
+    pub created_at: DateTime<Utc>,
+    /// Slot length in seconds.
+    pub omega: f64,
+    pub slots_per_window: usize,
+    /// Names of the four numbers of each row, in order.
+    #[schema(example = json!(["in_packets", "in_bytes", "out_packets", "out_bytes"]))]
+    pub columns: Vec<String>,
+    /// Whole numbers of cover packets and payload bytes per slot.
+    pub rows: Vec<[i32; 4]>,
+}
+
+fn parse_n(raw: Option<&str>, max: usize) -> Result<usize> {
+    let raw = raw.ok_or_else(|| Error::invalid("missing_n", format!("query parameter n (windows, 1 to {max}) is required")))?;
+    match raw.trim().parse::<u64>() {
+        Ok(n) if n >= 1 && n <= max as u64 => Ok(n as usize),
+        Ok(n) => Err(Error::invalid("invalid_n", format!("n = {n} is out of range: n must be between 1 and {max}"))),
+        Err(_) => Err(Error::invalid("invalid_n", format!("n = {raw:?} is not a whole number (1 to {max})"))),
+    }
+}
+
+fn parse_seed(raw: Option<&str>) -> Result<Option<u64>> {
+    raw.map(|s| {
+        s.trim().parse::<u64>().map_err(|_| Error::invalid("invalid_seed", format!("seed = {s:?} is not a whole number between 0 and {}", u64::MAX)))
+    })
+    .transpose()
+}
+
+/// Draws a fresh schedule from a device's generator and stores it as a job.
+#[utoipa::path(
+    get,
+    path = "/perturbations/{dev_id}/{generation}",
+    tag = "perturbations",
+    params(
+        ("dev_id" = String, Path, description = "Device name from the model set (see /devices)"),
+        ("generation" = String, Path, description = "Generation index (0, 1, ...) or `mix`: a random generation for every window"),
+        PerturbationQuery,
+    ),
+    responses(
+        (status = 200, description = "The schedule (JSON, or npy: a [n*slots, 4] int32 array, or CSV with a header). Headers X-Job-Id and Location name the stored job.", content(
+            (PerturbationResponse = "application/json"),
+            (Vec<u8> = "application/x-npy"),
+            (String = "text/csv"),
+        )),
+        (status = 400, description = "Bad n, seed, format or generation", body = ErrorBody),
+        (status = 404, description = "Unknown device or generation", body = ErrorBody),
+        (status = 429, description = "Too many requests at once", body = ErrorBody),
+    )
+)]
+pub async fn get_perturbations(
+    State(state): State<AppState>,
+    path: std::result::Result<Path<(String, String)>, axum::extract::rejection::PathRejection>,
+    query: std::result::Result<Query<PerturbationQuery>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    let Path((dev_id, generation)) = path?;
+    let Query(q) = query?;
+    let format = Format::negotiate(q.format.as_deref(), &headers)?;
+    let n = parse_n(q.n.as_deref(), state.limits.max_n)?;
+    let seed = parse_seed(q.seed.as_deref())?;
+    let _permit = state.admit()?;
+    let set = state.engine.model_set();
+    let device = set.device_index(&dev_id).ok_or_else(|| {
+        Error::not_found("unknown_device", format!("device {dev_id:?} is not in the model set; devices: {}", set.device_names().join(", ")))
+    })?;
+    let choice = GenerationChoice::parse(&generation, set.generations())?;
+    let (generations, z) = schedule::draw(n, set.latent_dim(), choice, set.generations(), &mut schedule::rng(seed));
+    let schedule = state.engine.schedule(device, generations, z).await?;
+    let job = PerturbationJob {
+        id: Uuid::new_v4(),
+        device: dev_id,
+        generation: choice.to_string(),
+        n,
+        seed,
+        model_set: set.label(),
+        created_at: Utc::now(),
+        requester: "anonymous".into(),
+        schedule,
+    };
+    state.store.insert_perturbation(&job).await?;
+    metrics::counter!("ipet_perturbation_jobs_stored_total").increment(1);
+    respond(&state, job, format)
+}
+
+/// Returns a stored schedule again, in any format.
+#[utoipa::path(
+    get,
+    path = "/perturbations/jobs/{id}",
+    tag = "perturbations",
+    params(("id" = Uuid, Path, description = "Job id from X-Job-Id or job_id"), JobQuery),
+    responses(
+        (status = 200, description = "The stored schedule", content(
+            (PerturbationResponse = "application/json"),
+            (Vec<u8> = "application/x-npy"),
+            (String = "text/csv"),
+        )),
+        (status = 400, description = "Bad id or format", body = ErrorBody),
+        (status = 404, description = "No such job", body = ErrorBody),
+    )
+)]
+pub async fn get_perturbation_job(
+    State(state): State<AppState>,
+    path: std::result::Result<Path<String>, axum::extract::rejection::PathRejection>,
+    query: std::result::Result<Query<JobQuery>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    let Path(raw_id) = path?;
+    let Query(q) = query?;
+    let format = Format::negotiate(q.format.as_deref(), &headers)?;
+    let id = Uuid::parse_str(&raw_id).map_err(|_| Error::invalid("invalid_job_id", format!("job id {raw_id:?} is not a UUID")))?;
+    let job = state
+        .store
+        .get_perturbation(id, None)
+        .await?
+        .ok_or_else(|| Error::not_found("unknown_job", format!("no perturbation job {id}")))?;
+    respond(&state, job, format)
+}
+
+fn respond(state: &AppState, job: PerturbationJob, format: Format) -> Result<Response> {
+    let location = format!("/perturbations/jobs/{}", job.id);
+    let mut response = match format {
+        Format::Json => {
+            let set = state.engine.model_set();
+            Json(PerturbationResponse {
+                job_id: job.id,
+                device: job.device,
+                generation: job.generation,
+                window_generations: job.schedule.generations.clone(),
+                n: job.n,
+                seed: job.seed,
+                model_set: job.model_set,
+                created_at: job.created_at,
+                omega: set.manifest.settings.omega,
+                slots_per_window: job.schedule.slots,
+                columns: COLUMNS.iter().map(|c| c.to_string()).collect(),
+                rows: job.schedule.row_arrays(),
+            })
+            .into_response()
+        }
+        Format::Npy => ([(header::CONTENT_TYPE, NPY)], job.schedule.to_npy()?).into_response(),
+        Format::Csv => ([(header::CONTENT_TYPE, CSV)], job.schedule.to_csv()).into_response(),
+    };
+    let h = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&job.id.to_string()) {
+        h.insert("x-job-id", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        h.insert(header::LOCATION, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&COLUMNS.join(",")) {
+        h.insert("x-columns", v);
+    }
+    Ok(response)
+}

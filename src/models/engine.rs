@@ -1,0 +1,293 @@
+//! ONNX generator sessions, owned by dedicated inference threads.
+//!
+//! `Session::run` takes `&mut self`, so a session behind a mutex would serialise every request.
+//! Instead each of `threads` workers owns its own session of every (device, generation) and
+//! takes tasks from one shared channel; a worker drains whatever else is waiting and runs the
+//! tasks of the same generator as one batch (text-embeddings-inference's shape). The async side
+//! never blocks: it sends tasks and awaits their replies.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{Arc, OnceLock},
+    time::Instant,
+};
+
+use crossbeam_channel::{Receiver, Sender};
+use ndarray::{Array2, ArrayView2, Axis};
+use ort::{session::Session, value::TensorRef};
+use tokio::sync::oneshot;
+
+use super::{
+    manifest::ModelSet,
+    schedule::{GenerationChoice, Schedule, draw, rng},
+};
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// The ONNX Runtime shared library (`libonnxruntime.so.1.x`).
+    pub ort_library: Option<PathBuf>,
+    /// Inference threads, each owning a session of every generator.
+    pub threads: usize,
+    /// Most noise rows one batched run may carry.
+    pub max_batch_rows: usize,
+}
+
+struct Task {
+    device: usize,
+    generation: usize,
+    z: Array2<f32>,
+    reply: oneshot::Sender<Result<Vec<f32>>>,
+}
+
+pub struct Engine {
+    set: Arc<ModelSet>,
+    tx: Sender<Task>,
+}
+
+static ORT: OnceLock<std::result::Result<ort::environment::Environment, String>> = OnceLock::new();
+
+/// Loads ONNX Runtime once per process.
+fn init_ort(library: Option<&Path>) -> Result<&'static ort::environment::Environment> {
+    let env = ORT.get_or_init(|| {
+        let builder = match library {
+            Some(p) => ort::init_from(p).map_err(|e| format!("cannot load ONNX Runtime from {}: {e}", p.display()))?,
+            None => ort::init(),
+        };
+        builder.with_name("ipet").build().map_err(|e| format!("cannot start ONNX Runtime: {e}"))
+    });
+    env.as_ref().map_err(|e| Error::Model(e.clone()))
+}
+
+fn open_session(env: &ort::environment::Environment, path: &Path) -> Result<Session> {
+    let fail = |e: &dyn std::fmt::Display| Error::Model(format!("{}: {e}", path.display()));
+    Session::builder(env)
+        .map_err(|e| fail(&e))?
+        .with_intra_threads(1)
+        .map_err(|e| fail(&e))?
+        .with_inter_threads(1)
+        .map_err(|e| fail(&e))?
+        .commit_from_file(path)
+        .map_err(|e| fail(&e))
+}
+
+/// Checks one generator's input and output against the manifest.
+fn check_signature(session: &Session, set: &ModelSet, path: &Path) -> Result<()> {
+    let m = &set.manifest;
+    let fail = |what: String| Error::Model(format!("{}: {what}", path.display()));
+    let (inputs, outputs) = (session.inputs(), session.outputs());
+    if inputs.len() != 1 || inputs[0].name() != m.onnx.input {
+        let names: Vec<&str> = inputs.iter().map(|i| i.name()).collect();
+        return Err(fail(format!("inputs are {names:?}, the manifest says one input {:?}", m.onnx.input)));
+    }
+    let Some(out) = outputs.iter().find(|o| o.name() == m.onnx.output) else {
+        let names: Vec<&str> = outputs.iter().map(|o| o.name()).collect();
+        return Err(fail(format!("outputs are {names:?}, the manifest says {:?}", m.onnx.output)));
+    };
+    let shape = |o: &ort::value::Outlet| o.dtype().tensor_shape().map(|s| s.to_vec()).unwrap_or_default();
+    let (ins, outs) = (shape(&inputs[0]), shape(out));
+    let dim_ok = |d: i64, want: usize| d == -1 || d == want as i64;
+    if ins.len() != 2 || !dim_ok(ins[1], m.settings.latent_dim) {
+        return Err(fail(format!("input shape {ins:?}, expected [batch, {}]", m.settings.latent_dim)));
+    }
+    if outs.len() != 3 || !dim_ok(outs[1], m.settings.slots_per_window) || !dim_ok(outs[2], 4) {
+        return Err(fail(format!("output shape {outs:?}, expected [batch, {}, 4]", m.settings.slots_per_window)));
+    }
+    Ok(())
+}
+
+fn run_session(session: &mut Session, input: &str, output: &str, z: ArrayView2<f32>) -> Result<Vec<f32>> {
+    let tensor = TensorRef::from_array_view(z)?;
+    let outputs = session.run(ort::inputs![input => tensor])?;
+    let (_, data) = outputs[output].try_extract_tensor::<f32>()?;
+    Ok(data.to_vec())
+}
+
+impl Engine {
+    /// Opens every generator on every inference thread, checks their signatures against the
+    /// manifest, and checks that a probe batch gives whole numbers within the caps.
+    pub fn start(set: ModelSet, config: &EngineConfig) -> Result<Self> {
+        let env = init_ort(config.ort_library.as_deref())?;
+        let set = Arc::new(set);
+        let (tx, rx) = crossbeam_channel::unbounded::<Task>();
+        let threads = config.threads.max(1);
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<()>>();
+        for worker in 0..threads {
+            let (set, rx, ready) = (set.clone(), rx.clone(), ready_tx.clone());
+            let max_rows = config.max_batch_rows.max(1);
+            std::thread::Builder::new()
+                .name(format!("ipet-infer-{worker}"))
+                .spawn(move || {
+                    let mut sessions = Vec::with_capacity(set.files.len());
+                    for per_device in &set.files {
+                        let mut row = Vec::with_capacity(per_device.len());
+                        for path in per_device {
+                            match open_session(env, path).and_then(|s| check_signature(&s, &set, path).map(|_| s)) {
+                                Ok(s) => row.push(s),
+                                Err(e) => {
+                                    let _ = ready.send(Err(e));
+                                    return;
+                                }
+                            }
+                        }
+                        sessions.push(row);
+                    }
+                    let _ = ready.send(Ok(()));
+                    drop(ready);
+                    worker_loop(&set, &mut sessions, &rx, max_rows);
+                })
+                .map_err(|e| Error::io("starting an inference thread", e))?;
+        }
+        drop(ready_tx);
+        for _ in 0..threads {
+            ready_rx.recv().map_err(|_| Error::Model("an inference thread died while loading".into()))??;
+        }
+        let engine = Self { set, tx };
+        engine.probe()?;
+        Ok(engine)
+    }
+
+    pub fn model_set(&self) -> &ModelSet {
+        &self.set
+    }
+
+    pub fn model_set_arc(&self) -> Arc<ModelSet> {
+        self.set.clone()
+    }
+
+    /// Every generator, on a batch of 64 fixed noise vectors: whole numbers within the caps.
+    fn probe(&self) -> Result<()> {
+        let caps = &self.set.manifest.caps;
+        for device in 0..self.set.files.len() {
+            for generation in 0..self.set.generations() {
+                let (_, z) = draw(64, self.set.latent_dim(), GenerationChoice::Index(generation), 1, &mut rng(Some(0)));
+                let out = self.run_blocking(device, generation, z)?;
+                if let Some((i, v)) = out
+                    .iter()
+                    .enumerate()
+                    .find(|&(i, v)| !v.is_finite() || v.fract() != 0.0 || *v < 0.0 || f64::from(*v) > caps[i % 4])
+                {
+                    return Err(Error::Model(format!(
+                        "{}: column {} gives {v}, not a whole number within the cap {}",
+                        self.set.files[device][generation].display(),
+                        crate::traffic::COLUMNS[i % 4],
+                        caps[i % 4]
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn submit(&self, device: usize, generation: usize, z: Array2<f32>) -> Result<oneshot::Receiver<Result<Vec<f32>>>> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Task { device, generation, z, reply })
+            .map_err(|_| Error::Internal("the inference threads have stopped".into()))?;
+        Ok(rx)
+    }
+
+    fn run_blocking(&self, device: usize, generation: usize, z: Array2<f32>) -> Result<Vec<f32>> {
+        self.submit(device, generation, z)?
+            .blocking_recv()
+            .map_err(|_| Error::Internal("an inference thread dropped a task".into()))?
+    }
+
+    /// Runs each window's noise through its generation's generator for `device`.
+    pub async fn schedule(&self, device: usize, generations: Vec<u8>, z: Array2<f32>) -> Result<Schedule> {
+        let started = Instant::now();
+        let slots = self.set.slots();
+        let per_window = slots * 4;
+        let n = generations.len();
+        let first = generations.first().copied().unwrap_or(0);
+        let values: Vec<f32> = if generations.iter().all(|&g| g == first) {
+            let rx = self.submit(device, usize::from(first), z)?;
+            rx.await.map_err(|_| Error::Internal("an inference thread dropped a task".into()))??
+        } else {
+            let mut pending = Vec::new();
+            for g in 0..self.set.generations() {
+                let rows: Vec<usize> = (0..n).filter(|&w| usize::from(generations[w]) == g).collect();
+                if rows.is_empty() {
+                    continue;
+                }
+                let zg = z.select(Axis(0), &rows);
+                pending.push((rows, self.submit(device, g, zg)?));
+            }
+            let mut values = vec![0f32; n * per_window];
+            for (rows, rx) in pending {
+                let out = rx.await.map_err(|_| Error::Internal("an inference thread dropped a task".into()))??;
+                for (k, &w) in rows.iter().enumerate() {
+                    values[w * per_window..(w + 1) * per_window].copy_from_slice(&out[k * per_window..(k + 1) * per_window]);
+                }
+            }
+            values
+        };
+        metrics::histogram!("ipet_generator_seconds").record(started.elapsed().as_secs_f64());
+        Ok(Schedule { slots, generations, values: values.into_iter().map(|v| v as i32).collect() })
+    }
+
+    /// Blocking form of [`Engine::schedule`], for the CLI and the simulator's worker threads.
+    pub fn schedule_blocking(&self, device: usize, generations: Vec<u8>, z: Array2<f32>) -> Result<Schedule> {
+        futures::executor::block_on(self.schedule(device, generations, z))
+    }
+}
+
+fn worker_loop(set: &ModelSet, sessions: &mut [Vec<Session>], rx: &Receiver<Task>, max_rows: usize) {
+    let (input, output) = (set.manifest.onnx.input.as_str(), set.manifest.onnx.output.as_str());
+    let per_window = set.slots() * 4;
+    while let Ok(first) = rx.recv() {
+        // Drain what else is waiting, up to max_rows noise rows in all.
+        let mut tasks = vec![first];
+        let mut rows = tasks[0].z.nrows();
+        while rows < max_rows {
+            match rx.try_recv() {
+                Ok(t) => {
+                    rows += t.z.nrows();
+                    tasks.push(t);
+                }
+                Err(_) => break,
+            }
+        }
+        tasks.sort_by_key(|t| (t.device, t.generation));
+        let mut group = Vec::new();
+        let mut it = tasks.into_iter().peekable();
+        while let Some(t) = it.next() {
+            let key = (t.device, t.generation);
+            group.push(t);
+            if it.peek().is_some_and(|n| (n.device, n.generation) == key) {
+                continue;
+            }
+            let session = &mut sessions[key.0][key.1];
+            if group.len() == 1 {
+                let t = group.pop().expect("one task");
+                let _ = t.reply.send(run_session(session, input, output, t.z.view()));
+                continue;
+            }
+            let views: Vec<ArrayView2<f32>> = group.iter().map(|t| t.z.view()).collect();
+            match ndarray::concatenate(Axis(0), &views).map_err(|e| Error::Internal(e.to_string())) {
+                Ok(z) => match run_session(session, input, output, z.view()) {
+                    Ok(out) => {
+                        let mut at = 0;
+                        for t in group.drain(..) {
+                            let len = t.z.nrows() * per_window;
+                            let _ = t.reply.send(Ok(out[at..at + len].to_vec()));
+                            at += len;
+                        }
+                    }
+                    Err(e) => {
+                        let msg = e.to_string();
+                        for t in group.drain(..) {
+                            let _ = t.reply.send(Err(Error::Internal(msg.clone())));
+                        }
+                    }
+                },
+                Err(e) => {
+                    let msg = e.to_string();
+                    for t in group.drain(..) {
+                        let _ = t.reply.send(Err(Error::Internal(msg.clone())));
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! The served model set: manifest validation, ONNX generator sessions, schedule sampling.
+
+pub mod engine;
+pub mod manifest;
+pub mod schedule;
+
+pub use engine::{Engine, EngineConfig};
+pub use manifest::{Manifest, ModelSet};
+pub use schedule::{GenerationChoice, Schedule};

@@ -1,0 +1,92 @@
+//! Job records, in SQLite (embedded default, zero setup) or PostgreSQL (deployments).
+//!
+//! One implementation over sqlx's `Any` driver serves both backends: the queries are written once
+//! with `$n` placeholders and portable types; only the migrations differ (`migrations/sqlite`,
+//! `migrations/postgres`: BLOB vs BYTEA) and are applied at start.
+
+mod perturbations;
+
+use std::str::FromStr;
+
+use sqlx::{
+    AnyPool,
+    any::{AnyConnectOptions, AnyPoolOptions},
+    migrate::Migrator,
+};
+
+pub use perturbations::PerturbationJob;
+
+use crate::error::{Error, Result};
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Store {
+    /// Connects (creating a SQLite file when missing) and applies the migrations.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let bad = |m: String| Error::invalid("invalid_database_url", m);
+        let (backend, url) = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            (Backend::Postgres, url.to_string())
+        } else if let Some(rest) = url.strip_prefix("sqlite:") {
+            let memory = rest == ":memory:" || rest.contains("mode=memory");
+            let url = if memory || rest.contains("mode=") {
+                url.to_string()
+            } else {
+                format!("{url}{}mode=rwc", if rest.contains('?') { '&' } else { '?' })
+            };
+            (Backend::Sqlite, url)
+        } else {
+            return Err(bad(format!("database URL {url:?} must start with sqlite: or postgres://")));
+        };
+        let memory = backend == Backend::Sqlite && (url.contains(":memory:") || url.contains("mode=memory"));
+        let options = AnyConnectOptions::from_str(&url).map_err(|e| bad(format!("{url}: {e}")))?;
+        let mut pool = AnyPoolOptions::new().max_connections(if memory { 1 } else { max_connections.max(1) });
+        if memory {
+            // An in-memory database lives as long as its one connection.
+            pool = pool.min_connections(1).idle_timeout(None).max_lifetime(None);
+        }
+        if backend == Backend::Sqlite {
+            pool = pool.after_connect(|conn, _| {
+                Box::pin(async move {
+                    sqlx::raw_sql("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;")
+                        .execute(conn)
+                        .await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = pool.connect_with(options).await?;
+        match backend {
+            Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
+            Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
+        }
+        Ok(Self { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,91 @@
+//! Perturbation job records.
+
+use chrono::{DateTime, TimeZone, Utc};
+use sqlx::Row;
+use uuid::Uuid;
+
+use super::Store;
+use crate::{
+    error::{Error, Result},
+    models::Schedule,
+};
+
+#[derive(Debug, Clone)]
+pub struct PerturbationJob {
+    pub id: Uuid,
+    pub device: String,
+    /// An index, or `mix`.
+    pub generation: String,
+    pub n: usize,
+    pub seed: Option<u64>,
+    /// `name@version` of the model set that made it.
+    pub model_set: String,
+    pub created_at: DateTime<Utc>,
+    pub requester: String,
+    pub schedule: Schedule,
+}
+
+impl Store {
+    pub async fn insert_perturbation(&self, job: &PerturbationJob) -> Result<()> {
+        let (width, bytes) = job.schedule.encode();
+        sqlx::query(
+            "INSERT INTO perturbation_jobs (id, device, generation, n, seed, model_set, created_at, requester, slots, generations, element_bytes, vectors) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        )
+        .bind(job.id.to_string())
+        .bind(&job.device)
+        .bind(&job.generation)
+        .bind(job.n as i64)
+        // Seeds are u64; stored bit for bit in a signed BIGINT.
+        .bind(job.seed.map(|s| s as i64))
+        .bind(&job.model_set)
+        .bind(job.created_at.timestamp_millis())
+        .bind(&job.requester)
+        .bind(job.schedule.slots as i64)
+        .bind(job.schedule.generations.clone())
+        .bind(i64::from(width))
+        .bind(bytes)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The job with this id, if `requester` may see it (`None` sees every job).
+    pub async fn get_perturbation(&self, id: Uuid, requester: Option<&str>) -> Result<Option<PerturbationJob>> {
+        let row = sqlx::query(
+            "SELECT device, generation, n, seed, model_set, created_at, requester, slots, generations, element_bytes, vectors \
+             FROM perturbation_jobs WHERE id = $1",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let owner: String = row.try_get("requester")?;
+        if requester.is_some_and(|r| r != owner) {
+            return Ok(None);
+        }
+        let slots: i64 = row.try_get("slots")?;
+        let width: i64 = row.try_get("element_bytes")?;
+        let generations: Vec<u8> = row.try_get("generations")?;
+        let vectors: Vec<u8> = row.try_get("vectors")?;
+        let created: i64 = row.try_get("created_at")?;
+        Ok(Some(PerturbationJob {
+            id,
+            device: row.try_get("device")?,
+            generation: row.try_get("generation")?,
+            n: row.try_get::<i64, _>("n")? as usize,
+            seed: row.try_get::<Option<i64>, _>("seed")?.map(|s| s as u64),
+            model_set: row.try_get("model_set")?,
+            created_at: Utc
+                .timestamp_millis_opt(created)
+                .single()
+                .ok_or_else(|| Error::Internal(format!("stored time {created} is out of range")))?,
+            requester: owner,
+            schedule: Schedule::decode(slots as usize, generations, width as u8, &vectors)?,
+        }))
+    }
+
+    pub async fn count_perturbations(&self) -> Result<i64> {
+        Ok(sqlx::query("SELECT COUNT(*) AS c FROM perturbation_jobs").fetch_one(&self.pool).await?.try_get("c")?)
+    }
+}
