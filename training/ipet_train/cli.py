@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from . import __version__
-from .settings import (ADVERSARIES, CLASS_WEIGHTS, DEVICES, MODELS, OBJECTIVES, SPLITS, Settings,
+from .settings import (ADVERSARIES, CLASS_WEIGHTS, DEVICES, GENERATORS, MODELS, OBJECTIVES, SPLITS, Settings,
                        load_config_file)
 
 HELP = {
@@ -39,6 +39,8 @@ HELP = {
     "model": "discriminator (M_seq) variant",
     "objective": "generator loss: neg_ce (reference) or uniform (push the attacker's output to uniform)",
     "adversaries": "train generators against the current discriminator (reference) or all so far",
+    "generators": "per_device (reference) or shared: one generator per stage for all devices, so the cover "
+                  "carries no device identity",
     "class_weight": "class weights of the discriminator loss (imbalanced devices)",
     "seed": "random seed (numpy, torch)",
     "device": "torch device",
@@ -62,7 +64,8 @@ def _unwrap(tp: Any) -> Any:
 
 
 CHOICES = {"model": MODELS, "objective": OBJECTIVES, "adversaries": ADVERSARIES, "split": SPLITS,
-           "class_weight": CLASS_WEIGHTS, "device": DEVICES}
+           "class_weight": CLASS_WEIGHTS, "device": DEVICES,
+           "generators": GENERATORS}
 
 
 def _add_settings(p: argparse.ArgumentParser) -> None:

@@ -11,6 +11,7 @@ from typing import Any, Optional
 MODELS = ("lstm", "gru", "cnn", "mlp")
 OBJECTIVES = ("neg_ce", "uniform")
 ADVERSARIES = ("current", "all")
+GENERATORS = ("per_device", "shared")
 SPLITS = ("time", "random")
 CLASS_WEIGHTS = ("balanced", "sqrt", "none")
 DEVICES = ("auto", "cpu", "cuda")
@@ -43,6 +44,9 @@ class Settings:
     # which discriminators a stage's generators are trained against:
     # "current" (reference: the current one) or "all" (ensemble of stage-0 and every adapted one so far)
     adversaries: str = "current"
+    # per_device (reference): one generator per device and stage; shared: one generator per stage,
+    # trained on all devices' windows and served for every device (the cover carries no identity)
+    generators: str = "per_device"
     class_weight: str = "balanced"
     seed: int = 0
     device: str = "auto"
@@ -63,6 +67,7 @@ class Settings:
         check(self.model in MODELS, f"model must be one of {MODELS}, got {self.model!r}")
         check(self.objective in OBJECTIVES, f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
         check(self.adversaries in ADVERSARIES, f"adversaries must be one of {ADVERSARIES}, got {self.adversaries!r}")
+        check(self.generators in GENERATORS, f"generators must be one of {GENERATORS}, got {self.generators!r}")
         check(self.split in SPLITS, f"split must be one of {SPLITS}, got {self.split!r}")
         check(self.class_weight in CLASS_WEIGHTS, f"class_weight must be one of {CLASS_WEIGHTS}")
         check(self.device in DEVICES, f"device must be one of {DEVICES}, got {self.device!r}")

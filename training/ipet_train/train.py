@@ -212,6 +212,8 @@ def fit_discriminator(model: nn.Module, data: Data, train_idx: torch.Tensor, val
         if use_val and bad >= st.patience:
             break
     bar.close()
+    if not st.progress and hist:
+        _log(f"{desc}: {len(hist)} epochs, last {hist[-1]}")
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
@@ -223,22 +225,33 @@ def fit_discriminator(model: nn.Module, data: Data, train_idx: torch.Tensor, val
 # generator training
 
 
-def generator_loss(logits: torch.Tensor, target: int, objective: str) -> torch.Tensor:
-    """neg_ce: minus the cross-entropy against the TRUE label (reference): the generator pushes the
+def generator_loss(logits: torch.Tensor, target: torch.Tensor | int, objective: str,
+                   weight: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """The generator's loss on a batch of defended windows (lower = better for the defender).
+
+    neg_ce: minus the cross-entropy against the TRUE label (reference): the generator pushes the
     classifier away from the right answer. uniform: cross-entropy against the uniform distribution
-    (minimised when the classifier's output is uniform, i.e. it learns nothing about the device)."""
+    (minimised when the classifier's output is uniform, i.e. it learns nothing about the device).
+    `weight` (per window) weighs the mean, e.g. by class for a generator shared by all devices."""
+    if isinstance(target, int):
+        target = torch.full((logits.shape[0],), target, dtype=torch.long, device=logits.device)
     if objective == "neg_ce":
-        y = torch.full((logits.shape[0],), target, dtype=torch.long, device=logits.device)
-        return -F.cross_entropy(logits, y)
-    if objective == "uniform":
-        return -F.log_softmax(logits, dim=1).mean()
-    raise ValueError(f"unknown objective {objective!r}")
+        per = -F.cross_entropy(logits, target, reduction="none")
+    elif objective == "uniform":
+        per = -F.log_softmax(logits, dim=1).mean(dim=1)
+    else:
+        raise ValueError(f"unknown objective {objective!r}")
+    if weight is None:
+        return per.mean()
+    return (per * weight).sum() / weight.sum()
 
 
-def train_generator(gen: Generator, adversaries: Sequence[nn.Module], data: Data, idx: torch.Tensor, target: int,
-                    st: Settings, rng: torch.Generator, device: torch.device) -> dict[str, Any]:
-    """Train one device's generator for generator_epochs over that device's windows (Nadam) against
-    frozen discriminators (the loss is averaged over them)."""
+def train_generator(gen: Generator, adversaries: Sequence[nn.Module], data: Data, idx: torch.Tensor,
+                    st: Settings, rng: torch.Generator, device: torch.device,
+                    class_weight: Optional[torch.Tensor] = None) -> dict[str, Any]:
+    """Train a generator for generator_epochs over the windows `idx` (one device's, or all devices'
+    for a shared generator) with Nadam against frozen discriminators (loss averaged over them);
+    each window's true label is its device."""
     for d in adversaries:
         d.eval()
         for p in d.parameters():
@@ -253,7 +266,9 @@ def train_generator(gen: Generator, adversaries: Sequence[nn.Module], data: Data
                 b = perm[i:i + st.batch_size]
                 z = torch.randn((b.shape[0], gen.latent_dim), generator=rng).to(device)
                 x = data.x[b] + gen(z)
-                loss = sum(generator_loss(d(x, data.s[b]), target, st.objective) for d in adversaries)
+                y = data.y[b]
+                w = class_weight[y] if class_weight is not None else None
+                loss = sum(generator_loss(d(x, data.s[b]), y, st.objective, w) for d in adversaries)
                 loss = loss / len(adversaries)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -282,10 +297,6 @@ def _cover_stats(x_test: torch.Tensor, pert_test: torch.Tensor) -> dict[str, flo
         "packet_overhead": cov_p / real_p if real_p > 0 else None,
         "byte_overhead": cov_b / real_b if real_b > 0 else None,
     }
-
-
-def _short(sc: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in sc.items()}
 
 
 def _safe_name(name: str) -> str:
@@ -440,13 +451,21 @@ def train(windows_dir: str | Path, out_dir: str | Path, st: Settings,
         else:
             adversaries = [disc]
         gens, gen_info = [], []
-        for c in range(n_cls):
-            torch.manual_seed(st.seed * 7919 + stage * 131 + c)
+        if st.generators == "shared":
+            # one cover distribution for every device: the cover itself carries no identity
+            torch.manual_seed(st.seed * 7919 + stage * 131)
             g = Generator(st.latent_dim, slots, st.caps).to(device)
-            idx_c = tr[data.y[tr] == c]
-            info = train_generator(g, adversaries, data, idx_c, c, st, rng, device)
-            gens.append(g)
-            gen_info.append({"device": names[c], **info})
+            info = train_generator(g, adversaries, data, tr, st, rng, device, class_weight=weight)
+            gens = [g] * n_cls
+            gen_info.append({"device": "*shared*", **info})
+        else:
+            for c in range(n_cls):
+                torch.manual_seed(st.seed * 7919 + stage * 131 + c)
+                g = Generator(st.latent_dim, slots, st.caps).to(device)
+                idx_c = tr[data.y[tr] == c]
+                info = train_generator(g, adversaries, data, idx_c, st, rng, device)
+                gens.append(g)
+                gen_info.append({"device": names[c], **info})
         # adapt the discriminator to this stage's (rounded) cover traffic, all devices
         adapt_perturber = make_perturber([gens], data.y, rng, st.latent_dim, slots, mix=False)
         fit_discriminator(disc, data, tr, va, st.adapt_epochs, st, weight, rng, adapt_perturber,

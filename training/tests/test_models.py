@@ -107,7 +107,7 @@ def test_generator_training_lowers_true_class_confidence():
     ce = lambda: float(torch.nn.functional.cross_entropy(d(x + g(torch.randn(n, 20)), data.s), y))  # noqa: E731
     with torch.no_grad():
         before = ce()
-    info = train_generator(g, [d], data, torch.arange(n), 0, st, torch.Generator().manual_seed(0),
+    info = train_generator(g, [d], data, torch.arange(n), st, torch.Generator().manual_seed(0),
                            torch.device("cpu"))
     with torch.no_grad():
         after = ce()

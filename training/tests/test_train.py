@@ -82,11 +82,16 @@ def test_deterministic_under_seed(windows_dir, tmp_path):
 
 @pytest.mark.parametrize("variant", [dict(model="cnn", objective="uniform", adversaries="all"),
                                      dict(model="mlp", class_weight="none", split="random"),
-                                     dict(model="gru", retrain_epochs=0)])
+                                     dict(model="gru", retrain_epochs=0),
+                                     dict(model="lstm", generators="shared", objective="uniform")])
 def test_variants_train(windows_dir, tmp_path, variant):
     m = train(windows_dir, tmp_path / "m", Settings(**{**TINY, **variant}))
     assert m["settings"]["model"] == variant["model"]
     assert len(m["generations"]) == 2
+    if variant.get("generators") == "shared":  # every device serves the same cover distribution
+        z = np.random.default_rng(0).standard_normal((4, 20)).astype(np.float32)
+        outs = [_onnx_out(tmp_path / "m" / rel, z) for rel in m["generations"][1]["files"].values()]
+        assert all(np.array_equal(outs[0], o) for o in outs[1:])
 
 
 def test_config_file_and_flag_override(windows_dir, tmp_path):
