@@ -142,7 +142,8 @@ pub async fn get_perturbations(
         n,
         seed,
         model_set: set.label(),
-        created_at: Utc::now(),
+        // Stored to the millisecond: answer with what a re-fetch will return.
+        created_at: DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).unwrap_or_default(),
         requester: "anonymous".into(),
         schedule,
     };

@@ -59,6 +59,11 @@ fn init_ort(library: Option<&Path>) -> Result<&'static ort::environment::Environ
     env.as_ref().map_err(|e| Error::Model(e.clone()))
 }
 
+/// Opens one ONNX file on its own (tests and tools compare the engine against this).
+pub fn open_standalone_session(library: Option<&Path>, path: &Path) -> Result<Session> {
+    open_session(init_ort(library)?, path)
+}
+
 fn open_session(env: &ort::environment::Environment, path: &Path) -> Result<Session> {
     let fail = |e: &dyn std::fmt::Display| Error::Model(format!("{}: {e}", path.display()));
     Session::builder(env)
@@ -188,8 +193,7 @@ impl Engine {
     }
 
     fn run_blocking(&self, device: usize, generation: usize, z: Array2<f32>) -> Result<Vec<f32>> {
-        self.submit(device, generation, z)?
-            .blocking_recv()
+        futures::executor::block_on(self.submit(device, generation, z)?)
             .map_err(|_| Error::Internal("an inference thread dropped a task".into()))?
     }
 

@@ -1,0 +1,99 @@
+//! Devices, health, readiness, metrics, docs, limits.
+
+mod common;
+
+use axum::http::StatusCode;
+use common::{Db, TestApp};
+
+async fn devices_lists_the_model_set(app: &TestApp) {
+    let r = app.get("/devices").await;
+    assert_eq!(r.status, StatusCode::OK);
+    let v = r.json();
+    let names: Vec<&str> = v["devices"].as_array().expect("devices").iter().map(|d| d["name"].as_str().expect("name")).collect();
+    assert_eq!(names, ["blink-cam-01", "blink-cam-02", "blink-cam-03", "lockly-hub-01", "schlage-lock-01", "sifely-hub-01", "ultraloq-hub-01"]);
+    let generations = v["generations"].as_array().expect("generations");
+    assert!(!generations.is_empty());
+    assert!(generations[0]["metrics"].is_object(), "per-stage training metrics are served");
+    assert_eq!(v["generation_choices"].as_array().expect("choices").last().expect("mix"), "mix");
+    assert_eq!(v["settings"]["slots_per_window"], 40);
+    assert_eq!(v["columns"][0], "in_packets");
+    assert_eq!(v["version"].as_str().expect("version").len(), 12);
+}
+
+async fn health_and_readiness(app: &TestApp) {
+    let r = app.get("/healthz").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["status"], "ok");
+    let r = app.get("/readyz").await;
+    assert_eq!(r.status, StatusCode::OK);
+    let v = r.json();
+    assert_eq!(v["database"], if app.db == Db::Sqlite { "sqlite" } else { "postgres" });
+    assert!(v["model_set"].as_str().expect("model set").starts_with("tj-oconnor-2021@"));
+}
+
+async fn readiness_fails_when_the_database_is_gone(app: &TestApp) {
+    app.state.store.pool().close().await;
+    let r = app.get("/readyz").await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.json()["status"], "unavailable");
+    // And a schedule request says so without leaking the cause.
+    let r = app.get("/perturbations/blink-cam-01/0?n=1").await;
+    r.assert_error(StatusCode::INTERNAL_SERVER_ERROR, "storage_failed", "log");
+}
+
+async fn metrics_count_requests_per_route(app: &TestApp) {
+    app.get("/perturbations/blink-cam-01/0?n=2").await;
+    let text = String::from_utf8(app.get("/metrics").await.body).expect("text");
+    assert!(text.contains("ipet_http_requests_total{route=\"/perturbations/{dev_id}/{generation}\""), "{text}");
+    assert!(text.contains("ipet_http_request_duration_seconds_bucket"), "{text}");
+    assert!(text.contains("ipet_generator_seconds"), "{text}");
+    assert!(text.contains("ipet_perturbation_jobs "), "{text}");
+}
+
+async fn docs_and_spec_are_served(app: &TestApp) {
+    let spec = app.get("/openapi.json").await;
+    assert_eq!(spec.status, StatusCode::OK);
+    let served = spec.json();
+    let committed: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(common::repo().join("openapi/openapi.json")).expect("committed spec")).expect("json");
+    assert_eq!(served, committed, "the served spec is the committed one");
+    let docs = app.get("/docs/").await;
+    assert_eq!(docs.status, StatusCode::OK);
+    assert!(String::from_utf8_lossy(&docs.body).contains("swagger-ui"));
+}
+
+async fn request_ids_are_returned(app: &TestApp) {
+    let r = app.get("/healthz").await;
+    assert_eq!(r.header("x-request-id").len(), 36);
+    let r = app.get_with("/healthz", ("x-request-id", "gateway-42")).await;
+    assert_eq!(r.header("x-request-id"), "gateway-42");
+}
+
+on_both_backends!(
+    devices_lists_the_model_set,
+    health_and_readiness,
+    readiness_fails_when_the_database_is_gone,
+    metrics_count_requests_per_route,
+    docs_and_spec_are_served,
+    request_ids_are_returned,
+);
+
+#[tokio::test]
+async fn saturation_answers_429_with_retry_after() {
+    let app = TestApp::with_limits(Db::Sqlite, 1).await;
+    let held = app.state.admit().expect("the one slot");
+    let r = app.get("/perturbations/blink-cam-01/0?n=1").await;
+    r.assert_error(StatusCode::TOO_MANY_REQUESTS, "overloaded", "retry");
+    assert_eq!(r.header("retry-after"), "1");
+    drop(held);
+    assert_eq!(app.get("/perturbations/blink-cam-01/0?n=1").await.status, StatusCode::OK);
+}
+
+#[test]
+fn the_committed_openapi_spec_is_what_the_code_generates() {
+    let committed = std::fs::read_to_string(common::repo().join("openapi/openapi.json")).expect("openapi/openapi.json is committed");
+    assert!(
+        committed == ipet::cli::openapi_json(),
+        "openapi/openapi.json is stale: regenerate it with `cargo run -- openapi --out openapi/openapi.json`"
+    );
+}

@@ -1,0 +1,172 @@
+//! Test harness: the app in-process over the shipped model set, on an isolated SQLite or
+//! PostgreSQL database per test.
+#![allow(dead_code)]
+
+use std::{
+    path::PathBuf,
+    sync::{Arc, OnceLock},
+};
+
+use axum::{
+    Router,
+    body::Body,
+    http::{HeaderMap, Request, StatusCode},
+};
+use http_body_util::BodyExt;
+use ipet::{
+    app::{AppState, Limits},
+    config::ModelArgs,
+    models::{Engine, ModelSet},
+    store::Store,
+};
+use tower::ServiceExt;
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn model_args() -> ModelArgs {
+    ModelArgs {
+        models: std::env::var_os("IPET_TEST_MODELS").map_or_else(|| repo().join("models/tj-oconnor-2021"), PathBuf::from),
+        ort_library: std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from),
+        inference_threads: 2,
+        max_batch_rows: 8192,
+    }
+}
+
+/// One engine per test binary: loading 35 generators on every test would only test patience.
+pub fn engine() -> Arc<Engine> {
+    static ENGINE: OnceLock<Arc<Engine>> = OnceLock::new();
+    ENGINE
+        .get_or_init(|| {
+            let args = model_args();
+            let set = ModelSet::load(&args.models).expect("the shipped model set loads");
+            Arc::new(Engine::start(set, &args.engine_config()).expect("the engine starts"))
+        })
+        .clone()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+/// PostgreSQL server for tests; `.ci/run` starts one when none runs.
+pub fn postgres_admin_url() -> String {
+    std::env::var("IPET_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+pub struct TestApp {
+    pub state: AppState,
+    pub router: Router,
+    pub db: Db,
+    pub database: Option<String>,
+}
+
+pub const MAX_N: usize = 30_000;
+
+impl TestApp {
+    pub async fn new(db: Db) -> Self {
+        Self::with_limits(db, 64).await
+    }
+
+    pub async fn with_limits(db: Db, max_concurrent: usize) -> Self {
+        let (url, database) = match db {
+            Db::Sqlite => ("sqlite::memory:".to_string(), None),
+            Db::Postgres => {
+                let name = format!("ipet_test_{}", uuid::Uuid::new_v4().simple());
+                let admin = postgres_admin_url();
+                let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
+                    .await
+                    .unwrap_or_else(|e| panic!("PostgreSQL at {admin} is needed for the Postgres tests (.ci/run starts it): {e}"));
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.expect("create test database");
+                let base = admin.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap_or(admin);
+                (format!("{base}/{name}"), Some(name))
+            }
+        };
+        let store = Store::connect(&url, 4).await.expect("store connects");
+        let limits = Limits { max_n: MAX_N, request_timeout_secs: 30, max_body_bytes: 8 << 20 };
+        let state = AppState::new(engine(), store, limits, max_concurrent);
+        let router = ipet::http::router(state.clone());
+        Self { state, router, db, database }
+    }
+
+    pub async fn get(&self, uri: &str) -> Reply {
+        self.request(Request::get(uri).body(Body::empty()).expect("request")).await
+    }
+
+    pub async fn get_with(&self, uri: &str, header: (&str, &str)) -> Reply {
+        self.request(Request::get(uri).header(header.0, header.1).body(Body::empty()).expect("request")).await
+    }
+
+    pub async fn request(&self, req: Request<Body>) -> Reply {
+        let res = self.router.clone().oneshot(req).await.expect("router answers");
+        let status = res.status();
+        let headers = res.headers().clone();
+        let body = res.into_body().collect().await.expect("body").to_bytes().to_vec();
+        Reply { status, headers, body }
+    }
+
+    /// Drops the test's PostgreSQL database.
+    pub async fn cleanup(self) {
+        if let Some(name) = self.database {
+            self.state.store.pool().close().await;
+            if let Ok(mut conn) = <sqlx::PgConnection as sqlx::Connection>::connect(&postgres_admin_url()).await {
+                let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).execute(&mut conn).await;
+            }
+        }
+    }
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn header(&self, name: &str) -> &str {
+        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+    }
+
+    /// Asserts an error response: status, stable code, and a message containing `needle`.
+    pub fn assert_error(&self, status: StatusCode, code: &str, needle: &str) {
+        assert_eq!(self.status, status, "{}", String::from_utf8_lossy(&self.body));
+        let v = self.json();
+        assert_eq!(v["code"], code, "{v}");
+        let msg = v["message"].as_str().expect("message");
+        assert!(msg.contains(needle), "message {msg:?} should mention {needle:?}");
+    }
+}
+
+/// Runs the same async test body on SQLite and on PostgreSQL.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let app = $crate::common::TestApp::new($crate::common::Db::Sqlite).await;
+                    super::$name(&app).await;
+                    app.cleanup().await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let app = $crate::common::TestApp::new($crate::common::Db::Postgres).await;
+                    super::$name(&app).await;
+                    app.cleanup().await;
+                }
+            )*
+        }
+    };
+}
