@@ -16,7 +16,7 @@ use std::{
 
 use etherparse::{EtherType, LaxNetSlice, LaxSlicedPacket, LinkSlice, TransportSlice};
 use pcap_file::{
-    DataLink,
+    DataLink, PcapError, TsResolution,
     pcap::PcapReader,
     pcapng::{Block, PcapNgReader, blocks::interface_description::InterfaceDescriptionOption},
 };
@@ -157,13 +157,17 @@ pub fn decode_frame(link: DataLink, data: &[u8], time_ns: i64) -> std::result::R
 /// Feeds the kept packets of one capture (any supported format, detected from its first bytes)
 /// to `sink(device_id, packet)`, in file order, counting what was skipped.
 pub fn read_capture<R: Read>(
-    source: R,
+    mut source: R,
     name: &str,
     table: &DeviceTable,
     stats: &mut CaptureStats,
     mut sink: impl FnMut(usize, MatchedBy, Packet),
 ) -> Result<()> {
-    let mut reader = BufReader::with_capacity(1 << 16, source);
+    // The format is told from the first bytes, however the source hands them over (a pipe or a
+    // network body may give a few at a time): gather them before looking.
+    let mut first = Vec::with_capacity(1 << 16);
+    source.by_ref().take(1 << 16).read_to_end(&mut first).map_err(|e| Error::io(format!("reading {name}"), e))?;
+    let mut reader = BufReader::with_capacity(1 << 16, std::io::Cursor::new(first).chain(source));
     let head = reader.fill_buf().map_err(|e| Error::io(format!("reading {name}"), e))?;
     let mut on_ip = |p: std::result::Result<IpPacket, Skip>, stats: &mut CaptureStats| {
         stats.frames += 1;
@@ -192,14 +196,21 @@ pub fn read_capture<R: Read>(
     match Format::detect(head) {
         Some(Format::Pcap) => {
             let mut pcap = PcapReader::new(reader).map_err(|e| corrupt(name, &e))?;
-            let link = pcap.header().datalink;
-            while let Some(next) = pcap.next_packet() {
+            let header = pcap.header();
+            let link = header.datalink;
+            let ns_per_tick = match header.ts_resolution {
+                TsResolution::MicroSecond => 1_000,
+                TsResolution::NanoSecond => 1,
+            };
+            // Raw records: pcap-file's checked ones refuse a record whose orig_len exceeds the
+            // header's snap length, which is every cut frame of a capture taken with one.
+            while let Some(next) = pcap.next_raw_packet() {
                 match next {
                     Ok(pkt) => {
-                        let t = pkt.timestamp.as_nanos() as i64;
+                        let t = i64::from(pkt.ts_sec) * 1_000_000_000 + i64::from(pkt.ts_frac) * ns_per_tick;
                         on_ip(decode_frame(link, &pkt.data, t), stats);
                     }
-                    Err(pcap_file::PcapError::IncompleteBuffer) => {
+                    Err(e) if cut_short(&e) => {
                         // A capture cut in the middle of its last record.
                         stats.frames += 1;
                         stats.skipped_truncated += 1;
@@ -216,7 +227,7 @@ pub fn read_capture<R: Read>(
             while let Some(next) = ng.next_block() {
                 let block = match next {
                     Ok(b) => b,
-                    Err(pcap_file::PcapError::IncompleteBuffer) => {
+                    Err(e) if cut_short(&e) => {
                         stats.frames += 1;
                         stats.skipped_truncated += 1;
                         break;
@@ -276,6 +287,16 @@ fn scale_pcapng_timestamp(raw: u64, tsresol: u8) -> i64 {
         (raw as u128 * 1_000_000_000) >> exp.min(127)
     };
     ns.min(i64::MAX as u128) as i64
+}
+
+/// Whether pcap-file stopped because the capture ends inside a record or block: its reader
+/// reports that as an unexpected end of file, not as `IncompleteBuffer`.
+fn cut_short(e: &PcapError) -> bool {
+    match e {
+        PcapError::IncompleteBuffer => true,
+        PcapError::IoError(io) => io.kind() == std::io::ErrorKind::UnexpectedEof,
+        _ => false,
+    }
 }
 
 fn corrupt(name: &str, e: &dyn std::fmt::Display) -> Error {

@@ -220,7 +220,7 @@ mod tests {
     #[test]
     fn slot_edges_are_exact() {
         // 0.3 s after the start is slot 3, not slot 2 (0.3 / 0.1 in floating point is 2.999...).
-        let w = cut(&[pkt(1.0, 1, Direction::In), pkt(1.3, 2, Direction::In), pkt(1.0999999, 4, Direction::In), pkt(4.9999, 8, Direction::Out)]);
+        let w = cut(&[pkt(1.0, 1, Direction::In), pkt(1.0999999, 4, Direction::In), pkt(1.3, 2, Direction::In), pkt(4.9999, 8, Direction::Out)]);
         assert_eq!(w.features.len(), 160);
         assert_eq!(w.slot(0, 0), &[2.0, 5.0, 0.0, 0.0]);
         assert_eq!(w.slot(0, 3), &[1.0, 2.0, 0.0, 0.0]);

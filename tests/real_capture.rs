@@ -1,0 +1,338 @@
+//! The in-repo real capture slice (`data/tj-oconnor-2021-slice`: 12 hours of 7 real devices)
+//! through the data plane and through the `ipet windows` command.
+
+#![allow(clippy::unwrap_used)]
+
+use std::{
+    collections::BTreeMap,
+    fs::File,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use ipet::traffic::{
+    COLUMNS, DeviceTable, Direction, WindowSettings, Windows,
+    capture::{CaptureStats, read_capture, read_captures},
+    devices::MatchedBy,
+};
+use ndarray::{Array1, Array3};
+
+/// The README's table: device, records in its capture, kept packets, 4 s windows.
+const EXPECTED: [(&str, u64, usize, usize); 7] = [
+    ("blink-cam-01", 2_511, 1_540, 16),
+    ("blink-cam-02", 2_311, 1_377, 10),
+    ("blink-cam-03", 3_231, 1_976, 15),
+    ("lockly-hub-01", 3_185, 1_459, 720),
+    ("schlage-lock-01", 732, 153, 40),
+    ("sifely-hub-01", 1_449, 581, 356),
+    ("ultraloq-hub-01", 3_565, 1_817, 759),
+];
+
+fn slice_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("data/tj-oconnor-2021-slice")
+}
+
+fn table() -> DeviceTable {
+    DeviceTable::from_csv_path(&slice_dir().join("devices.csv")).unwrap()
+}
+
+fn windows_of(table: &DeviceTable, traffic: &ipet::traffic::capture::DeviceTraffic) -> Windows {
+    let settings = WindowSettings::reference();
+    let mut windows = Windows::new(&settings);
+    for d in table.devices() {
+        windows.push_device(&traffic.packets[d.id], d.id as i64, &settings);
+    }
+    windows
+}
+
+#[test]
+fn the_readme_table_matches_the_slice() {
+    let table = table();
+    assert_eq!(table.len(), EXPECTED.len());
+    let traffic = read_captures(&[slice_dir().join("pcaps")], &table).unwrap();
+    let windows = windows_of(&table, &traffic);
+    for (name, _, kept, n_windows) in EXPECTED {
+        let d = table.by_name(name).unwrap().id;
+        assert_eq!(traffic.packets[d].len(), kept, "{name}: kept packets");
+        assert_eq!(
+            windows.labels.iter().filter(|&&l| l == d as i64).count(),
+            n_windows,
+            "{name}: windows"
+        );
+    }
+    let stats = &traffic.stats;
+    assert_eq!(stats.frames, EXPECTED.iter().map(|e| e.1).sum::<u64>());
+    assert_eq!(
+        stats.kept as usize,
+        EXPECTED.iter().map(|e| e.2).sum::<usize>()
+    );
+    assert_eq!(
+        stats.kept as usize,
+        traffic.packets.iter().map(Vec::len).sum::<usize>()
+    );
+}
+
+#[test]
+fn every_capture_file_reads_cleanly_and_belongs_to_its_device() {
+    let table = table();
+    for (name, records, kept, _) in EXPECTED {
+        let path = slice_dir().join("pcaps").join(format!("{name}.pcap"));
+        let mut stats = CaptureStats::default();
+        let mut per_device: BTreeMap<usize, u64> = BTreeMap::new();
+        read_capture(
+            File::open(&path).unwrap(),
+            name,
+            &table,
+            &mut stats,
+            |d, by, _| {
+                assert_eq!(by, MatchedBy::Mac, "{name}");
+                *per_device.entry(d).or_default() += 1;
+            },
+        )
+        .unwrap();
+        assert_eq!(stats.frames, records, "{name}: records");
+        assert_eq!(stats.skipped_truncated, 0, "{name}: {stats:?}");
+        assert_eq!(stats.matched_by_ip, 0, "{name}: {stats:?}");
+        assert_eq!(stats.matched_by_mac, stats.kept, "{name}: {stats:?}");
+        let skipped = stats.skipped_non_ip
+            + stats.skipped_not_tcp_udp
+            + stats.skipped_not_lan_boundary
+            + stats.skipped_no_payload
+            + stats.skipped_unknown_device;
+        assert_eq!(stats.kept + skipped, stats.frames, "{name}: {stats:?}");
+        // Each device's capture holds that device's packets only.
+        let d = table.by_name(name).unwrap().id;
+        assert_eq!(per_device, BTreeMap::from([(d, kept as u64)]), "{name}");
+    }
+}
+
+#[test]
+fn every_device_gets_packets_all_matched_by_mac() {
+    let table = table();
+    let traffic = read_captures(&[slice_dir().join("pcaps")], &table).unwrap();
+    assert_eq!(traffic.stats.skipped_truncated, 0);
+    assert_eq!(traffic.stats.matched_by_ip, 0);
+    assert_eq!(traffic.stats.matched_by_mac, traffic.stats.kept);
+    for d in table.devices() {
+        let packets = &traffic.packets[d.id];
+        assert!(!packets.is_empty(), "{}", d.name);
+        assert_eq!(
+            traffic.matched_by(d.id).as_deref(),
+            Some("mac"),
+            "{}",
+            d.name
+        );
+        assert!(
+            packets.windows(2).all(|w| w[0].time_ns <= w[1].time_ns),
+            "{}: sorted",
+            d.name
+        );
+        // Both directions are seen, all within the 12 hours (plus a little slack) of the slice.
+        assert!(
+            packets.iter().any(|p| p.direction == Direction::In),
+            "{}",
+            d.name
+        );
+        assert!(
+            packets.iter().any(|p| p.direction == Direction::Out),
+            "{}",
+            d.name
+        );
+        let span = packets.last().unwrap().time_ns - packets[0].time_ns;
+        assert!(
+            span > 0 && span <= 12 * 3600 * 1_000_000_000 + 1_000_000_000,
+            "{}: span {span} ns",
+            d.name
+        );
+        // March 2021, in epoch nanoseconds.
+        assert!(
+            (1_614_556_800_000_000_000..1_617_235_200_000_000_000).contains(&packets[0].time_ns),
+            "{}",
+            d.name
+        );
+        // Sizes come from 16-bit IP lengths.
+        assert!(packets.iter().all(|p| p.size <= 65_535), "{}", d.name);
+    }
+}
+
+#[test]
+fn window_features_are_sane() {
+    let table = table();
+    let traffic = read_captures(&[slice_dir().join("pcaps")], &table).unwrap();
+    let windows = windows_of(&table, &traffic);
+    let n = windows.len();
+    assert_eq!(windows.slots, 40);
+    assert_eq!(windows.features.len(), n * 40 * 4);
+    assert_eq!((windows.silence.len(), windows.start_time.len()), (n, n));
+    let total_kept = traffic.stats.kept as f32;
+
+    for v in &windows.features {
+        assert!(
+            *v >= 0.0 && v.fract() == 0.0 && v.is_finite(),
+            "feature {v}"
+        );
+    }
+    for w in 0..n {
+        let device = windows.labels[w] as usize;
+        let mut window_packets = 0.0;
+        for s in 0..windows.slots {
+            let [in_p, in_b, out_p, out_b] = <[f32; 4]>::try_from(windows.slot(w, s)).unwrap();
+            // Bytes may be 0 (empty UDP datagrams), never negative.
+            assert!(in_b >= in_p * 0.0 && out_b >= out_p * 0.0);
+            assert!(in_p <= total_kept && out_p <= total_kept);
+            window_packets += in_p + out_p;
+        }
+        // A window starts at a packet: its first slot is never empty, and neither is it.
+        let first = windows.slot(w, 0);
+        assert!(
+            first[0] + first[2] >= 1.0,
+            "window {w} of device {device} starts at a packet"
+        );
+        assert!(window_packets >= 1.0);
+        assert!(windows.silence[w] >= 0.0 && windows.silence[w].is_finite());
+    }
+
+    // Per device: windows are contiguous, sorted by start, at least total_time apart, the first
+    // with silence 0; every packet lands in exactly one window, with its bytes.
+    let mut seen_labels = Vec::new();
+    for d in table.devices() {
+        let idx: Vec<usize> = (0..n)
+            .filter(|&w| windows.labels[w] == d.id as i64)
+            .collect();
+        assert!(!idx.is_empty(), "{}", d.name);
+        assert!(
+            idx.windows(2).all(|p| p[1] == p[0] + 1),
+            "{}: contiguous",
+            d.name
+        );
+        seen_labels.push(d.id as i64);
+        let starts: Vec<f64> = idx.iter().map(|&w| windows.start_time[w]).collect();
+        assert!(
+            starts.windows(2).all(|s| s[1] - s[0] >= 4.0 - 1e-6),
+            "{}: sorted, 4 s apart",
+            d.name
+        );
+        assert_eq!(windows.silence[idx[0]], 0.0, "{}", d.name);
+        assert!(
+            idx[1..].iter().all(|&w| windows.silence[w] > 0.0),
+            "{}",
+            d.name
+        );
+        let packets = &traffic.packets[d.id];
+        assert!((starts[0] - packets[0].time_s()).abs() < 1e-6);
+        let sum = |col: usize| -> f64 {
+            idx.iter()
+                .map(|&w| {
+                    (0..windows.slots)
+                        .map(|s| f64::from(windows.slot(w, s)[col]))
+                        .sum::<f64>()
+                })
+                .sum()
+        };
+        let count = |dir: Direction| packets.iter().filter(|p| p.direction == dir).count() as f64;
+        let bytes = |dir: Direction| {
+            packets
+                .iter()
+                .filter(|p| p.direction == dir)
+                .map(|p| f64::from(p.size))
+                .sum::<f64>()
+        };
+        assert_eq!(
+            COLUMNS,
+            ["in_packets", "in_bytes", "out_packets", "out_bytes"]
+        );
+        assert_eq!(sum(0), count(Direction::In), "{}", d.name);
+        assert_eq!(sum(1), bytes(Direction::In), "{}", d.name);
+        assert_eq!(sum(2), count(Direction::Out), "{}", d.name);
+        assert_eq!(sum(3), bytes(Direction::Out), "{}", d.name);
+    }
+    // Labels come in device order.
+    let mut dedup = windows.labels.clone();
+    dedup.dedup();
+    assert_eq!(dedup, seen_labels);
+}
+
+#[test]
+fn ipet_windows_writes_the_five_files() {
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("windows");
+    let slice = slice_dir();
+    let result = Command::new(env!("CARGO_BIN_EXE_ipet"))
+        .arg("windows")
+        .arg("--captures")
+        .arg(slice.join("pcaps"))
+        .arg("--devices")
+        .arg(slice.join("devices.csv"))
+        .arg("--out")
+        .arg(&dir)
+        .env_remove("IPET_TOTAL_TIME")
+        .env_remove("IPET_OMEGA")
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        result.status.success(),
+        "ipet windows failed: {}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert_eq!(
+        files,
+        [
+            "features.npy",
+            "labels.npy",
+            "silence.npy",
+            "start_time.npy",
+            "windows.json"
+        ]
+    );
+
+    let n: usize = EXPECTED.iter().map(|e| e.3).sum();
+    let features: Array3<f32> = ndarray_npy::read_npy(dir.join("features.npy")).unwrap();
+    assert_eq!(features.shape(), &[n, 40, 4]);
+    let silence: Array1<f32> = ndarray_npy::read_npy(dir.join("silence.npy")).unwrap();
+    assert_eq!(silence.len(), n);
+    let labels: Array1<i64> = ndarray_npy::read_npy(dir.join("labels.npy")).unwrap();
+    assert_eq!(labels.len(), n);
+    let start_time: Array1<f64> = ndarray_npy::read_npy(dir.join("start_time.npy")).unwrap();
+    assert_eq!(start_time.len(), n);
+
+    // The same numbers as the library computes.
+    let table = table();
+    let traffic = read_captures(&[slice.join("pcaps")], &table).unwrap();
+    let windows = windows_of(&table, &traffic);
+    assert_eq!(features.as_slice().unwrap(), windows.features.as_slice());
+    assert_eq!(silence.to_vec(), windows.silence);
+    assert_eq!(labels.to_vec(), windows.labels);
+    assert_eq!(start_time.to_vec(), windows.start_time);
+    assert!(features.iter().all(|v| *v >= 0.0 && v.fract() == 0.0));
+
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("windows.json")).unwrap()).unwrap();
+    assert_eq!(meta["schema_version"], 1);
+    assert_eq!(meta["total_time"], 4.0);
+    assert_eq!(meta["omega"], 0.1);
+    assert_eq!(meta["slots_per_window"], 40);
+    assert_eq!(
+        meta["columns"],
+        serde_json::json!(["in_packets", "in_bytes", "out_packets", "out_bytes"])
+    );
+    let devices = meta["devices"].as_array().unwrap();
+    assert_eq!(devices.len(), EXPECTED.len());
+    for (d, (name, _, kept, n_windows)) in devices.iter().zip(EXPECTED) {
+        assert_eq!(d["name"], name);
+        assert_eq!(d["packets"], kept, "{name}");
+        assert_eq!(d["windows"], n_windows, "{name}");
+        assert_eq!(d["matched_by"], "mac", "{name}");
+    }
+    assert_eq!(
+        meta["stats"]["kept"],
+        EXPECTED.iter().map(|e| e.2).sum::<usize>()
+    );
+    assert_eq!(meta["stats"]["skipped_truncated"], 0);
+}
