@@ -4,13 +4,20 @@
 //! simulator, so that undefended and defended traffic are always scored by the same code.
 
 pub mod address;
+pub mod baselines;
 pub mod capture;
 pub mod devices;
 pub mod packet;
+pub mod simulate;
 pub mod tshark_csv;
 pub mod windows;
 
+pub use baselines::{Baseline, BaselineKind};
 pub use capture::{CaptureStats, read_captures};
 pub use devices::{Device, DeviceTable};
 pub use packet::{Direction, Packet, Transport};
+pub use simulate::{
+    Defense, FixedRows, GeneratorRows, Mode, OutputFile, OutputPacket, RowSource, SimSettings,
+    Summary, simulate,
+};
 pub use windows::{COLUMNS, WindowSettings, Windows};
