@@ -5,6 +5,8 @@ use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Args, Parser, Subcommand};
 
+mod simulate;
+
 use crate::{
     config::{ModelArgs, ServeConfig},
     error::{Error, Result},
@@ -34,6 +36,9 @@ pub enum Command {
     Predict(PredictArgs),
     /// Print the OpenAPI document generated from the routes (or write it with --out).
     Openapi(OpenapiArgs),
+    /// Defend one device's trace with iPET cover (generators or a fixed schedule) or a baseline,
+    /// optionally write the defended trace, and print the overhead summary as JSON.
+    Simulate(simulate::SimulateArgs),
 }
 
 #[derive(Debug, Args)]
@@ -96,6 +101,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Windows(args) => windows(args),
         Command::Predict(args) => predict(args),
         Command::Openapi(args) => openapi(args),
+        Command::Simulate(args) => simulate::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
