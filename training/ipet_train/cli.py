@@ -52,7 +52,7 @@ HELP = {
     "min_windows_per_device": "devices with fewer windows get no generator (warned, listed in the manifest)",
     "name": "model set name (default: the output directory's name)",
     "progress": "tqdm progress bars",
-    "threads": "torch CPU threads (default: torch's choice)",
+    "threads": "torch CPU threads (0: torch's choice; 1 avoids OpenMP thrashing on shared cores)",
 }
 
 

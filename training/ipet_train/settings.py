@@ -57,7 +57,9 @@ class Settings:
     min_windows_per_device: int = 10
     name: Optional[str] = None
     progress: bool = True
-    threads: Optional[int] = None
+    # torch intra-op CPU threads. 1 by default: these models are tiny, and OpenMP threads on shared
+    # cores (a build running beside) slowed an epoch 20-40x in measurements; 0 = torch's choice
+    threads: int = 1
 
     def validate(self) -> "Settings":
         def check(cond: bool, msg: str) -> None:
@@ -77,6 +79,7 @@ class Settings:
         check(self.training_stages >= 1, "training_stages must be >= 1")
         for k in ("generator_epochs", "adapt_epochs", "disc_epochs", "retrain_epochs"):
             check(getattr(self, k) >= 0, f"{k} must be >= 0")
+        check(self.threads >= 0, "threads must be >= 0")
         check(self.batch_size >= 1, "batch_size must be >= 1")
         check(0.0 < self.train_fraction < 1.0, "train_fraction must be in (0, 1)")
         check(0.0 <= self.val_fraction < 1.0, "val_fraction must be in [0, 1)")
