@@ -53,7 +53,10 @@ impl Store {
         };
         let memory = backend == Backend::Sqlite && (url.contains(":memory:") || url.contains("mode=memory"));
         let options = AnyConnectOptions::from_str(&url).map_err(|e| bad(format!("{url}: {e}")))?;
-        let mut pool = AnyPoolOptions::new().max_connections(if memory { 1 } else { max_connections.max(1) });
+        // SQLite has one writer at a time: several pooled writers only meet in its busy handler,
+        // which sleeps for milliseconds. One connection queues them without sleeping.
+        let connections = if backend == Backend::Sqlite { 1 } else { max_connections.max(1) };
+        let mut pool = AnyPoolOptions::new().max_connections(connections);
         if memory {
             // An in-memory database lives as long as its one connection.
             pool = pool.min_connections(1).idle_timeout(None).max_lifetime(None);

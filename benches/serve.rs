@@ -1,0 +1,147 @@
+//! Service throughput and latency, printed as figures (not a timed test).
+//!
+//! `cargo bench --bench serve` starts the real router on 127.0.0.1 (port 0) over the shipped model
+//! set, once on a SQLite file and once on PostgreSQL (when IPET_BENCH_POSTGRES_URL or the default
+//! local server answers), and drives it from an HTTP client in the same process:
+//! - n=100 windows, JSON: latency percentiles one request at a time;
+//! - n=100 windows, JSON: requests per second at concurrency 32 for a few seconds;
+//! - n=25,000 windows (1M rows) as npy: end-to-end latency including the job write.
+
+use std::{
+    path::PathBuf,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use ipet::{
+    app::{AppState, Limits},
+    config::ModelArgs,
+    models::{Engine, ModelSet},
+    store::Store,
+};
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn ms(d: f64) -> String {
+    format!("{:.2} ms", d * 1e3)
+}
+
+async fn serve(engine: Arc<Engine>, url: &str) -> (String, tokio::task::JoinHandle<()>) {
+    let store = Store::connect(url, 8).await.expect("store");
+    let limits = Limits { max_n: 50_000, request_timeout_secs: 60, max_body_bytes: 1 << 20 };
+    let state = AppState::new(engine, store, limits, 1024);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let handle = tokio::spawn(async move {
+        axum::serve(listener, ipet::http::router(state)).await.expect("serve");
+    });
+    (format!("http://{addr}"), handle)
+}
+
+async fn timed_get(client: &reqwest::Client, url: &str) -> f64 {
+    let t = Instant::now();
+    let res = client.get(url).send().await.expect("request");
+    assert!(res.status().is_success(), "{url}: {}", res.status());
+    let body = res.bytes().await.expect("body");
+    assert!(!body.is_empty());
+    t.elapsed().as_secs_f64()
+}
+
+async fn run(label: &str, engine: Arc<Engine>, db_url: &str) {
+    let (base, server) = serve(engine, db_url).await;
+    let client = reqwest::Client::builder().pool_max_idle_per_host(64).build().expect("client");
+    let small = format!("{base}/perturbations/lockly-hub-01/mix?n=100");
+
+    for _ in 0..50 {
+        timed_get(&client, &small).await;
+    }
+    let mut lat: Vec<f64> = Vec::new();
+    for _ in 0..500 {
+        lat.push(timed_get(&client, &small).await);
+    }
+    lat.sort_by(f64::total_cmp);
+    println!(
+        "{label:>9} | n=100 json, one at a time     | p50 {} | p90 {} | p99 {} | ({} requests)",
+        ms(percentile(&lat, 0.5)),
+        ms(percentile(&lat, 0.9)),
+        ms(percentile(&lat, 0.99)),
+        lat.len()
+    );
+
+    let duration = Duration::from_secs(5);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..32 {
+        let (client, url) = (client.clone(), small.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            while started.elapsed() < duration {
+                lat.push(timed_get(&client, &url).await);
+            }
+            lat
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.expect("task"));
+    }
+    let secs = started.elapsed().as_secs_f64();
+    all.sort_by(f64::total_cmp);
+    println!(
+        "{label:>9} | n=100 json, concurrency 32    | {:.0} requests/s | p50 {} | p99 {} | ({} requests in {secs:.1} s)",
+        all.len() as f64 / secs,
+        ms(percentile(&all, 0.5)),
+        ms(percentile(&all, 0.99)),
+        all.len()
+    );
+
+    let big = format!("{base}/perturbations/ultraloq-hub-01/mix?n=25000&format=npy");
+    timed_get(&client, &big).await;
+    let mut lat = Vec::new();
+    for _ in 0..15 {
+        lat.push(timed_get(&client, &big).await);
+    }
+    lat.sort_by(f64::total_cmp);
+    println!(
+        "{label:>9} | n=25000 npy (1M rows, 16 MB) | p50 {} | min {} | max {} | ({} requests)",
+        ms(percentile(&lat, 0.5)),
+        ms(lat[0]),
+        ms(lat[lat.len() - 1]),
+        lat.len()
+    );
+    server.abort();
+}
+
+fn main() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let args = ModelArgs {
+        models: std::env::var_os("IPET_MODELS").map_or_else(|| root.join("models/tj-oconnor-2021"), PathBuf::from),
+        ort_library: std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from),
+        inference_threads: 0,
+        max_batch_rows: 8192,
+    };
+    let config = args.engine_config();
+    let set = ModelSet::load(&args.models).expect("model set");
+    println!("model set {} | {} inference threads | {} cores", set.label(), config.threads, std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let engine = Arc::new(Engine::start(set, &config).expect("engine"));
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sqlite = format!("sqlite:{}", dir.path().join("bench.sqlite3").display());
+        run("sqlite", engine.clone(), &sqlite).await;
+        let pg = std::env::var("IPET_BENCH_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let admin = <sqlx::PgConnection as sqlx::Connection>::connect(&pg).await;
+        match admin {
+            Ok(mut conn) => {
+                let name = format!("ipet_bench_{}", std::process::id());
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.expect("create db");
+                let base = pg.rsplit_once('/').map_or(pg.clone(), |(b, _)| b.to_string());
+                run("postgres", engine.clone(), &format!("{base}/{name}")).await;
+                sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {name} WITH (FORCE)"))).execute(&mut conn).await.expect("drop db");
+            }
+            Err(e) => println!("postgres | skipped: {pg} does not answer ({e})"),
+        }
+    });
+}

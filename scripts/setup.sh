@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs and starts what the tests need, idempotently: PostgreSQL (started when not running,
+# installed from Debian when absent), the training package and its Python dependencies, and the
+# ONNX Runtime library under .ort/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v pg_isready >/dev/null 2>&1 || ! ls /etc/postgresql/*/main >/dev/null 2>&1; then
+  echo "setup: installing PostgreSQL" >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+fi
+if ! pg_isready -q -h 127.0.0.1 -p 5432; then
+  echo "setup: starting PostgreSQL" >&2
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort | tail -n 1)" main start
+  for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+fi
+pg_isready -h 127.0.0.1 -p 5432 >&2
+# The tests connect as postgres without a password over TCP; make sure that is allowed.
+if ! psql "postgres://postgres@127.0.0.1:5432/postgres" -qtAc 'select 1' >/dev/null 2>&1; then
+  hba=$(su postgres -c "psql -qtAc 'show hba_file'")
+  sed -i '1i host all postgres 127.0.0.1/32 trust' "$hba"
+  su postgres -c "psql -qtAc 'select pg_reload_conf()'" >/dev/null
+fi
+
+if ! python3 -c 'import ipet_train, torch, onnx, onnxruntime, pytest' >/dev/null 2>&1; then
+  echo "setup: installing the training package and its dependencies" >&2
+  python3 -m pip install --quiet --disable-pip-version-check -e 'training[test]'
+fi
+
+scripts/onnxruntime.sh >/dev/null

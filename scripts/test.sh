@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Every test: Rust unit and integration tests (SQLite and PostgreSQL), the OpenAPI drift check,
+# formatting, and the training package's tests including a smoke run of the whole pipeline on the
+# in-repo real capture slice.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+export IPET_TEST_POSTGRES_URL="${IPET_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+
+cargo fmt --all -- --check
+cargo build --locked --bins
+cargo test --locked
+IPET_BIN="$PWD/target/debug/ipet" python3 -m pytest training/tests -q
