@@ -15,8 +15,8 @@ use std::time::Instant;
 use ipet::{
     Result,
     traffic::{
-        Baseline, BaselineKind, Defense, DeviceTable, Mode, OutputPacket, Packet, RowSource,
-        SimSettings, Summary, read_captures, simulate, simulate::OutputFile,
+        Baseline, BaselineKind, Defense, DeviceTable, Mode, OutputPacket, Packet, RowSource, SimSettings, Summary,
+        read_captures, simulate, simulate::OutputFile,
     },
 };
 use rand::{Rng, SeedableRng};
@@ -39,14 +39,7 @@ impl RowSource for Cycle {
 fn schedule() -> Cycle {
     let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(1);
     let rows = (0..1 << 20)
-        .map(|_| {
-            [
-                rng.random_range(0..5),
-                rng.random_range(0..101),
-                rng.random_range(0..5),
-                rng.random_range(0..101),
-            ]
-        })
+        .map(|_| [rng.random_range(0..5), rng.random_range(0..101), rng.random_range(0..5), rng.random_range(0..101)])
         .collect();
     Cycle { rows, at: 0 }
 }
@@ -72,26 +65,11 @@ fn run(
 ) -> Summary {
     let settings = SimSettings::default();
     let defense = match name {
-        "slotted" => Defense::Ipet {
-            mode: Mode::Slotted,
-            rows,
-        },
-        "reference" => Defense::Ipet {
-            mode: Mode::Reference,
-            rows,
-        },
-        "constant" => Defense::Baseline {
-            baseline: Baseline::new(BaselineKind::Constant),
-            seed: Some(1),
-        },
-        "random" => Defense::Baseline {
-            baseline: Baseline::new(BaselineKind::Random),
-            seed: Some(1),
-        },
-        _ => Defense::Baseline {
-            baseline: Baseline::new(BaselineKind::RandomPlus),
-            seed: Some(1),
-        },
+        "slotted" => Defense::Ipet { mode: Mode::Slotted, rows },
+        "reference" => Defense::Ipet { mode: Mode::Reference, rows },
+        "constant" => Defense::Baseline { baseline: Baseline::new(BaselineKind::Constant), seed: Some(1) },
+        "random" => Defense::Baseline { baseline: Baseline::new(BaselineKind::Random), seed: Some(1) },
+        _ => Defense::Baseline { baseline: Baseline::new(BaselineKind::RandomPlus), seed: Some(1) },
     };
     simulate(packets, defense, &settings, sink).expect("simulate")
 }
@@ -99,17 +77,11 @@ fn run(
 /// The trace repeated `times` times, each copy shifted by the trace's span plus a minute.
 fn repeated(packets: &[Packet], times: i64) -> impl Iterator<Item = Packet> + '_ {
     let span = packets.last().map_or(0, |l| l.time_ns - packets[0].time_ns) + 60_000_000_000;
-    (0..times).flat_map(move |i| {
-        packets.iter().map(move |p| Packet {
-            time_ns: p.time_ns + i * span,
-            ..*p
-        })
-    })
+    (0..times).flat_map(move |i| packets.iter().map(move |p| Packet { time_ns: p.time_ns + i * span, ..*p }))
 }
 
 fn main() {
-    let root =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/tj-oconnor-2021");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/tj-oconnor-2021");
     let pcap = root.join("pcaps/lockly-hub-01.pcap");
     if !pcap.exists() {
         eprintln!("{} is missing: nothing to measure", pcap.display());
@@ -118,12 +90,11 @@ fn main() {
     let hwm_start = vm_hwm_kib();
     let table = DeviceTable::from_csv_path(&root.join("devices.csv")).expect("devices");
     let device = table.by_name("lockly-hub-01").expect("device").id;
-    let traffic = read_captures(&[pcap.clone()], &table).expect("capture");
+    let traffic = read_captures(std::slice::from_ref(&pcap), &table).expect("capture");
     let packets = traffic.packets[device].clone();
     drop(traffic);
     let mut rows = schedule();
-    let span_days =
-        (packets.last().expect("packets").time_ns - packets[0].time_ns) as f64 / 86_400e9;
+    let span_days = (packets.last().expect("packets").time_ns - packets[0].time_ns) as f64 / 86_400e9;
     let hwm_loaded = vm_hwm_kib();
     println!(
         "trace: {} ({} packets, {span_days:.2} days); VmHWM {} MiB at start, {} MiB with the trace and schedule loaded",
@@ -169,9 +140,7 @@ fn main() {
     let path = dir.path().join("defended.npy");
     let started = Instant::now();
     let mut file = OutputFile::create(&path).expect("create");
-    let s = run("slotted", packets.iter().copied(), &mut rows, |p| {
-        file.write(p)
-    });
+    let s = run("slotted", packets.iter().copied(), &mut rows, |p| file.write(p));
     let n = file.finish().expect("finish");
     let secs = started.elapsed().as_secs_f64();
     let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);

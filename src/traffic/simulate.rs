@@ -71,9 +71,7 @@ use crate::{
 pub const OUTPUT_COLUMNS: [&str; 4] = ["direction", "is_dummy", "size_bytes", "time_s"];
 
 /// How iPET cover is laid over the trace.
-#[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema, clap::ValueEnum,
-)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// One row per omega slot, both directions, dummies spread inside their slot (correct).
@@ -94,10 +92,7 @@ pub struct SimSettings {
 
 impl Default for SimSettings {
     fn default() -> Self {
-        Self {
-            omega_ns: 100_000_000,
-            active_gap_ns: 5_000_000_000,
-        }
+        Self { omega_ns: 100_000_000, active_gap_ns: 5_000_000_000 }
     }
 }
 
@@ -106,14 +101,9 @@ impl SimSettings {
     pub fn new(omega: f64, active_gap: f64) -> Result<Self> {
         let bad = |m: String| Error::invalid("invalid_simulation_settings", m);
         if !(omega.is_finite() && active_gap.is_finite()) {
-            return Err(bad(format!(
-                "omega {omega} s and active_gap {active_gap} s must be finite"
-            )));
+            return Err(bad(format!("omega {omega} s and active_gap {active_gap} s must be finite")));
         }
-        let s = Self {
-            omega_ns: secs_to_ns(omega),
-            active_gap_ns: secs_to_ns(active_gap),
-        };
+        let s = Self { omega_ns: secs_to_ns(omega), active_gap_ns: secs_to_ns(active_gap) };
         if s.omega_ns <= 0 || s.active_gap_ns < s.omega_ns {
             return Err(bad(format!(
                 "need 0 < omega <= active_gap, got omega {omega} s and active_gap {active_gap} s"
@@ -157,11 +147,7 @@ impl OutputPacket {
             time_ns: self.time_ns,
             size: self.size.round() as u32,
             direction: self.direction,
-            transport: if self.dummy {
-                Transport::Udp
-            } else {
-                transport_of_real
-            },
+            transport: if self.dummy { Transport::Udp } else { transport_of_real },
         }
     }
 }
@@ -169,15 +155,9 @@ impl OutputPacket {
 /// What the simulator defends a trace with.
 pub enum Defense<'a> {
     /// iPET cover from a row source.
-    Ipet {
-        mode: Mode,
-        rows: &'a mut dyn RowSource,
-    },
+    Ipet { mode: Mode, rows: &'a mut dyn RowSource },
     /// A baseline defense; `seed` makes its random choices reproducible (None: OS randomness).
-    Baseline {
-        baseline: Baseline,
-        seed: Option<u64>,
-    },
+    Baseline { baseline: Baseline, seed: Option<u64> },
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -199,11 +179,7 @@ pub struct FixedRows {
 impl FixedRows {
     /// Refuses negative values.
     pub fn new(rows: Vec<[i32; 4]>) -> Result<Self> {
-        if let Some((i, r)) = rows
-            .iter()
-            .enumerate()
-            .find(|(_, r)| r.iter().any(|&v| v < 0))
-        {
+        if let Some((i, r)) = rows.iter().enumerate().find(|(_, r)| r.iter().any(|&v| v < 0)) {
             return Err(Error::invalid(
                 "invalid_schedule",
                 format!("schedule row {i} is {r:?}: packet and byte counts cannot be negative"),
@@ -223,12 +199,9 @@ impl FixedRows {
     }
 
     pub fn from_npy_path(path: &Path) -> Result<Self> {
-        let bytes =
-            std::fs::read(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        let bytes = std::fs::read(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
         Self::from_npy_bytes(&bytes).map_err(|e| match e {
-            Error::InvalidInput { code, message } => {
-                Error::invalid(code, format!("{}: {message}", path.display()))
-            }
+            Error::InvalidInput { code, message } => Error::invalid(code, format!("{}: {message}", path.display())),
             other => other,
         })
     }
@@ -266,9 +239,7 @@ fn read_rows_npy(bytes: &[u8]) -> Result<Vec<[i32; 4]>> {
         if shape.last() != Some(&4) || shape.len() < 2 {
             return Err(Error::invalid(
                 "invalid_schedule",
-                format!(
-                    "the schedule has shape {shape:?}; expected [rows, 4] (or [windows, slots, 4])"
-                ),
+                format!("the schedule has shape {shape:?}; expected [rows, 4] (or [windows, slots, 4])"),
             ));
         }
         let values: Vec<T> = a.iter().copied().collect();
@@ -279,10 +250,7 @@ fn read_rows_npy(bytes: &[u8]) -> Result<Vec<[i32; 4]>> {
                 r[k] = conv(*v).ok_or_else(|| {
                     Error::invalid(
                         "invalid_schedule",
-                        format!(
-                            "schedule row {i}, column {k}: not a whole number from 0 to {}",
-                            i32::MAX
-                        ),
+                        format!("schedule row {i}, column {k}: not a whole number from 0 to {}", i32::MAX),
                     )
                 })?;
             }
@@ -294,15 +262,9 @@ fn read_rows_npy(bytes: &[u8]) -> Result<Vec<[i32; 4]>> {
         v.try_into().ok()
     }
     fn float(v: f64) -> Option<i32> {
-        (v.is_finite() && v.fract() == 0.0 && v >= f64::from(i32::MIN) && v <= f64::from(i32::MAX))
-            .then_some(v as i32)
+        (v.is_finite() && v.fract() == 0.0 && v >= f64::from(i32::MIN) && v <= f64::from(i32::MAX)).then_some(v as i32)
     }
-    let bad = |e: ReadNpyError| {
-        Error::invalid(
-            "invalid_schedule",
-            format!("not a readable .npy array: {e}"),
-        )
-    };
+    let bad = |e: ReadNpyError| Error::invalid("invalid_schedule", format!("not a readable .npy array: {e}"));
     macro_rules! attempt {
         ($t:ty, $conv:expr) => {
             match ArrayD::<$t>::read_npy(bytes) {
@@ -322,10 +284,7 @@ fn read_rows_npy(bytes: &[u8]) -> Result<Vec<[i32; 4]>> {
     attempt!(i8, |v: i8| Some(i32::from(v)));
     attempt!(u32, int);
     attempt!(u64, int);
-    Err(Error::invalid(
-        "invalid_schedule",
-        "the .npy array's dtype is not an integer or float type",
-    ))
+    Err(Error::invalid("invalid_schedule", "the .npy array's dtype is not an integer or float type"))
 }
 
 /// Rows drawn from a device's generators on demand: `chunk` windows at a time, each window with
@@ -354,18 +313,12 @@ impl GeneratorRows {
     ) -> Result<Self> {
         let set = engine.model_set();
         if device >= set.files.len() {
-            return Err(Error::not_found(
-                "unknown_device",
-                format!("device index {device} is not in the model set"),
-            ));
+            return Err(Error::not_found("unknown_device", format!("device index {device} is not in the model set")));
         }
         if let GenerationChoice::Index(g) = choice
             && g >= set.generations()
         {
-            return Err(Error::not_found(
-                "unknown_generation",
-                format!("generation {g} does not exist"),
-            ));
+            return Err(Error::not_found("unknown_generation", format!("generation {g} does not exist")));
         }
         Ok(Self {
             engine,
@@ -389,21 +342,14 @@ impl RowSource for GeneratorRows {
     fn next_row(&mut self) -> Result<Option<[i32; 4]>> {
         if self.at + 4 > self.values.len() {
             let set = self.engine.model_set();
-            let (generations, z) = schedule::draw(
-                self.chunk,
-                set.latent_dim(),
-                self.choice,
-                set.generations(),
-                &mut self.rng,
-            );
+            let (generations, z) =
+                schedule::draw(self.chunk, set.latent_dim(), self.choice, set.generations(), &mut self.rng);
             let s = self.engine.schedule_blocking(self.device, generations, z)?;
             self.windows_drawn += s.windows() as u64;
             self.values = s.values;
             self.at = 0;
             if self.values.len() < 4 {
-                return Err(Error::Internal(
-                    "the generator returned an empty schedule".into(),
-                ));
+                return Err(Error::Internal("the generator returned an empty schedule".into()));
             }
         }
         let v = &self.values[self.at..self.at + 4];
@@ -480,12 +426,7 @@ pub(crate) struct Latency {
 
 impl Default for Latency {
     fn default() -> Self {
-        Self {
-            count: 0,
-            sum_ns: 0.0,
-            max_ns: 0,
-            buckets: vec![0; 64 * 60],
-        }
+        Self { count: 0, sum_ns: 0.0, max_ns: 0, buckets: vec![0; 64 * 60] }
     }
 }
 
@@ -615,13 +556,7 @@ impl<S: FnMut(&OutputPacket) -> Result<()>> Emitter<S> {
 
     #[inline]
     pub(crate) fn dummy(&mut self, time_ns: i64, direction: Direction, size: f64) -> Result<()> {
-        self.emit(OutputPacket {
-            time_ns,
-            direction,
-            dummy: true,
-            size,
-            delay_ns: 0,
-        })
+        self.emit(OutputPacket { time_ns, direction, dummy: true, size, delay_ns: 0 })
     }
 
     pub(crate) fn finish(self, defense: &str) -> Summary {
@@ -633,14 +568,8 @@ impl<S: FnMut(&OutputPacket) -> Result<()>> Emitter<S> {
             bandwidth_overhead: (rb > 0.0).then(|| db / rb),
             packet_overhead: (rp > 0).then(|| dp as f64 / rp as f64),
         };
-        let dir = |d: usize| {
-            traffic(
-                self.real_packets[d],
-                self.real_bytes[d],
-                self.dummy_packets[d],
-                self.dummy_bytes[d],
-            )
-        };
+        let dir =
+            |d: usize| traffic(self.real_packets[d], self.real_bytes[d], self.dummy_packets[d], self.dummy_bytes[d]);
         let total = traffic(
             self.real_packets.iter().sum(),
             self.real_bytes.iter().sum(),
@@ -650,9 +579,7 @@ impl<S: FnMut(&OutputPacket) -> Result<()>> Emitter<S> {
         Summary {
             defense: defense.to_string(),
             start_time_s: self.start_ns.map(|t| t as f64 / 1e9),
-            duration_s: self
-                .first_ns
-                .map_or(0.0, |f| (self.last_ns - f) as f64 / 1e9),
+            duration_s: self.first_ns.map_or(0.0, |f| (self.last_ns - f) as f64 / 1e9),
             active_time_s: self.active_ns as f64 / 1e9,
             incoming: dir(0),
             outgoing: dir(1),
@@ -690,10 +617,7 @@ impl<I: Iterator<Item = Packet>> Input<I> {
         match self.it.next() {
             Some(p) if p.time_ns < self.prev => Err(Error::invalid(
                 "unsorted_trace",
-                format!(
-                    "the trace is not in time order: a packet at {} ns follows one at {} ns",
-                    p.time_ns, self.prev
-                ),
+                format!("the trace is not in time order: a packet at {} ns follows one at {} ns", p.time_ns, self.prev),
             )),
             Some(p) => {
                 self.prev = p.time_ns;
@@ -716,25 +640,16 @@ pub fn simulate(
     sink: impl FnMut(&OutputPacket) -> Result<()>,
 ) -> Result<Summary> {
     if settings.omega_ns <= 0 || settings.active_gap_ns < settings.omega_ns {
-        return Err(Error::invalid(
-            "invalid_simulation_settings",
-            "need 0 < omega <= active_gap",
-        ));
+        return Err(Error::invalid("invalid_simulation_settings", "need 0 < omega <= active_gap"));
     }
     let mut input = Input::new(packets.into_iter());
     let mut out = Emitter::new(sink);
     let label = match defense {
-        Defense::Ipet {
-            mode: Mode::Slotted,
-            rows,
-        } => {
+        Defense::Ipet { mode: Mode::Slotted, rows } => {
             slotted(&mut input, rows, settings, &mut out)?;
             "ipet-slotted".to_string()
         }
-        Defense::Ipet {
-            mode: Mode::Reference,
-            rows,
-        } => {
+        Defense::Ipet { mode: Mode::Reference, rows } => {
             reference(&mut input, rows, settings, &mut out)?;
             "ipet-reference".to_string()
         }
@@ -779,20 +694,10 @@ impl SlotCover {
     #[inline]
     fn peek(&self) -> Option<(i64, Direction, f64)> {
         let [ip, ib, op, ob] = self.row;
-        let a = (self.next_in < ip).then(|| {
-            (
-                self.time(self.next_in, ip, 1),
-                Direction::In,
-                Self::size(self.next_in, ip, ib),
-            )
-        });
-        let b = (self.next_out < op).then(|| {
-            (
-                self.time(self.next_out, op, 3),
-                Direction::Out,
-                Self::size(self.next_out, op, ob),
-            )
-        });
+        let a = (self.next_in < ip)
+            .then(|| (self.time(self.next_in, ip, 1), Direction::In, Self::size(self.next_in, ip, ib)));
+        let b = (self.next_out < op)
+            .then(|| (self.time(self.next_out, op, 3), Direction::Out, Self::size(self.next_out, op, ob)));
         match (a, b) {
             (Some(x), Some(y)) => Some(if y.0 < x.0 { y } else { x }),
             (x, y) => x.or(y),
@@ -849,22 +754,12 @@ impl Slotted<'_> {
                 return Ok(());
             }
             p.next_slot += 1;
-            let row = if self.exhausted {
-                None
-            } else {
-                self.rows.next_row()?
-            };
+            let row = if self.exhausted { None } else { self.rows.next_row()? };
             match row {
                 Some(row) => {
                     out.rows_used += 1;
                     let width = self.omega.min(end - s);
-                    p.slot = Some(SlotCover {
-                        start: s,
-                        width,
-                        row,
-                        next_in: 0,
-                        next_out: 0,
-                    });
+                    p.slot = Some(SlotCover { start: s, width, row, next_in: 0, next_out: 0 });
                 }
                 None => {
                     self.exhausted = true;
@@ -881,12 +776,7 @@ fn slotted<I: Iterator<Item = Packet>, S: FnMut(&OutputPacket) -> Result<()>>(
     settings: &SimSettings,
     out: &mut Emitter<S>,
 ) -> Result<()> {
-    let mut sim = Slotted {
-        omega: settings.omega_ns,
-        gap: settings.active_gap_ns,
-        rows,
-        exhausted: false,
-    };
+    let mut sim = Slotted { omega: settings.omega_ns, gap: settings.active_gap_ns, rows, exhausted: false };
     let mut period: Option<Period> = None;
     while let Some(pkt) = input.next()? {
         let t = pkt.time_ns;
@@ -901,12 +791,7 @@ fn slotted<I: Iterator<Item = Packet>, S: FnMut(&OutputPacket) -> Result<()>>(
                     sim.cover(&mut p, i64::MAX, true, out)?;
                     out.active_ns += p.last + sim.gap - p.start;
                 }
-                period = Some(Period {
-                    start: t,
-                    last: t,
-                    next_slot: 0,
-                    slot: None,
-                });
+                period = Some(Period { start: t, last: t, next_slot: 0, slot: None });
             }
         }
         out.real(&pkt, t)?;
@@ -947,11 +832,7 @@ impl Reference<'_> {
         loop {
             let t_in = p.start + p.k_in * self.omega;
             let t_out = p.start + self.half + p.k_out * self.omega;
-            let (t, d) = if t_in <= t_out {
-                (t_in, Direction::In)
-            } else {
-                (t_out, Direction::Out)
-            };
+            let (t, d) = if t_in <= t_out { (t_in, Direction::In) } else { (t_out, Direction::Out) };
             if t >= end {
                 return Ok(());
             }
@@ -960,11 +841,7 @@ impl Reference<'_> {
                 Direction::Out => p.k_out += 1,
             }
             // The defect: one row iterator for both directions.
-            let row = if self.exhausted {
-                None
-            } else {
-                self.rows.next_row()?
-            };
+            let row = if self.exhausted { None } else { self.rows.next_row()? };
             let Some(row) = row else {
                 self.exhausted = true;
                 out.slots_without_cover += 1;
@@ -1018,12 +895,7 @@ fn reference<I: Iterator<Item = Packet>, S: FnMut(&OutputPacket) -> Result<()>>(
                     sim.ticks(&mut p, i64::MAX, out)?;
                     out.active_ns += p.last + sim.gap - p.start;
                 }
-                period = Some(RefPeriod {
-                    start: t,
-                    last: t,
-                    k_in: 0,
-                    k_out: 0,
-                });
+                period = Some(RefPeriod { start: t, last: t, k_in: 0, k_out: 0 });
             }
         }
         out.real(&pkt, t)?;
@@ -1066,13 +938,8 @@ fn npy_header(rows: u64) -> Vec<u8> {
 impl<W: Write + Seek> NpyWriter<W> {
     pub fn new(w: W) -> Result<Self> {
         let mut out = BufWriter::with_capacity(1 << 16, w);
-        out.write_all(&npy_header(0))
-            .map_err(|e| Error::io("writing the .npy header", e))?;
-        Ok(Self {
-            out,
-            rows: 0,
-            origin: None,
-        })
+        out.write_all(&npy_header(0)).map_err(|e| Error::io("writing the .npy header", e))?;
+        Ok(Self { out, rows: 0, origin: None })
     }
 
     #[inline]
@@ -1082,9 +949,7 @@ impl<W: Write + Seek> NpyWriter<W> {
         for (i, v) in p.row(origin).iter().enumerate() {
             buf[i * 8..i * 8 + 8].copy_from_slice(&v.to_le_bytes());
         }
-        self.out
-            .write_all(&buf)
-            .map_err(|e| Error::io("writing .npy rows", e))?;
+        self.out.write_all(&buf).map_err(|e| Error::io("writing .npy rows", e))?;
         self.rows += 1;
         Ok(())
     }
@@ -1092,10 +957,7 @@ impl<W: Write + Seek> NpyWriter<W> {
     /// Patches the row count into the header; returns the writer and the row count.
     pub fn finish(self) -> Result<(W, u64)> {
         let rows = self.rows;
-        let mut w = self
-            .out
-            .into_inner()
-            .map_err(|e| Error::io("writing .npy rows", e.into_error()))?;
+        let mut w = self.out.into_inner().map_err(|e| Error::io("writing .npy rows", e.into_error()))?;
         let patch = (|| {
             w.seek(SeekFrom::Start(0))?;
             w.write_all(&npy_header(rows))?;
@@ -1118,11 +980,7 @@ impl<W: Write> CsvWriter<W> {
     pub fn new(w: W) -> Result<Self> {
         let mut out = BufWriter::with_capacity(1 << 16, w);
         writeln!(out, "{}", OUTPUT_COLUMNS.join(",")).map_err(|e| Error::io("writing CSV", e))?;
-        Ok(Self {
-            out,
-            rows: 0,
-            origin: None,
-        })
+        Ok(Self { out, rows: 0, origin: None })
     }
 
     #[inline]
@@ -1159,10 +1017,7 @@ impl<W: Write> CsvWriter<W> {
 
     pub fn finish(self) -> Result<(W, u64)> {
         let rows = self.rows;
-        let w = self
-            .out
-            .into_inner()
-            .map_err(|e| Error::io("writing CSV", e.into_error()))?;
+        let w = self.out.into_inner().map_err(|e| Error::io("writing CSV", e.into_error()))?;
         Ok((w, rows))
     }
 }
@@ -1175,18 +1030,14 @@ pub enum OutputFile {
 
 impl OutputFile {
     pub fn create(path: &Path) -> Result<Self> {
-        let ext = path
-            .extension()
-            .and_then(|e| e.to_str())
-            .map(str::to_ascii_lowercase);
+        let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
         if !matches!(ext.as_deref(), Some("npy" | "csv")) {
             return Err(Error::invalid(
                 "invalid_output",
                 format!("{}: the output must end in .npy or .csv", path.display()),
             ));
         }
-        let f =
-            File::create(path).map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
+        let f = File::create(path).map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
         Ok(match ext.as_deref() {
             Some("npy") => Self::Npy(NpyWriter::new(f)?),
             _ => Self::Csv(CsvWriter::new(f)?),
@@ -1207,8 +1058,7 @@ impl OutputFile {
             Self::Npy(w) => w.finish()?,
             Self::Csv(w) => w.finish()?,
         };
-        f.sync_all()
-            .map_err(|e| Error::io("syncing the output", e))?;
+        f.sync_all().map_err(|e| Error::io("syncing the output", e))?;
         Ok(rows)
     }
 }
@@ -1221,12 +1071,7 @@ mod tests {
     const S: i64 = 1_000_000_000;
 
     pub(crate) fn pkt(t_ns: i64, direction: Direction, size: u32) -> Packet {
-        Packet {
-            time_ns: t_ns,
-            size,
-            direction,
-            transport: Transport::Tcp,
-        }
+        Packet { time_ns: t_ns, size, direction, transport: Transport::Tcp }
     }
 
     fn run_with(
@@ -1236,34 +1081,22 @@ mod tests {
         settings: SimSettings,
     ) -> (Vec<OutputPacket>, Summary) {
         let mut got = Vec::new();
-        let summary = simulate(
-            packets.iter().copied(),
-            Defense::Ipet { mode, rows },
-            &settings,
-            |p| {
-                got.push(*p);
-                Ok(())
-            },
-        )
+        let summary = simulate(packets.iter().copied(), Defense::Ipet { mode, rows }, &settings, |p| {
+            got.push(*p);
+            Ok(())
+        })
         .expect("simulate");
         (got, summary)
     }
 
-    fn run(
-        packets: &[Packet],
-        mode: Mode,
-        rows: Vec<[i32; 4]>,
-    ) -> (Vec<OutputPacket>, Summary, usize) {
+    fn run(packets: &[Packet], mode: Mode, rows: Vec<[i32; 4]>) -> (Vec<OutputPacket>, Summary, usize) {
         let mut rows = FixedRows::new(rows).expect("rows");
         let (got, summary) = run_with(packets, mode, &mut rows, SimSettings::default());
         (got, summary, rows.remaining())
     }
 
     fn dummies(out: &[OutputPacket], d: Direction) -> Vec<OutputPacket> {
-        out.iter()
-            .filter(|p| p.dummy && p.direction == d)
-            .copied()
-            .collect()
+        out.iter().filter(|p| p.dummy && p.direction == d).copied().collect()
     }
 
     fn reals(out: &[OutputPacket]) -> Vec<OutputPacket> {
@@ -1274,75 +1107,35 @@ mod tests {
     fn slotted_takes_one_row_per_slot_for_both_directions_and_keeps_dummies_in_their_slot() {
         // One packet: a period of 5 s = 50 slots; row k = [1 + k%3, 10 + k, 2, 20 + k].
         let rows: Vec<[i32; 4]> = (0..50).map(|k| [1 + k % 3, 10 + k, 2, 20 + k]).collect();
-        let (out, summary, left) = run(
-            &[pkt(7 * S, Direction::In, 100)],
-            Mode::Slotted,
-            rows.clone(),
-        );
-        assert_eq!(
-            (summary.rows_used, summary.slots_without_cover, left),
-            (50, 0, 0)
-        );
+        let (out, summary, left) = run(&[pkt(7 * S, Direction::In, 100)], Mode::Slotted, rows.clone());
+        assert_eq!((summary.rows_used, summary.slots_without_cover, left), (50, 0, 0));
         for (k, row) in rows.iter().enumerate() {
-            let (lo, hi) = (
-                7 * S + k as i64 * 100 * MS,
-                7 * S + (k as i64 + 1) * 100 * MS,
-            );
-            let in_slot = |d| {
-                dummies(&out, d)
-                    .into_iter()
-                    .filter(|p| p.time_ns >= lo && p.time_ns < hi)
-                    .collect::<Vec<_>>()
-            };
+            let (lo, hi) = (7 * S + k as i64 * 100 * MS, 7 * S + (k as i64 + 1) * 100 * MS);
+            let in_slot =
+                |d| dummies(&out, d).into_iter().filter(|p| p.time_ns >= lo && p.time_ns < hi).collect::<Vec<_>>();
             let (i, o) = (in_slot(Direction::In), in_slot(Direction::Out));
             assert_eq!(i.len() as i32, row[0], "slot {k}");
-            assert_eq!(
-                i.iter().map(|p| p.size).sum::<f64>(),
-                f64::from(row[1]),
-                "slot {k}"
-            );
+            assert_eq!(i.iter().map(|p| p.size).sum::<f64>(), f64::from(row[1]), "slot {k}");
             assert_eq!(o.len() as i32, row[2], "slot {k}");
-            assert_eq!(
-                o.iter().map(|p| p.size).sum::<f64>(),
-                f64::from(row[3]),
-                "slot {k}"
-            );
+            assert_eq!(o.iter().map(|p| p.size).sum::<f64>(), f64::from(row[3]), "slot {k}");
             // Evenly placed: incoming at (4j+1)/4m of the slot, outgoing at (4j+3)/4n.
             for (j, p) in i.iter().enumerate() {
-                assert_eq!(
-                    p.time_ns,
-                    lo + (4 * j as i64 + 1) * 100 * MS / (4 * i64::from(row[0]))
-                );
+                assert_eq!(p.time_ns, lo + (4 * j as i64 + 1) * 100 * MS / (4 * i64::from(row[0])));
             }
             assert_eq!(o[0].time_ns, lo + 3 * 100 * MS / 8);
             assert_eq!(o[1].time_ns, lo + 7 * 100 * MS / 8);
         }
-        assert_eq!(
-            summary.total.dummy_packets,
-            rows.iter().map(|r| (r[0] + r[2]) as u64).sum::<u64>()
-        );
+        assert_eq!(summary.total.dummy_packets, rows.iter().map(|r| (r[0] + r[2]) as u64).sum::<u64>());
         assert_eq!(summary.active_time_s, 5.0);
     }
 
     #[test]
     fn slotted_splits_bytes_exactly_with_the_remainder_first() {
-        let (out, summary, _) = run(
-            &[pkt(0, Direction::Out, 5)],
-            Mode::Slotted,
-            vec![[3, 10, 4, 7]],
-        );
-        let sizes = |d| {
-            dummies(&out, d)
-                .iter()
-                .map(|p| p.size as u32)
-                .collect::<Vec<_>>()
-        };
+        let (out, summary, _) = run(&[pkt(0, Direction::Out, 5)], Mode::Slotted, vec![[3, 10, 4, 7]]);
+        let sizes = |d| dummies(&out, d).iter().map(|p| p.size as u32).collect::<Vec<_>>();
         assert_eq!(sizes(Direction::In), vec![4, 3, 3]);
         assert_eq!(sizes(Direction::Out), vec![2, 2, 2, 1]);
-        assert_eq!(
-            (summary.incoming.dummy_bytes, summary.outgoing.dummy_bytes),
-            (10, 7)
-        );
+        assert_eq!((summary.incoming.dummy_bytes, summary.outgoing.dummy_bytes), (10, 7));
         assert_eq!(summary.total.dummy_bytes, 17);
         // One row for 50 slots: the other 49 get no cover, and the summary says so.
         assert_eq!((summary.rows_used, summary.slots_without_cover), (1, 49));
@@ -1355,21 +1148,11 @@ mod tests {
         all.extend(std::iter::repeat_n([0, 0, 0, 0], 47));
         let (out, summary, left) = run(&[pkt(0, Direction::In, 1)], Mode::Slotted, all);
         assert_eq!((summary.rows_used, left), (50, 0));
-        let d: Vec<(i64, Direction, u32)> = out
-            .iter()
-            .filter(|p| p.dummy)
-            .map(|p| (p.time_ns / (100 * MS), p.direction, p.size as u32))
-            .collect();
+        let d: Vec<(i64, Direction, u32)> =
+            out.iter().filter(|p| p.dummy).map(|p| (p.time_ns / (100 * MS), p.direction, p.size as u32)).collect();
         // Slot 0 nothing; slot 1 one outgoing of 9 bytes (its in_bytes 50 has no packets);
         // slot 2 two incoming of 0 bytes.
-        assert_eq!(
-            d,
-            vec![
-                (1, Direction::Out, 9),
-                (2, Direction::In, 0),
-                (2, Direction::In, 0)
-            ]
-        );
+        assert_eq!(d, vec![(1, Direction::Out, 9), (2, Direction::In, 0), (2, Direction::In, 0)]);
     }
 
     #[test]
@@ -1378,17 +1161,10 @@ mod tests {
         let rows: Vec<[i32; 4]> = (0..100).map(|k| [1, k, 0, 0]).collect();
         let trace = [pkt(0, Direction::In, 1), pkt(20 * S, Direction::Out, 1)];
         let (out, summary, _) = run(&trace, Mode::Slotted, rows);
-        let got: Vec<(i64, u32)> = dummies(&out, Direction::In)
-            .iter()
-            .map(|p| (p.time_ns, p.size as u32))
-            .collect();
+        let got: Vec<(i64, u32)> = dummies(&out, Direction::In).iter().map(|p| (p.time_ns, p.size as u32)).collect();
         let want: Vec<(i64, u32)> = (0..100)
             .map(|k| {
-                let start = if k < 50 {
-                    k * 100 * MS
-                } else {
-                    20 * S + (k - 50) * 100 * MS
-                };
+                let start = if k < 50 { k * 100 * MS } else { 20 * S + (k - 50) * 100 * MS };
                 (start + 25 * MS, k as u32)
             })
             .collect();
@@ -1404,10 +1180,7 @@ mod tests {
         // 1 ns under the gap: one period from 0 to 0.45 + 0.45 - 1 ns: slots 0..9 (9 rows), the
         // last one cut at the period's end.
         let (out, s) = run_with(
-            &[
-                pkt(0, Direction::In, 1),
-                pkt(450 * MS - 1, Direction::In, 1),
-            ],
+            &[pkt(0, Direction::In, 1), pkt(450 * MS - 1, Direction::In, 1)],
             Mode::Slotted,
             &mut ones(),
             settings,
@@ -1415,10 +1188,7 @@ mod tests {
         assert_eq!(s.rows_used, 9);
         assert_eq!(s.active_time_s, 0.9 - 1e-9);
         assert!(out.iter().all(|p| p.time_ns < 900 * MS - 1));
-        let last = dummies(&out, Direction::Out)
-            .last()
-            .copied()
-            .expect("cover");
+        let last = dummies(&out, Direction::Out).last().copied().expect("cover");
         assert_eq!(last.time_ns, 800 * MS + 3 * (100 * MS - 1) / 4);
         // Exactly the gap: two periods of 0.45 s, 5 slots each (the fifth cut to 50 ms), the
         // second aligned to its own first packet.
@@ -1430,10 +1200,7 @@ mod tests {
         );
         assert_eq!(s.rows_used, 10);
         assert_eq!(s.active_time_s, 0.9);
-        let times: Vec<i64> = dummies(&out, Direction::In)
-            .iter()
-            .map(|p| p.time_ns)
-            .collect();
+        let times: Vec<i64> = dummies(&out, Direction::In).iter().map(|p| p.time_ns).collect();
         assert_eq!(
             times,
             vec![
@@ -1450,12 +1217,7 @@ mod tests {
             ]
         );
         // The cover of the first period ends before the second period starts.
-        assert!(
-            out.iter()
-                .filter(|p| p.dummy && p.time_ns < 450 * MS)
-                .count()
-                == 10
-        );
+        assert!(out.iter().filter(|p| p.dummy && p.time_ns < 450 * MS).count() == 10);
     }
 
     #[test]
@@ -1464,33 +1226,16 @@ mod tests {
         let mut t = 0;
         let mut x: u64 = 12345;
         for i in 0..400 {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             t += ((x >> 33) % 3_000) as i64 * MS + if i % 50 == 0 { 9 * S } else { 0 };
-            let d = if x & 1 == 0 {
-                Direction::In
-            } else {
-                Direction::Out
-            };
+            let d = if x & 1 == 0 { Direction::In } else { Direction::Out };
             trace.push(pkt(t, d, (x >> 40) as u32 % 1500));
         }
-        let rows: Vec<[i32; 4]> = (0..100_000)
-            .map(|k| [k % 4, (k * 7) % 101, (k + 1) % 4, (k * 13) % 101])
-            .collect();
+        let rows: Vec<[i32; 4]> = (0..100_000).map(|k| [k % 4, (k * 7) % 101, (k + 1) % 4, (k * 13) % 101]).collect();
         let (out, summary, left) = run(&trace, Mode::Slotted, rows.clone());
-        assert!(
-            out.windows(2).all(|w| w[0].time_ns <= w[1].time_ns),
-            "output is time-ordered"
-        );
-        let real: Vec<Packet> = reals(&out)
-            .iter()
-            .map(|p| p.to_packet(Transport::Tcp))
-            .collect();
-        assert_eq!(
-            real, trace,
-            "every real packet, unchanged, the last one included"
-        );
+        assert!(out.windows(2).all(|w| w[0].time_ns <= w[1].time_ns), "output is time-ordered");
+        let real: Vec<Packet> = reals(&out).iter().map(|p| p.to_packet(Transport::Tcp)).collect();
+        assert_eq!(real, trace, "every real packet, unchanged, the last one included");
         assert!(reals(&out).iter().all(|p| p.delay_ns == 0));
         assert_eq!(summary.total.real_packets, 400);
         assert_eq!(summary.real_packets_dropped, 0);
@@ -1499,25 +1244,16 @@ mod tests {
         assert_eq!(summary.rows_used, used);
         let want_bytes: i64 = rows[..used as usize]
             .iter()
-            .map(|r| {
-                i64::from(if r[0] > 0 { r[1] } else { 0 })
-                    + i64::from(if r[2] > 0 { r[3] } else { 0 })
-            })
+            .map(|r| i64::from(if r[0] > 0 { r[1] } else { 0 }) + i64::from(if r[2] > 0 { r[3] } else { 0 }))
             .sum();
         assert_eq!(summary.total.dummy_bytes as i64, want_bytes);
-        let want_packets: i64 = rows[..used as usize]
-            .iter()
-            .map(|r| i64::from(r[0] + r[2]))
-            .sum();
+        let want_packets: i64 = rows[..used as usize].iter().map(|r| i64::from(r[0] + r[2])).sum();
         assert_eq!(summary.total.dummy_packets as i64, want_packets);
         assert_eq!(summary.output_packets, out.len() as u64);
         // Overheads agree with the rows.
         let real_bytes: f64 = reals(&out).iter().map(|p| p.size).sum();
         assert_eq!(summary.total.real_bytes as f64, real_bytes);
-        assert_eq!(
-            summary.total.bandwidth_overhead,
-            Some(want_bytes as f64 / real_bytes)
-        );
+        assert_eq!(summary.total.bandwidth_overhead, Some(want_bytes as f64 / real_bytes));
     }
 
     #[test]
@@ -1525,17 +1261,10 @@ mod tests {
         // Ticks: incoming at 0, 100, ... ms; outgoing at 50, 150, ... ms, until 5 s after the
         // last kept packet; one shared row iterator; zero counts forced to 1.
         let rows: Vec<[i32; 4]> = (0..100).map(|k| [k % 2 * 3, 30 + k, 0, 7 + k]).collect();
-        let trace = [
-            pkt(0, Direction::In, 10),
-            pkt(1 * S, Direction::Out, 20),
-            pkt(30 * S, Direction::In, 40),
-        ];
+        let trace = [pkt(0, Direction::In, 10), pkt(S, Direction::Out, 20), pkt(30 * S, Direction::In, 40)];
         let (out, summary, _) = run(&trace, Mode::Reference, rows);
         // The last packet (at 30 s) is dropped; the period runs from 0 to 1 s + 5 s.
-        assert_eq!(
-            reals(&out).iter().map(|p| p.time_ns).collect::<Vec<_>>(),
-            vec![0, S]
-        );
+        assert_eq!(reals(&out).iter().map(|p| p.time_ns).collect::<Vec<_>>(), vec![0, S]);
         assert_eq!(summary.real_packets_dropped, 1);
         assert_eq!(summary.active_time_s, 6.0);
         // 60 incoming and 60 outgoing ticks, 120 rows.
@@ -1547,31 +1276,19 @@ mod tests {
         // odd rows (out_packets 0, forced to 1, carrying out_bytes).
         assert_eq!(ins.len(), 50);
         for (k, p) in ins.iter().enumerate() {
-            assert_eq!(
-                (p.time_ns, p.size),
-                (k as i64 * 100 * MS, f64::from(30 + 2 * k as i32))
-            );
+            assert_eq!((p.time_ns, p.size), (k as i64 * 100 * MS, f64::from(30 + 2 * k as i32)));
         }
         assert_eq!(outs.len(), 50);
         for (k, p) in outs.iter().enumerate() {
-            assert_eq!(
-                (p.time_ns, p.size),
-                (
-                    50 * MS + k as i64 * 100 * MS,
-                    f64::from(7 + 2 * k as i32 + 1)
-                )
-            );
+            assert_eq!((p.time_ns, p.size), (50 * MS + k as i64 * 100 * MS, f64::from(7 + 2 * k as i32 + 1)));
         }
         assert!(out.windows(2).all(|w| w[0].time_ns <= w[1].time_ns));
     }
 
     #[test]
     fn reference_mode_divides_bytes_as_floats_and_emits_count_packets_at_the_tick() {
-        let (out, summary, _) = run(
-            &[pkt(0, Direction::In, 1), pkt(1, Direction::In, 1)],
-            Mode::Reference,
-            vec![[3, 10, 0, 0]],
-        );
+        let (out, summary, _) =
+            run(&[pkt(0, Direction::In, 1), pkt(1, Direction::In, 1)], Mode::Reference, vec![[3, 10, 0, 0]]);
         let ins = dummies(&out, Direction::In);
         assert_eq!(ins.len(), 3);
         assert!(ins.iter().all(|p| p.time_ns == 0 && p.size == 10.0 / 3.0));
@@ -1614,11 +1331,8 @@ mod tests {
     #[test]
     fn schedule_exhaustion_is_reported_in_both_modes() {
         for mode in [Mode::Slotted, Mode::Reference] {
-            let (out, s, left) = run(
-                &[pkt(0, Direction::In, 1), pkt(1, Direction::In, 1)],
-                mode,
-                vec![[1, 1, 1, 1]; 3],
-            );
+            let (out, s, left) =
+                run(&[pkt(0, Direction::In, 1), pkt(1, Direction::In, 1)], mode, vec![[1, 1, 1, 1]; 3]);
             assert_eq!((s.rows_used, left), (3, 0), "{mode:?}");
             assert!(s.slots_without_cover > 40, "{mode:?}");
             assert!(out.iter().filter(|p| p.dummy).count() <= 6);
@@ -1630,10 +1344,7 @@ mod tests {
         let mut rows = FixedRows::new(vec![[1, 1, 1, 1]; 10]).expect("rows");
         let err = simulate(
             [pkt(S, Direction::In, 1), pkt(0, Direction::In, 1)],
-            Defense::Ipet {
-                mode: Mode::Slotted,
-                rows: &mut rows,
-            },
+            Defense::Ipet { mode: Mode::Slotted, rows: &mut rows },
             &SimSettings::default(),
             |_| Ok(()),
         )
@@ -1650,10 +1361,7 @@ mod tests {
     #[test]
     fn settings_are_checked() {
         assert!(SimSettings::new(0.1, 5.0).is_ok());
-        assert_eq!(
-            SimSettings::new(0.1, 0.05).expect_err("gap < omega").code(),
-            "invalid_simulation_settings"
-        );
+        assert_eq!(SimSettings::new(0.1, 0.05).expect_err("gap < omega").code(), "invalid_simulation_settings");
         assert!(SimSettings::new(0.0, 5.0).is_err());
         assert!(SimSettings::new(f64::NAN, 5.0).is_err());
     }
@@ -1667,16 +1375,16 @@ mod tests {
 
     #[test]
     fn fixed_rows_read_any_numeric_npy_and_refuse_bad_values() {
-        let want = vec![[1, 2, 3, 4], [5, 6, 7, 8]];
-        let vals = [1, 2, 3, 4, 5, 6, 7, 8];
+        let want = [[1, 2, 3, 4], [5, 6, 7, 8]];
+        let vals: [i32; 8] = [1, 2, 3, 4, 5, 6, 7, 8];
         let cases = [
-            npy_of(&[2, 4], vals.iter().map(|&v| v as i32).collect()),
+            npy_of(&[2, 4], vals.to_vec()),
             npy_of(&[2, 4], vals.iter().map(|&v| v as i64).collect()),
             npy_of(&[2, 4], vals.iter().map(|&v| v as f64).collect()),
             npy_of(&[2, 4], vals.iter().map(|&v| v as f32).collect()),
             npy_of(&[2, 4], vals.iter().map(|&v| v as u8).collect()),
             npy_of(&[2, 4], vals.iter().map(|&v| v as u16).collect()),
-            npy_of(&[1, 2, 4], vals.iter().map(|&v| v as i32).collect()),
+            npy_of(&[1, 2, 4], vals.to_vec()),
         ];
         for (i, bytes) in cases.iter().enumerate() {
             let mut r = FixedRows::from_npy_bytes(bytes).expect("read");
@@ -1688,47 +1396,32 @@ mod tests {
         let bad = [
             npy_of(&[2, 4], vec![1.5f64, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]),
             npy_of(&[2, 4], vec![1i32, -2, 3, 4, 5, 6, 7, 8]),
-            npy_of(&[4, 2], vals.iter().map(|&v| v as i32).collect()),
+            npy_of(&[4, 2], vals.to_vec()),
             b"not an npy".to_vec(),
         ];
         for b in &bad {
-            assert_eq!(
-                FixedRows::from_npy_bytes(b).expect_err("bad").code(),
-                "invalid_schedule"
-            );
+            assert_eq!(FixedRows::from_npy_bytes(b).expect_err("bad").code(), "invalid_schedule");
         }
     }
 
     #[test]
     fn the_npy_and_csv_writers_stream_what_read_npy_and_a_csv_reader_read_back() {
         let rows: Vec<[i32; 4]> = (0..50).map(|k| [k % 3, 100, 1, k]).collect();
-        let trace = [
-            pkt(1_600_000_000 * S, Direction::Out, 99),
-            pkt(1_600_000_000 * S + 2 * S, Direction::In, 7),
-        ];
+        let trace = [pkt(1_600_000_000 * S, Direction::Out, 99), pkt(1_600_000_000 * S + 2 * S, Direction::In, 7)];
         let mut rows = FixedRows::new(rows).expect("rows");
         let mut npy = NpyWriter::new(std::io::Cursor::new(Vec::new())).expect("npy");
         let mut csv = CsvWriter::new(Vec::new()).expect("csv");
         let mut all = Vec::new();
-        simulate(
-            trace,
-            Defense::Ipet {
-                mode: Mode::Slotted,
-                rows: &mut rows,
-            },
-            &SimSettings::default(),
-            |p| {
-                all.push(*p);
-                npy.write(p)?;
-                csv.write(p)
-            },
-        )
+        simulate(trace, Defense::Ipet { mode: Mode::Slotted, rows: &mut rows }, &SimSettings::default(), |p| {
+            all.push(*p);
+            npy.write(p)?;
+            csv.write(p)
+        })
         .expect("simulate");
         let (cursor, n) = npy.finish().expect("finish");
         assert_eq!(n, all.len() as u64);
         let bytes = cursor.into_inner();
-        let back: ndarray::Array2<f64> =
-            ndarray_npy::ReadNpyExt::read_npy(&bytes[..]).expect("read back");
+        let back: ndarray::Array2<f64> = ndarray_npy::ReadNpyExt::read_npy(&bytes[..]).expect("read back");
         assert_eq!(back.shape(), &[all.len(), 4]);
         let origin = trace[0].time_ns;
         for (i, p) in all.iter().enumerate() {
@@ -1740,10 +1433,7 @@ mod tests {
         let mut lines = text.lines();
         assert_eq!(lines.next(), Some("direction,is_dummy,size_bytes,time_s"));
         assert_eq!(lines.next(), Some("1,0,99,0.000000000"));
-        let real_in = text
-            .lines()
-            .find(|l| l.starts_with("-1,0,"))
-            .expect("the incoming real packet");
+        let real_in = text.lines().find(|l| l.starts_with("-1,0,")).expect("the incoming real packet");
         assert_eq!(real_in, "-1,0,7,2.000000000");
         assert_eq!(text.lines().count(), all.len() + 1);
     }
@@ -1761,10 +1451,7 @@ mod tests {
         assert_eq!(s.max_s, 1.0);
         for v in [0u64, 1, 127, 128, 129, 1000, 123_456_789, u64::MAX / 2] {
             let i = Latency::index(v);
-            assert!(
-                Latency::upper(i) >= v && (i == 0 || Latency::upper(i - 1) < v),
-                "{v}"
-            );
+            assert!(Latency::upper(i) >= v && (i == 0 || Latency::upper(i - 1) < v), "{v}");
         }
     }
 }
