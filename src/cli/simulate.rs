@@ -9,8 +9,8 @@ use crate::{
     error::{Error, Result},
     models::{Engine, GenerationChoice, ModelSet},
     traffic::{
-        Baseline, BaselineKind, Defense, DeviceTable, FixedRows, GeneratorRows, Mode, OutputFile,
-        SimSettings, read_captures, simulate,
+        Baseline, BaselineKind, Defense, DeviceTable, FixedRows, GeneratorRows, Mode, OutputFile, SimSettings,
+        read_captures, simulate,
     },
 };
 
@@ -66,12 +66,7 @@ pub fn run(args: SimulateArgs) -> Result<()> {
         let names: Vec<&str> = table.devices().iter().map(|d| d.name.as_str()).collect();
         Error::not_found(
             "unknown_device",
-            format!(
-                "device {:?} is not in {}; devices: {}",
-                args.device,
-                args.devices.display(),
-                names.join(", ")
-            ),
+            format!("device {:?} is not in {}; devices: {}", args.device, args.devices.display(), names.join(", ")),
         )
     })?;
     let device_id = device.id;
@@ -85,19 +80,13 @@ pub fn run(args: SimulateArgs) -> Result<()> {
         let index = set.device_index(&args.device).ok_or_else(|| {
             Error::not_found(
                 "unknown_device",
-                format!(
-                    "device {:?} is not in the model set; devices: {}",
-                    args.device,
-                    set.device_names().join(", ")
-                ),
+                format!("device {:?} is not in the model set; devices: {}", args.device, set.device_names().join(", ")),
             )
         })?;
         let choice = GenerationChoice::parse(g, set.generations())?;
         omega = args.omega.unwrap_or(set.manifest.settings.omega);
         let engine = Arc::new(Engine::start(set, &args.models.engine_config())?);
-        generated = Some(GeneratorRows::new(
-            engine, index, choice, args.chunk, args.seed,
-        )?);
+        generated = Some(GeneratorRows::new(engine, index, choice, args.chunk, args.seed)?);
     } else if let Some(path) = &args.schedule {
         fixed = Some(FixedRows::from_npy_path(path)?);
     }
@@ -108,55 +97,29 @@ pub fn run(args: SimulateArgs) -> Result<()> {
     if packets.is_empty() {
         return Err(Error::invalid(
             "no_packets",
-            format!(
-                "the trace holds no kept packets of device {:?}",
-                args.device
-            ),
+            format!("the trace holds no kept packets of device {:?}", args.device),
         ));
     }
 
     let defense = match (&mut generated, &mut fixed, args.defense) {
-        (Some(rows), _, _) => Defense::Ipet {
-            mode: args.mode,
-            rows,
-        },
-        (_, Some(rows), _) => Defense::Ipet {
-            mode: args.mode,
-            rows,
-        },
-        (_, _, Some(kind)) => Defense::Baseline {
-            baseline: Baseline::new(kind),
-            seed: args.seed,
-        },
+        (Some(rows), _, _) => Defense::Ipet { mode: args.mode, rows },
+        (_, Some(rows), _) => Defense::Ipet { mode: args.mode, rows },
+        (_, _, Some(kind)) => Defense::Baseline { baseline: Baseline::new(kind), seed: args.seed },
         _ => {
-            return Err(Error::invalid(
-                "no_cover",
-                "give --generation, --schedule or --defense",
-            ));
+            return Err(Error::invalid("no_cover", "give --generation, --schedule or --defense"));
         }
     };
     let mut file = args.out.as_deref().map(OutputFile::create).transpose()?;
-    let summary = simulate(
-        packets.iter().copied(),
-        defense,
-        &settings,
-        |p| match &mut file {
-            Some(f) => f.write(p),
-            None => Ok(()),
-        },
-    )?;
+    let summary = simulate(packets.iter().copied(), defense, &settings, |p| match &mut file {
+        Some(f) => f.write(p),
+        None => Ok(()),
+    })?;
     if let Some(f) = file {
         let rows = f.finish()?;
         if let Some(p) = &args.out {
-            eprintln!(
-                "{rows} rows of [direction, is_dummy, size_bytes, time_s] written to {}",
-                p.display()
-            );
+            eprintln!("{rows} rows of [direction, is_dummy, size_bytes, time_s] written to {}", p.display());
         }
     }
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&summary).map_err(|e| Error::Internal(e.to_string()))?
-    );
+    println!("{}", serde_json::to_string_pretty(&summary).map_err(|e| Error::Internal(e.to_string()))?);
     Ok(())
 }

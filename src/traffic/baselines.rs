@@ -152,11 +152,7 @@ impl Baseline {
         if !(0.0..=1.0).contains(&self.on_probability) {
             return bad("on_probability must be between 0 and 1");
         }
-        if !(finite(self.rate_mean)
-            && finite(self.rate_sigma)
-            && finite(self.mean_low)
-            && finite(self.mean_high))
-        {
+        if !(finite(self.rate_mean) && finite(self.rate_sigma) && finite(self.mean_low) && finite(self.mean_high)) {
             return bad("rates must be finite and not negative");
         }
         if self.mean_low > self.mean_high {
@@ -184,10 +180,7 @@ impl Baseline {
         let Ok(normal) = Normal::new(mean, self.rate_sigma) else {
             return mean;
         };
-        (0..1000)
-            .map(|_| normal.sample(rng))
-            .find(|&r| r > 0.0)
-            .unwrap_or(mean)
+        (0..1000).map(|_| normal.sample(rng)).find(|&r| r > 0.0).unwrap_or(mean)
     }
 }
 
@@ -280,15 +273,9 @@ pub(crate) fn run<I: Iterator<Item = Packet>, S: FnMut(&OutputPacket) -> Result<
             let t = at(k, n);
             match sends[d][k] {
                 Send::Real(p) => out.real(&p, t)?,
-                Send::Dummy(size) => out.dummy(
-                    t,
-                    if d == 0 {
-                        Direction::In
-                    } else {
-                        Direction::Out
-                    },
-                    f64::from(size),
-                )?,
+                Send::Dummy(size) => {
+                    out.dummy(t, if d == 0 { Direction::In } else { Direction::Out }, f64::from(size))?
+                }
             }
             if take_in {
                 i += 1;
@@ -319,22 +306,14 @@ mod tests {
     const S: i64 = 1_000_000_000;
 
     fn pkt(t_ns: i64, direction: Direction, size: u32) -> Packet {
-        Packet {
-            time_ns: t_ns,
-            size,
-            direction,
-            transport: Transport::Udp,
-        }
+        Packet { time_ns: t_ns, size, direction, transport: Transport::Udp }
     }
 
     fn run(trace: &[Packet], baseline: Baseline, seed: u64) -> (Vec<OutputPacket>, Summary) {
         let mut out = Vec::new();
         let s = simulate(
             trace.iter().copied(),
-            Defense::Baseline {
-                baseline,
-                seed: Some(seed),
-            },
+            Defense::Baseline { baseline, seed: Some(seed) },
             &SimSettings::default(),
             |p| {
                 out.push(*p);
@@ -364,64 +343,27 @@ mod tests {
     }
 
     fn quiet(kind: BaselineKind) -> Baseline {
-        Baseline {
-            on_probability: 0.0,
-            ..Baseline::new(kind)
-        }
+        Baseline { on_probability: 0.0, ..Baseline::new(kind) }
     }
 
     #[test]
     fn the_paper_defaults_are_the_fields_defaults() {
         let c = Baseline::constant();
-        assert_eq!(
-            (c.tick_ns, c.burst_ticks, c.on_probability, c.rate_mean),
-            (100 * MS, 10, 0.2112, 10_000.0)
-        );
+        assert_eq!((c.tick_ns, c.burst_ticks, c.on_probability, c.rate_mean), (100 * MS, 10, 0.2112, 10_000.0));
         let r = Baseline::random();
-        assert_eq!(
-            (r.on_probability, r.rate_mean, r.redraw_ns),
-            (0.5, 12_500.0, 5 * S)
-        );
+        assert_eq!((r.on_probability, r.rate_mean, r.redraw_ns), (0.5, 12_500.0, 5 * S));
         let p = Baseline::random_plus();
-        assert_eq!(
-            (p.mean_low, p.mean_high, p.rate_sigma),
-            (5_000.0, 40_000.0, 10_000.0)
-        );
-        assert!(
-            Baseline {
-                on_probability: 1.5,
-                ..c.clone()
-            }
-            .validate()
-            .is_err()
-        );
-        assert!(
-            Baseline {
-                burst_ticks: 0,
-                ..c.clone()
-            }
-            .validate()
-            .is_err()
-        );
-        assert!(
-            Baseline {
-                cover_packet_size: 0,
-                ..c
-            }
-            .validate()
-            .is_err()
-        );
+        assert_eq!((p.mean_low, p.mean_high, p.rate_sigma), (5_000.0, 40_000.0, 10_000.0));
+        assert!(Baseline { on_probability: 1.5, ..c.clone() }.validate().is_err());
+        assert!(Baseline { burst_ticks: 0, ..c.clone() }.validate().is_err());
+        assert!(Baseline { cover_packet_size: 0, ..c }.validate().is_err());
     }
 
     #[test]
     fn a_burst_sends_exactly_its_budget_per_tick_real_bytes_first() {
         // One incoming packet of 300 bytes; bursts only when real traffic asks (q = 0).
         let t0 = 10 * S;
-        let (out, s) = run(
-            &[pkt(t0, Direction::In, 300)],
-            quiet(BaselineKind::Constant),
-            1,
-        );
+        let (out, s) = run(&[pkt(t0, Direction::In, 300)], quiet(BaselineKind::Constant), 1);
         let ins = per_tick(&out, t0, Direction::In);
         let outs = per_tick(&out, t0, Direction::Out);
         assert_eq!(ins.len(), 10);
@@ -431,13 +373,7 @@ mod tests {
             assert_eq!(outs[k], (k as i64, 0.0, 1000.0));
         }
         assert_eq!(outs[0], (0, 0.0, 1000.0));
-        assert_eq!(
-            (
-                s.incoming.real_bytes + s.incoming.dummy_bytes,
-                s.outgoing.dummy_bytes
-            ),
-            (10_000, 10_000)
-        );
+        assert_eq!((s.incoming.real_bytes + s.incoming.dummy_bytes, s.outgoing.dummy_bytes), (10_000, 10_000));
         assert_eq!(s.active_time_s, 1.0);
         assert_eq!(s.latency.max_s, 0.0);
         assert_eq!(out[0].time_ns, t0);
@@ -449,17 +385,10 @@ mod tests {
         let t0 = 0;
         // A packet at t0 starts the clock; one 30 ms later waits 70 ms for tick 1; five
         // 1000-byte packets at 2 s exceed the 1000-byte budget and go out one per tick.
-        let mut trace = vec![
-            pkt(t0, Direction::Out, 10),
-            pkt(30 * MS, Direction::Out, 20),
-        ];
+        let mut trace = vec![pkt(t0, Direction::Out, 10), pkt(30 * MS, Direction::Out, 20)];
         trace.extend((0..5).map(|_| pkt(2 * S, Direction::Out, 1000)));
         let (out, s) = run(&trace, quiet(BaselineKind::Constant), 1);
-        let real: Vec<(i64, i64)> = out
-            .iter()
-            .filter(|p| !p.dummy)
-            .map(|p| (p.time_ns, p.delay_ns))
-            .collect();
+        let real: Vec<(i64, i64)> = out.iter().filter(|p| !p.dummy).map(|p| (p.time_ns, p.delay_ns)).collect();
         assert_eq!(real[0], (0, 0));
         assert_eq!(real[1], (100 * MS, 70 * MS));
         let burst: Vec<i64> = real[2..].iter().map(|r| r.1).collect();
@@ -467,11 +396,7 @@ mod tests {
         // No outgoing cover while the queue drains.
         let outs = per_tick(&out, t0, Direction::Out);
         for k in 20..25 {
-            assert_eq!(
-                outs.iter().find(|t| t.0 == k).expect("tick").2,
-                0.0,
-                "tick {k}"
-            );
+            assert_eq!(outs.iter().find(|t| t.0 == k).expect("tick").2, 0.0, "tick {k}");
         }
         assert_eq!(s.total.real_packets, 7);
         assert_eq!(s.latency.max_s, 0.4);
@@ -481,42 +406,22 @@ mod tests {
 
     #[test]
     fn cover_goes_in_mtu_sized_chunks_spread_over_the_tick() {
-        let b = Baseline {
-            rate_mean: 35_000.0,
-            ..quiet(BaselineKind::Constant)
-        };
+        let b = Baseline { rate_mean: 35_000.0, ..quiet(BaselineKind::Constant) };
         let (out, _) = run(&[pkt(0, Direction::In, 0)], b, 1);
         let tick0: Vec<(i64, f64)> = out
             .iter()
             .filter(|p| p.direction == Direction::Out && p.time_ns < 100 * MS)
             .map(|p| (p.time_ns, p.size))
             .collect();
-        assert_eq!(
-            tick0,
-            vec![(0, 1460.0), (100 * MS / 3, 1460.0), (200 * MS / 3, 580.0)]
-        );
+        assert_eq!(tick0, vec![(0, 1460.0), (100 * MS / 3, 1460.0), (200 * MS / 3, 580.0)]);
     }
 
     #[test]
     fn a_seed_makes_a_run_reproducible() {
         let trace: Vec<Packet> = (0..200)
-            .map(|i| {
-                pkt(
-                    i * 777 * MS,
-                    if i % 3 == 0 {
-                        Direction::In
-                    } else {
-                        Direction::Out
-                    },
-                    100 + i as u32,
-                )
-            })
+            .map(|i| pkt(i * 777 * MS, if i % 3 == 0 { Direction::In } else { Direction::Out }, 100 + i as u32))
             .collect();
-        for kind in [
-            BaselineKind::Constant,
-            BaselineKind::Random,
-            BaselineKind::RandomPlus,
-        ] {
+        for kind in [BaselineKind::Constant, BaselineKind::Random, BaselineKind::RandomPlus] {
             let (a, sa) = run(&trace, Baseline::new(kind), 42);
             let (b, sb) = run(&trace, Baseline::new(kind), 42);
             let (c, _) = run(&trace, Baseline::new(kind), 43);
@@ -524,11 +429,8 @@ mod tests {
             assert_eq!(sa, sb, "{kind}");
             assert_ne!(a, c, "{kind}");
             assert_eq!(sa.total.real_packets, 200, "{kind}");
-            let real: Vec<(Direction, u32)> = a
-                .iter()
-                .filter(|p| !p.dummy)
-                .map(|p| (p.direction, p.size as u32))
-                .collect();
+            let real: Vec<(Direction, u32)> =
+                a.iter().filter(|p| !p.dummy).map(|p| (p.direction, p.size as u32)).collect();
             let want: Vec<(Direction, u32)> = trace.iter().map(|p| (p.direction, p.size)).collect();
             let sorted = |mut v: Vec<(Direction, u32)>| {
                 v.sort_by_key(|x| (x.0 == Direction::Out, x.1));
@@ -549,20 +451,10 @@ mod tests {
         let share = s.active_time_s / 1000.0;
         let q: f64 = 0.2112;
         let expect = 10.0 * q / (1.0 + 10.0 * q - q);
-        assert!(
-            (share - expect).abs() < 0.03,
-            "on {share}, expected about {expect}"
-        );
-        let always = Baseline {
-            on_probability: 1.0,
-            ..Baseline::constant()
-        };
+        assert!((share - expect).abs() < 0.03, "on {share}, expected about {expect}");
+        let always = Baseline { on_probability: 1.0, ..Baseline::constant() };
         let (_, s) = run(&trace, always, 7);
-        assert!(
-            (s.active_time_s - 1001.0).abs() < 1e-6,
-            "{}",
-            s.active_time_s
-        );
+        assert!((s.active_time_s - 1001.0).abs() < 1e-6, "{}", s.active_time_s);
         // Constant rate: 1000 bytes per tick per direction while on.
         assert_eq!(s.outgoing.dummy_bytes, 10_010 * 1000);
     }
@@ -587,23 +479,14 @@ mod tests {
     #[test]
     fn random_rates_change_only_at_redraws_and_a_burst_keeps_its_rate() {
         let trace = [pkt(0, Direction::In, 0), pkt(60 * S, Direction::In, 0)];
-        let b = Baseline {
-            on_probability: 1.0,
-            ..Baseline::random()
-        };
+        let b = Baseline { on_probability: 1.0, ..Baseline::random() };
         let (out, _) = run(&trace, b, 5);
         let outs = per_tick(&out, 0, Direction::Out);
         // Ticks 0..50 are five bursts of the first 5 s interval: same budget (give or take
         // the carried fraction of a byte).
         let first: Vec<f64> = outs[..50].iter().map(|t| t.2).collect();
-        assert!(
-            first.iter().all(|&b| (b - first[0]).abs() <= 1.0),
-            "{first:?}"
-        );
+        assert!(first.iter().all(|&b| (b - first[0]).abs() <= 1.0), "{first:?}");
         let later: Vec<f64> = outs[50..100].iter().map(|t| t.2).collect();
-        assert!(
-            (later[0] - first[0]).abs() > 1.0,
-            "the rate was redrawn at 5 s"
-        );
+        assert!((later[0] - first[0]).abs() > 1.0, "the rate was redrawn at 5 s");
     }
 }

@@ -17,7 +17,6 @@ pub use capture::{CaptureStats, read_captures};
 pub use devices::{Device, DeviceTable};
 pub use packet::{Direction, Packet, Transport};
 pub use simulate::{
-    Defense, FixedRows, GeneratorRows, Mode, OutputFile, OutputPacket, RowSource, SimSettings,
-    Summary, simulate,
+    Defense, FixedRows, GeneratorRows, Mode, OutputFile, OutputPacket, RowSource, SimSettings, Summary, simulate,
 };
 pub use windows::{COLUMNS, WindowSettings, Windows};
