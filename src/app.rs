@@ -7,6 +7,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::{
     config::ServeConfig,
+    jobs::{JobSignal, WorkerConfig, worker},
     error::{Error, Result},
     models::{Engine, ModelSet},
     store::Store,
@@ -16,6 +17,8 @@ use crate::{
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub max_n: usize,
+    /// Expensive requests handled at once; more get 429.
+    pub max_concurrent_requests: usize,
     pub request_timeout_secs: u64,
     pub max_body_bytes: usize,
 }
@@ -26,18 +29,28 @@ pub struct AppState {
     pub store: Store,
     pub limits: Arc<Limits>,
     pub prometheus: PrometheusHandle,
+    /// Wakes this process's simulation workers when a job is queued.
+    pub jobs: JobSignal,
     in_flight: Arc<Semaphore>,
 }
 
 impl AppState {
-    pub fn new(engine: Arc<Engine>, store: Store, limits: Limits, max_concurrent_requests: usize) -> Self {
+    /// State without simulation workers in this process (see [`AppState::with_jobs`]).
+    pub fn new(engine: Arc<Engine>, store: Store, limits: Limits) -> Self {
         Self {
             engine,
             store,
+            in_flight: Arc::new(Semaphore::new(limits.max_concurrent_requests.max(1))),
             limits: Arc::new(limits),
             prometheus: prometheus(),
-            in_flight: Arc::new(Semaphore::new(max_concurrent_requests.max(1))),
+            jobs: JobSignal::default(),
         }
+    }
+
+    /// Starts `config.workers` simulation workers in this process.
+    pub async fn with_jobs(mut self, config: WorkerConfig) -> Result<Self> {
+        self.jobs = worker::start(self.engine.clone(), self.store.clone(), config).await?;
+        Ok(self)
     }
 
     /// A slot for one expensive request, or 429 when all are taken.
@@ -58,10 +71,11 @@ impl AppState {
         let store = Store::connect(&config.database_url, config.db_max_connections).await?;
         let limits = Limits {
             max_n: config.max_n,
+            max_concurrent_requests: config.max_concurrent_requests,
             request_timeout_secs: config.request_timeout_secs,
             max_body_bytes: config.max_body_bytes,
         };
-        Ok(Self::new(Arc::new(engine), store, limits, config.max_concurrent_requests))
+        Self::new(Arc::new(engine), store, limits).with_jobs(config.jobs.worker_config()).await
     }
 }
 

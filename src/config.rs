@@ -29,9 +29,43 @@ pub struct ServeConfig {
     /// Seconds before a request is answered 503.
     #[arg(long, env = "IPET_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
     pub request_timeout_secs: u64,
-    /// Largest request body in bytes.
+    /// Largest request body in bytes (trace uploads).
     #[arg(long, env = "IPET_MAX_BODY_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub max_body_bytes: usize,
+    #[command(flatten)]
+    pub jobs: JobArgs,
+}
+
+/// Simulation workers.
+#[derive(Debug, Clone, Args)]
+pub struct JobArgs {
+    /// Simulation jobs this process runs at once (0: none; another replica runs them).
+    #[arg(long, env = "IPET_SIM_WORKERS", default_value_t = 1)]
+    pub sim_workers: usize,
+    /// Seconds without a heartbeat after which a running job's worker is taken for dead and the
+    /// job is run again.
+    #[arg(long, env = "IPET_SIM_LEASE_SECS", default_value_t = 30)]
+    pub sim_lease_secs: u64,
+    /// Claims after which a job whose worker keeps dying is failed.
+    #[arg(long, env = "IPET_SIM_MAX_ATTEMPTS", default_value_t = 3)]
+    pub sim_max_attempts: i64,
+    /// Output packets per second one job may produce (0: unlimited), to keep simulations from
+    /// starving schedule requests on a small machine.
+    #[arg(long, env = "IPET_SIM_RATE_LIMIT", default_value_t = 0)]
+    pub sim_rate_limit: u64,
+}
+
+impl JobArgs {
+    pub fn worker_config(&self) -> crate::jobs::WorkerConfig {
+        crate::jobs::WorkerConfig {
+            workers: self.sim_workers,
+            lease: std::time::Duration::from_secs(self.sim_lease_secs.max(1)),
+            poll: std::time::Duration::from_secs(1),
+            max_attempts: self.sim_max_attempts.max(1),
+            rate_limit: self.sim_rate_limit,
+            chunk: 256,
+        }
+    }
 }
 
 /// Where the model set and ONNX Runtime are, and how inference runs.

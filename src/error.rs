@@ -18,6 +18,18 @@ pub enum Error {
     #[error("{message}")]
     NotFound { code: &'static str, message: String },
 
+    /// A request body in a media type the route does not take.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+
+    /// A request body over the configured limit.
+    #[error("{0}")]
+    TooLarge(String),
+
+    /// The resource exists but is not in a state that allows this (e.g. a job still running).
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+
     /// A model set that cannot be served (manifest or ONNX file wrong).
     #[error("model set: {0}")]
     Model(String),
@@ -63,6 +75,9 @@ impl Error {
     pub fn code(&self) -> &'static str {
         match self {
             Error::InvalidInput { code, .. } | Error::NotFound { code, .. } => code,
+            Error::TooLarge(_) => "too_large",
+            Error::UnsupportedMediaType(_) => "unsupported_media_type",
+            Error::Conflict { code, .. } => code,
             Error::Model(_) => "model_set_invalid",
             Error::Overloaded(_) => "overloaded",
             Error::Onnx(_) => "inference_failed",
@@ -77,6 +92,9 @@ impl Error {
             Error::InvalidInput { .. } => StatusCode::BAD_REQUEST,
             Error::NotFound { .. } => StatusCode::NOT_FOUND,
             Error::Overloaded(_) => StatusCode::TOO_MANY_REQUESTS,
+            Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Error::Conflict { .. } => StatusCode::CONFLICT,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod jobs;
 pub mod models;
 pub mod store;
 pub mod traffic;

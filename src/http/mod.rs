@@ -5,11 +5,13 @@ pub mod error;
 pub mod format;
 pub mod ops;
 pub mod perturbations;
+pub mod simulations;
 
 use std::time::{Duration, Instant};
 
 use axum::{
     Router,
+    extract::DefaultBodyLimit,
     extract::{MatchedPath, Request},
     http::{HeaderName, StatusCode},
     middleware::{self, Next},
@@ -18,7 +20,6 @@ use axum::{
 use tower_http::{
     catch_panic::CatchPanicLayer,
     compression::CompressionLayer,
-    limit::RequestBodyLimitLayer,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
     timeout::TimeoutLayer,
     trace::TraceLayer,
@@ -38,6 +39,7 @@ use crate::{app::AppState, error::Error};
     ),
     tags(
         (name = "perturbations", description = "Cover-traffic schedules, kept as job records"),
+        (name = "simulations", description = "Defended traffic and its cost, as durable jobs"),
         (name = "models", description = "The served model set"),
         (name = "operations", description = "Health, readiness, metrics"),
     )
@@ -46,8 +48,11 @@ struct ApiDoc;
 
 /// Every documented route.
 pub fn api() -> OpenApiRouter<AppState> {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let mut doc = ApiDoc::openapi();
+    doc.merge(<simulations::SimulationSchemas as OpenApi>::openapi());
+    OpenApiRouter::with_openapi(doc)
         .merge(perturbations::router())
+        .merge(simulations::router())
         .merge(devices::router())
         .merge(ops::router())
 }
@@ -69,7 +74,7 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
         .layer(middleware::from_fn(record_metrics))
         .layer(CompressionLayer::new())
-        .layer(RequestBodyLimitLayer::new(body_limit))
+        .layer(DefaultBodyLimit::max(body_limit))
         .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {

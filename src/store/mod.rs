@@ -5,6 +5,7 @@
 //! `migrations/postgres`: BLOB vs BYTEA) and are applied at start.
 
 mod perturbations;
+mod simulations;
 
 use std::str::FromStr;
 
@@ -15,6 +16,7 @@ use sqlx::{
 };
 
 pub use perturbations::PerturbationJob;
+pub use simulations::{ClaimedSimulation, NewSimulation, SimulationRecord};
 
 use crate::error::{Error, Result};
 

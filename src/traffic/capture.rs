@@ -31,7 +31,7 @@ use super::{
 use crate::error::{Error, Result};
 
 /// What happened to the frames of one or more captures.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct CaptureStats {
     pub frames: u64,
     pub kept: u64,

@@ -5,6 +5,7 @@
 use std::{
     path::PathBuf,
     sync::{Arc, OnceLock},
+    time::Duration,
 };
 
 use axum::{
@@ -16,6 +17,7 @@ use http_body_util::BodyExt;
 use ipet::{
     app::{AppState, Limits},
     config::ModelArgs,
+    jobs::WorkerConfig,
     models::{Engine, ModelSet},
     store::Store,
 };
@@ -66,6 +68,17 @@ pub struct TestApp {
 
 pub const MAX_N: usize = 30_000;
 
+pub fn worker_config() -> WorkerConfig {
+    WorkerConfig {
+        workers: 1,
+        lease: Duration::from_secs(2),
+        poll: Duration::from_millis(100),
+        max_attempts: 3,
+        rate_limit: 0,
+        chunk: 64,
+    }
+}
+
 impl TestApp {
     pub async fn new(db: Db) -> Self {
         Self::with_limits(db, 64).await
@@ -86,8 +99,8 @@ impl TestApp {
             }
         };
         let store = Store::connect(&url, 4).await.expect("store connects");
-        let limits = Limits { max_n: MAX_N, request_timeout_secs: 30, max_body_bytes: 8 << 20 };
-        let state = AppState::new(engine(), store, limits, max_concurrent);
+        let limits = Limits { max_n: MAX_N, max_concurrent_requests: max_concurrent, request_timeout_secs: 30, max_body_bytes: 8 << 20 };
+        let state = AppState::new(engine(), store, limits).with_jobs(worker_config()).await.expect("workers start");
         let router = ipet::http::router(state.clone());
         Self { state, router, db, database }
     }

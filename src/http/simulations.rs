@@ -1,0 +1,392 @@
+//! `POST /simulations`, `GET /simulations/{id}`, `GET /simulations/{id}/output`.
+
+use axum::{
+    Json,
+    extract::{FromRequest, Multipart, Path, Query, Request, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+use uuid::Uuid;
+
+use super::{
+    error::ErrorBody,
+    format::{CSV, Format, NPY},
+};
+use crate::{
+    app::AppState,
+    error::{Error, Result},
+    jobs::{
+        SimulationParams,
+        codec::decode_output,
+        submit::{CoverRequest, Submission, TraceInput, submit},
+    },
+    traffic::{BaselineKind, Direction, Mode, Packet, Transport, packet::secs_to_ns, simulate::OUTPUT_COLUMNS, simulate::Summary},
+};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(post_simulation))
+        .routes(routes!(get_simulation))
+        .routes(routes!(get_simulation_output))
+}
+
+/// A simulation submitted as multipart/form-data: the trace as a capture file upload.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+pub struct SimulationUpload {
+    /// The trace: pcap, pcapng, or the reference's tshark CSV.
+    #[schema(format = Binary, content_media_type = "application/octet-stream")]
+    trace: String,
+    /// Device name (from /devices for iPET cover).
+    device: String,
+    /// The device's MAC and/or IP addresses in the capture, comma-separated (default: the model set's).
+    address: Option<String>,
+    /// iPET cover from the generators: a generation index or `mix`.
+    generation: Option<String>,
+    /// iPET cover from a stored perturbation job (its id).
+    schedule_job: Option<String>,
+    /// iPET cover from an uploaded .npy schedule (rows [in_packets, in_bytes, out_packets, out_bytes]).
+    #[schema(format = Binary, content_media_type = "application/octet-stream")]
+    schedule: Option<String>,
+    /// A baseline defense instead of iPET: constant, random, random+.
+    baseline: Option<BaselineKind>,
+    mode: Option<Mode>,
+    seed: Option<u64>,
+    /// Seconds: real packets closer than this belong to one active period (default 5).
+    active_gap: Option<f64>,
+}
+
+/// One packet of a JSON trace.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct TracePacket {
+    /// Seconds (Unix time or relative; only differences matter).
+    pub time: f64,
+    /// Transport payload bytes.
+    pub size: u32,
+    pub direction: Direction,
+    #[serde(default)]
+    pub transport: Option<Transport>,
+}
+
+/// A simulation submitted as JSON: the trace as packets.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SimulationRequest {
+    pub device: String,
+    pub packets: Vec<TracePacket>,
+    /// iPET cover from the generators: a generation index or `mix`.
+    pub generation: Option<String>,
+    /// iPET cover from a stored perturbation job.
+    pub schedule_job: Option<String>,
+    /// A baseline defense instead of iPET.
+    pub baseline: Option<BaselineKind>,
+    pub mode: Option<Mode>,
+    pub seed: Option<u64>,
+    pub active_gap: Option<f64>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SimulationAccepted {
+    pub id: Uuid,
+    /// `queued`.
+    pub status: String,
+    /// Where to poll.
+    pub location: String,
+}
+
+/// A simulation job.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SimulationStatus {
+    pub id: Uuid,
+    /// queued, running, succeeded, failed.
+    pub status: String,
+    /// Why it failed.
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Times a worker took the job (more than 1 after a worker died).
+    pub attempts: i64,
+    #[schema(value_type = Object)]
+    pub params: serde_json::Value,
+    pub trace_packets: i64,
+    /// What the defense sent and cost, when succeeded.
+    #[schema(value_type = Option<Object>)]
+    pub summary: Option<serde_json::Value>,
+    pub output_rows: Option<i64>,
+    /// Where the defended trace is, when succeeded.
+    pub output: Option<String>,
+}
+
+/// The defended trace as JSON.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SimulationOutput {
+    pub id: Uuid,
+    #[schema(example = json!(["direction", "is_dummy", "size_bytes", "time_s"]))]
+    pub columns: Vec<String>,
+    /// `[direction (+1 out, -1 in), is_dummy (0/1), size_bytes, time_s since the first real packet]`.
+    pub rows: Vec<[f64; 4]>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct OutputQuery {
+    /// Response encoding; overrides the Accept header.
+    #[param(value_type = Option<Format>)]
+    format: Option<String>,
+}
+
+fn one_cover(generation: Option<String>, schedule_job: Option<String>, schedule: Option<Vec<u8>>, baseline: Option<BaselineKind>) -> Result<CoverRequest> {
+    let mut given = Vec::new();
+    if let Some(g) = generation {
+        given.push(CoverRequest::Generation(g));
+    }
+    if let Some(j) = schedule_job {
+        given.push(CoverRequest::PerturbationJob(j));
+    }
+    if let Some(s) = schedule {
+        given.push(CoverRequest::UploadedSchedule(s));
+    }
+    if let Some(b) = baseline {
+        given.push(CoverRequest::Baseline(b));
+    }
+    match given.len() {
+        1 => Ok(given.pop().expect("one")),
+        0 => Err(Error::invalid("missing_cover", "give one of generation, schedule_job, schedule or baseline")),
+        _ => Err(Error::invalid("ambiguous_cover", "give only one of generation, schedule_job, schedule or baseline")),
+    }
+}
+
+fn parse_field<T: std::str::FromStr>(name: &str, raw: &str, what: &str) -> Result<T> {
+    raw.trim().parse().map_err(|_| Error::invalid("invalid_field", format!("{name} = {raw:?} is not {what}")))
+}
+
+fn enum_field<T: serde::de::DeserializeOwned>(name: &str, raw: &str, choices: &str) -> Result<T> {
+    serde_json::from_value(serde_json::Value::String(raw.trim().to_string()))
+        .map_err(|_| Error::invalid("invalid_field", format!("{name} = {raw:?} is not one of {choices}")))
+}
+
+fn multipart_error(e: axum::extract::multipart::MultipartError) -> Error {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        Error::TooLarge(format!("the upload is larger than the service accepts: {}", e.body_text()))
+    } else {
+        Error::invalid("invalid_upload", e.body_text())
+    }
+}
+
+async fn from_multipart(mut form: Multipart) -> Result<Submission> {
+    let mut trace = None;
+    let mut schedule = None;
+    let mut text = std::collections::BTreeMap::new();
+    while let Some(field) = form.next_field().await.map_err(multipart_error)? {
+        let name = field.name().unwrap_or("").to_string();
+        match name.as_str() {
+            "trace" => {
+                let file = field.file_name().unwrap_or("trace").to_string();
+                trace = Some((file, field.bytes().await.map_err(multipart_error)?.to_vec()));
+            }
+            "schedule" => schedule = Some(field.bytes().await.map_err(multipart_error)?.to_vec()),
+            "device" | "address" | "generation" | "schedule_job" | "baseline" | "mode" | "seed" | "active_gap" => {
+                text.insert(name, field.text().await.map_err(multipart_error)?);
+            }
+            other => return Err(Error::invalid("unknown_field", format!("unknown form field {other:?}"))),
+        }
+    }
+    let (name, bytes) = trace.ok_or_else(|| Error::invalid("missing_trace", "the form has no `trace` file"))?;
+    let device = text.remove("device").ok_or_else(|| Error::invalid("missing_device", "the form has no `device` field"))?;
+    let baseline = text.get("baseline").map(|b| enum_field("baseline", b, "constant, random, random+")).transpose()?;
+    Ok(Submission {
+        device,
+        addresses: text.remove("address"),
+        trace: TraceInput::Capture { name, bytes },
+        cover: one_cover(text.remove("generation"), text.remove("schedule_job"), schedule, baseline)?,
+        mode: text.get("mode").map(|m| enum_field("mode", m, "slotted, reference")).transpose()?.unwrap_or_default(),
+        seed: text.get("seed").map(|s| parse_field("seed", s, "a whole number between 0 and 2^64-1")).transpose()?,
+        active_gap: text.get("active_gap").map(|g| parse_field("active_gap", g, "a number of seconds")).transpose()?.unwrap_or(5.0),
+    })
+}
+
+fn from_json(r: SimulationRequest) -> Result<Submission> {
+    let mut packets = Vec::with_capacity(r.packets.len());
+    for (i, p) in r.packets.iter().enumerate() {
+        if !p.time.is_finite() || p.time.abs() > 1e10 {
+            return Err(Error::invalid("invalid_packet", format!("packets[{i}].time = {} is not a time in seconds", p.time)));
+        }
+        packets.push(Packet { time_ns: secs_to_ns(p.time), size: p.size, direction: p.direction, transport: p.transport.unwrap_or(Transport::Tcp) });
+    }
+    Ok(Submission {
+        device: r.device,
+        addresses: None,
+        trace: TraceInput::Packets(packets),
+        cover: one_cover(r.generation, r.schedule_job, None, r.baseline)?,
+        mode: r.mode.unwrap_or_default(),
+        seed: r.seed,
+        active_gap: r.active_gap.unwrap_or(5.0),
+    })
+}
+
+/// Queues a simulation: a device's trace defended by iPET cover (generators, a stored schedule,
+/// or an uploaded .npy) or by a baseline. Bad uploads are refused and create no job.
+#[utoipa::path(
+    post,
+    path = "/simulations",
+    tag = "simulations",
+    request_body(content(
+        (SimulationUpload = "multipart/form-data"),
+        (SimulationRequest = "application/json"),
+    )),
+    responses(
+        (status = 202, description = "Queued; poll the Location", body = SimulationAccepted, headers(("Location" = String, description = "The job's URL"))),
+        (status = 400, description = "Not a capture, wrong CSV columns, no packets of the device, bad field", body = ErrorBody),
+        (status = 404, description = "Unknown device, generation or perturbation job", body = ErrorBody),
+        (status = 413, description = "Upload too large", body = ErrorBody),
+        (status = 415, description = "Neither multipart/form-data nor JSON", body = ErrorBody),
+    )
+)]
+pub async fn post_simulation(State(state): State<AppState>, request: Request) -> Result<Response> {
+    let content_type = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
+    let submission = if content_type.starts_with("multipart/form-data") {
+        let form = Multipart::from_request(request, &state).await.map_err(|e| Error::invalid("invalid_upload", e.body_text()))?;
+        from_multipart(form).await?
+    } else if content_type.starts_with("application/json") {
+        let Json(body) = Json::<SimulationRequest>::from_request(request, &state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                Error::TooLarge(e.body_text())
+            } else {
+                Error::invalid("invalid_json", e.body_text())
+            }
+        })?;
+        from_json(body)?
+    } else {
+        return Err(Error::UnsupportedMediaType(format!(
+            "Content-Type {content_type:?}: send multipart/form-data (a capture upload) or application/json (packets)"
+        )));
+    };
+    let _permit = state.admit()?;
+    let id = submit(state.engine.model_set(), &state.store, "anonymous", submission).await?;
+    state.jobs.wake();
+    let location = format!("/simulations/{id}");
+    let mut response = (StatusCode::ACCEPTED, Json(SimulationAccepted { id, status: "queued".into(), location: location.clone() })).into_response();
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(response)
+}
+
+fn parse_id(raw: &str) -> Result<Uuid> {
+    Uuid::parse_str(raw).map_err(|_| Error::invalid("invalid_job_id", format!("job id {raw:?} is not a UUID")))
+}
+
+/// A simulation's status, parameters and, when done, its summary.
+#[utoipa::path(
+    get,
+    path = "/simulations/{id}",
+    tag = "simulations",
+    params(("id" = Uuid, Path, description = "Job id")),
+    responses(
+        (status = 200, body = SimulationStatus),
+        (status = 400, description = "Bad id", body = ErrorBody),
+        (status = 404, description = "No such job", body = ErrorBody),
+    )
+)]
+pub async fn get_simulation(
+    State(state): State<AppState>,
+    path: std::result::Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Result<Json<SimulationStatus>> {
+    let Path(raw) = path?;
+    let id = parse_id(&raw)?;
+    let r = state.store.get_simulation(id, None).await?.ok_or_else(|| Error::not_found("unknown_job", format!("no simulation job {id}")))?;
+    let json = |s: &str| serde_json::from_str::<serde_json::Value>(s).map_err(|e| Error::Internal(e.to_string()));
+    Ok(Json(SimulationStatus {
+        id,
+        output: (r.status == "succeeded").then(|| format!("/simulations/{id}/output")),
+        status: r.status,
+        error: r.error,
+        created_at: r.created_at,
+        started_at: r.started_at,
+        finished_at: r.finished_at,
+        attempts: r.attempts,
+        params: json(&r.params)?,
+        trace_packets: r.trace_packets,
+        summary: r.summary.as_deref().map(json).transpose()?,
+        output_rows: r.output_rows,
+    }))
+}
+
+/// The defended trace: rows `[direction, is_dummy, size_bytes, time_s]`, time-ordered.
+#[utoipa::path(
+    get,
+    path = "/simulations/{id}/output",
+    tag = "simulations",
+    params(("id" = Uuid, Path, description = "Job id"), OutputQuery),
+    responses(
+        (status = 200, description = "JSON, npy (float64 [rows, 4]) or CSV with a header", content(
+            (SimulationOutput = "application/json"),
+            (Vec<u8> = "application/x-npy"),
+            (String = "text/csv"),
+        )),
+        (status = 400, description = "Bad id or format", body = ErrorBody),
+        (status = 404, description = "No such job", body = ErrorBody),
+        (status = 409, description = "The job has not succeeded (yet)", body = ErrorBody),
+    )
+)]
+pub async fn get_simulation_output(
+    State(state): State<AppState>,
+    path: std::result::Result<Path<String>, axum::extract::rejection::PathRejection>,
+    query: std::result::Result<Query<OutputQuery>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    let Path(raw) = path?;
+    let Query(q) = query?;
+    let format = Format::negotiate(q.format.as_deref(), &headers)?;
+    let id = parse_id(&raw)?;
+    let r = state.store.get_simulation(id, None).await?.ok_or_else(|| Error::not_found("unknown_job", format!("no simulation job {id}")))?;
+    if r.status != "succeeded" {
+        let why = r.error.map(|e| format!(": {e}")).unwrap_or_default();
+        return Err(Error::Conflict { code: "job_not_finished", message: format!("simulation {id} is {}{why}; it has no output", r.status) });
+    }
+    let bytes = state.store.get_simulation_output(id).await?.ok_or_else(|| Error::Internal(format!("simulation {id} succeeded without output")))?;
+    let rows = r.output_rows.unwrap_or(0).max(0) as usize;
+    tokio::task::spawn_blocking(move || render_output(id, &bytes, rows, format)).await.map_err(|e| Error::Internal(e.to_string()))?
+}
+
+fn render_output(id: Uuid, bytes: &[u8], rows: usize, format: Format) -> Result<Response> {
+    let mut values: Vec<f64> = Vec::with_capacity(rows * 4);
+    decode_output(bytes, |r| {
+        values.extend_from_slice(&r);
+        Ok(())
+    })?;
+    Ok(match format {
+        Format::Json => Json(SimulationOutput {
+            id,
+            columns: OUTPUT_COLUMNS.iter().map(|c| c.to_string()).collect(),
+            rows: values.chunks_exact(4).map(|r| [r[0], r[1], r[2], r[3]]).collect(),
+        })
+        .into_response(),
+        Format::Npy => {
+            let arr = ndarray::Array2::from_shape_vec((values.len() / 4, 4), values).map_err(|e| Error::Internal(e.to_string()))?;
+            let mut out = Vec::with_capacity(arr.len() * 8 + 128);
+            ndarray_npy::WriteNpyExt::write_npy(&arr, &mut out).map_err(|e| Error::Internal(e.to_string()))?;
+            ([(header::CONTENT_TYPE, NPY)], out).into_response()
+        }
+        Format::Csv => {
+            use std::fmt::Write;
+            let mut out = String::with_capacity(values.len() * 6 + 64);
+            out.push_str(&OUTPUT_COLUMNS.join(","));
+            out.push('\n');
+            for r in values.chunks_exact(4) {
+                let _ = writeln!(out, "{},{},{},{}", r[0] as i64, r[1] as i64, r[2], r[3]);
+            }
+            ([(header::CONTENT_TYPE, CSV)], out).into_response()
+        }
+    })
+}
+
+/// Makes the simulation types part of the OpenAPI components.
+#[derive(utoipa::OpenApi)]
+#[openapi(components(schemas(Summary, SimulationParams)))]
+pub struct SimulationSchemas;

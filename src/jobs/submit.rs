@@ -1,0 +1,175 @@
+//! Turning a submission into a queued job: everything is checked first, so a bad upload gets a
+//! 4xx naming the problem and no job exists.
+
+use std::{io::Cursor, net::IpAddr};
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::{
+    codec::encode_packets,
+    params::{Cover, SimulationParams},
+};
+use crate::{
+    error::{Error, Result},
+    models::{GenerationChoice, ModelSet},
+    store::{NewSimulation, Store},
+    traffic::{
+        BaselineKind, CaptureStats, DeviceTable, FixedRows, Mode, Packet, SimSettings,
+        capture::read_capture,
+        devices::{Mac, parse_mac},
+    },
+};
+
+/// The trace of a submission.
+pub enum TraceInput {
+    /// A capture file (pcap, pcapng, tshark CSV) as uploaded.
+    Capture { name: String, bytes: Vec<u8> },
+    /// Packets given directly (any order).
+    Packets(Vec<Packet>),
+}
+
+/// Where the cover should come from, as asked.
+pub enum CoverRequest {
+    Generation(String),
+    PerturbationJob(String),
+    UploadedSchedule(Vec<u8>),
+    Baseline(BaselineKind),
+}
+
+pub struct Submission {
+    pub device: String,
+    /// The device's MAC and/or IP addresses in the capture (default: the model set's).
+    pub addresses: Option<String>,
+    pub trace: TraceInput,
+    pub cover: CoverRequest,
+    pub mode: Mode,
+    pub seed: Option<u64>,
+    pub active_gap: f64,
+}
+
+fn device_table(device: &str, addresses: &str) -> Result<DeviceTable> {
+    let mut mac: Option<Mac> = None;
+    let mut ips: Vec<IpAddr> = Vec::new();
+    for token in addresses.split([',', ';', ' ']).map(str::trim).filter(|t| !t.is_empty()) {
+        if let Some(m) = parse_mac(token) {
+            if mac.replace(m).is_some() {
+                return Err(Error::invalid("invalid_address", format!("address {addresses:?} names more than one MAC")));
+            }
+        } else if let Ok(ip) = token.parse() {
+            ips.push(ip);
+        } else {
+            return Err(Error::invalid("invalid_address", format!("address {token:?} is neither a MAC nor an IP address")));
+        }
+    }
+    DeviceTable::new(vec![(device.to_string(), mac, ips)]).map_err(|_| {
+        Error::invalid("invalid_address", format!("no MAC or IP address given for device {device:?}"))
+    })
+}
+
+/// Checks a submission and stores it as a queued job; returns its id.
+pub async fn submit(set: &ModelSet, store: &Store, requester: &str, s: Submission) -> Result<Uuid> {
+    let known = set.device_index(&s.device).map(|i| &set.manifest.devices[i]);
+    let settings = SimSettings::new(set.manifest.settings.omega, s.active_gap)?;
+    let _ = settings;
+
+    let (cover, schedule) = match s.cover {
+        CoverRequest::Generation(g) => {
+            if known.is_none() {
+                return Err(unknown_device(set, &s.device));
+            }
+            let choice = GenerationChoice::parse(&g, set.generations())?;
+            (Cover::Generation { generation: choice.to_string() }, None)
+        }
+        CoverRequest::PerturbationJob(raw) => {
+            let id = Uuid::parse_str(raw.trim())
+                .map_err(|_| Error::invalid("invalid_job_id", format!("schedule_job {raw:?} is not a UUID")))?;
+            let job = store
+                .get_perturbation(id, Some(requester).filter(|r| *r != "anonymous"))
+                .await?
+                .ok_or_else(|| Error::not_found("unknown_job", format!("no perturbation job {id}")))?;
+            if job.schedule.slots != set.slots() {
+                return Err(Error::invalid(
+                    "incompatible_schedule",
+                    format!("perturbation job {id} has {} slots per window; the served model set has {}", job.schedule.slots, set.slots()),
+                ));
+            }
+            (Cover::PerturbationJob { job_id: id }, None)
+        }
+        CoverRequest::UploadedSchedule(bytes) => {
+            let rows = FixedRows::from_npy_bytes(&bytes)?;
+            if rows.is_empty() {
+                return Err(Error::invalid("invalid_schedule", "the uploaded schedule has no rows"));
+            }
+            (Cover::UploadedSchedule { rows: rows.len() as u64 }, Some(bytes))
+        }
+        CoverRequest::Baseline(b) => (Cover::Baseline { baseline: b }, None),
+    };
+
+    let (packets, trace_name, addresses, capture) = match s.trace {
+        TraceInput::Packets(mut packets) => {
+            packets.sort_by_key(|p| p.time_ns);
+            let n = packets.len() as u64;
+            (packets, "packets".to_string(), Vec::new(), CaptureStats { frames: n, kept: n, ..Default::default() })
+        }
+        TraceInput::Capture { name, bytes } => {
+            let addresses = match (&s.addresses, known) {
+                (Some(a), _) => a.clone(),
+                (None, Some(d)) => [d.mac.clone(), d.ip.clone()].into_iter().flatten().collect::<Vec<_>>().join(","),
+                (None, None) => return Err(unknown_device(set, &s.device)),
+            };
+            let table = device_table(&s.device, &addresses)?;
+            let mut stats = CaptureStats::default();
+            let mut packets = Vec::new();
+            read_capture(Cursor::new(bytes), &name, &table, &mut stats, |_, _, p| packets.push(p))?;
+            packets.sort_by_key(|p| p.time_ns);
+            let list = addresses.split([',', ';', ' ']).filter(|a| !a.is_empty()).map(str::to_string).collect();
+            (packets, name, list, stats)
+        }
+    };
+    if packets.is_empty() {
+        return Err(Error::invalid(
+            "no_packets",
+            format!(
+                "the trace {trace_name:?} holds no TCP/UDP payload packets between device {:?} ({}) and the internet",
+                s.device,
+                if addresses.is_empty() { "as given".to_string() } else { addresses.join(", ") }
+            ),
+        ));
+    }
+    let params = SimulationParams {
+        device: s.device,
+        cover,
+        mode: s.mode,
+        seed: s.seed,
+        active_gap: s.active_gap,
+        omega: set.manifest.settings.omega,
+        trace_name,
+        addresses,
+        capture,
+    };
+    let id = Uuid::new_v4();
+    let created_at: DateTime<Utc> = DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).unwrap_or_default();
+    store
+        .insert_simulation(&NewSimulation {
+            id,
+            requester: requester.to_string(),
+            params: serde_json::to_string(&params).map_err(|e| Error::Internal(e.to_string()))?,
+            trace: encode_packets(&packets),
+            trace_packets: packets.len() as u64,
+            schedule,
+            created_at,
+        })
+        .await?;
+    Ok(id)
+}
+
+fn unknown_device(set: &ModelSet, device: &str) -> Error {
+    Error::not_found(
+        "unknown_device",
+        format!(
+            "device {device:?} is not in the model set (devices: {}); for a baseline on another device, give its address",
+            set.device_names().join(", ")
+        ),
+    )
+}

@@ -1,0 +1,182 @@
+//! The simulation worker pool: claims jobs from the store, runs them on blocking threads, keeps
+//! their leases alive, and stores each result once.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use chrono::Utc;
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use super::{
+    params::{Cover, SimulationParams},
+    run::{Outcome, RunInputs, fixed_rows_of, run},
+};
+use crate::{
+    error::{Error, Result},
+    models::Engine,
+    store::{Backend, ClaimedSimulation, Store},
+    traffic::FixedRows,
+};
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Jobs run at once by this process.
+    pub workers: usize,
+    /// A running job whose worker has not renewed its lease for this long is taken over.
+    pub lease: Duration,
+    /// How often an idle worker looks for work (a submission in this process wakes it at once).
+    pub poll: Duration,
+    /// Claims after which a job whose worker keeps dying is failed.
+    pub max_attempts: i64,
+    /// Output packets per second each job may produce (0: no limit), so that simulations do not
+    /// starve schedule requests on a small machine.
+    pub rate_limit: u64,
+    /// Windows drawn from the generators per inference call.
+    pub chunk: usize,
+}
+
+/// Wakes the workers of this process.
+#[derive(Clone, Default)]
+pub struct JobSignal(Arc<Notify>);
+
+impl JobSignal {
+    pub fn wake(&self) {
+        self.0.notify_waiters();
+    }
+}
+
+/// Starts the workers; on SQLite (single process) first re-queues jobs a dead process left running.
+pub async fn start(engine: Arc<Engine>, store: Store, config: WorkerConfig) -> Result<JobSignal> {
+    if store.backend() == Backend::Sqlite {
+        let n = store.requeue_running_simulations().await?;
+        if n > 0 {
+            tracing::warn!(jobs = n, "re-queued simulation jobs left running by a previous process");
+        }
+    }
+    let signal = JobSignal::default();
+    for worker in 0..config.workers {
+        let (engine, store, config, signal) = (engine.clone(), store.clone(), config.clone(), signal.clone());
+        tokio::spawn(async move {
+            let name = format!("{}-{worker}", std::process::id());
+            loop {
+                let notified = signal.0.notified();
+                match claim_and_run(&engine, &store, &config, &name).await {
+                    Ok(true) => continue,
+                    Ok(false) => {}
+                    Err(e) => tracing::error!(error = %e, worker = %name, "simulation worker: store error"),
+                }
+                tokio::select! {
+                    _ = notified => {},
+                    _ = tokio::time::sleep(config.poll) => {},
+                }
+            }
+        });
+    }
+    Ok(signal)
+}
+
+fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+/// Claims one job and runs it; false when there was none.
+pub async fn claim_and_run(engine: &Arc<Engine>, store: &Store, config: &WorkerConfig, worker: &str) -> Result<bool> {
+    let now = now_ms();
+    let stale = now - config.lease.as_millis() as i64;
+    store.fail_abandoned_simulations(now, stale, config.max_attempts).await?;
+    let claim = format!("{worker}/{}", Uuid::new_v4().simple());
+    let Some(job) = store.claim_simulation(&claim, now, stale, config.max_attempts).await? else {
+        return Ok(false);
+    };
+    let span = tracing::info_span!("simulation", job = %job.id, attempt = job.attempts);
+    let _enter = span.enter();
+    tracing::info!("claimed");
+    let id = job.id;
+    let result = execute(engine, store, config, &job).await;
+    let stored = match result {
+        Ok(outcome) => {
+            let summary = serde_json::to_string(&outcome.summary).map_err(|e| Error::Internal(e.to_string()))?;
+            tracing::info!(rows = outcome.rows, "succeeded");
+            metrics::counter!("ipet_simulation_jobs_total", "status" => "succeeded").increment(1);
+            store.finish_simulation(id, &claim, now_ms(), Ok((summary, outcome.output, outcome.rows))).await?
+        }
+        Err(Lost) => false,
+        Err(Failed(reason)) => {
+            tracing::warn!(%reason, "failed");
+            metrics::counter!("ipet_simulation_jobs_total", "status" => "failed").increment(1);
+            store.finish_simulation(id, &claim, now_ms(), Err(reason)).await?
+        }
+    };
+    if !stored {
+        tracing::warn!("the claim was taken over before the result was stored; the other worker finishes it");
+    }
+    Ok(true)
+}
+
+enum RunError {
+    /// The job's claim went to another worker.
+    Lost,
+    /// The job cannot succeed; the reason is stored.
+    Failed(String),
+}
+use RunError::{Failed, Lost};
+
+async fn execute(engine: &Arc<Engine>, store: &Store, config: &WorkerConfig, job: &ClaimedSimulation) -> std::result::Result<Outcome, RunError> {
+    let params: SimulationParams = serde_json::from_str(&job.params).map_err(|e| Failed(format!("stored parameters are unreadable: {e}")))?;
+    let schedule = match &params.cover {
+        Cover::PerturbationJob { job_id } => {
+            let stored = store.get_perturbation(*job_id, None).await.map_err(|e| Failed(e.to_string()))?;
+            let stored = stored.ok_or_else(|| Failed(format!("perturbation job {job_id} no longer exists")))?;
+            Some(fixed_rows_of(&stored.schedule).map_err(|e| Failed(e.to_string()))?)
+        }
+        Cover::UploadedSchedule { .. } => {
+            let bytes = job.schedule.as_deref().ok_or_else(|| Failed("the uploaded schedule is missing".into()))?;
+            Some(FixedRows::from_npy_bytes(bytes).map_err(|e| Failed(e.to_string()))?)
+        }
+        _ => None,
+    };
+
+    // Keep the lease alive while the simulation runs; give up when the claim is lost.
+    let cancelled = Arc::new(AtomicBool::new(false));
+    let heartbeat = {
+        let (store, cancelled, id, claim) = (store.clone(), cancelled.clone(), job.id, job.claim.clone());
+        let every = (config.lease / 3).max(Duration::from_millis(100));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                match store.heartbeat_simulation(id, &claim, now_ms()).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        cancelled.store(true, Ordering::Relaxed);
+                        return;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
+                }
+            }
+        })
+    };
+    let (engine, trace, rate_limit, chunk, flag) = (engine.clone(), job.trace.clone(), config.rate_limit, config.chunk, cancelled.clone());
+    let result = tokio::task::spawn_blocking(move || {
+        run(RunInputs { engine: &engine, params: &params, trace: &trace, schedule, rate_limit, chunk, cancelled: &flag })
+    })
+    .await;
+    heartbeat.abort();
+    if cancelled.load(Ordering::Relaxed) {
+        return Err(Lost);
+    }
+    match result {
+        Ok(Ok(outcome)) => Ok(outcome),
+        Ok(Err(e)) if e.is_client_error() => Err(Failed(e.to_string())),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "simulation failed");
+            Err(Failed(format!("the simulation failed: {e}")))
+        }
+        Err(e) => Err(Failed(format!("the simulation panicked: {e}"))),
+    }
+}
