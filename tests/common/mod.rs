@@ -85,6 +85,15 @@ impl TestApp {
     }
 
     pub async fn with_limits(db: Db, max_concurrent: usize) -> Self {
+        Self::build(db, max_concurrent, Some(worker_config())).await
+    }
+
+    /// No simulation worker: jobs stay queued.
+    pub async fn without_workers(db: Db) -> Self {
+        Self::build(db, 64, None).await
+    }
+
+    async fn build(db: Db, max_concurrent: usize, workers: Option<WorkerConfig>) -> Self {
         let (url, database) = match db {
             Db::Sqlite => ("sqlite::memory:".to_string(), None),
             Db::Postgres => {
@@ -100,7 +109,10 @@ impl TestApp {
         };
         let store = Store::connect(&url, 4).await.expect("store connects");
         let limits = Limits { max_n: MAX_N, max_concurrent_requests: max_concurrent, request_timeout_secs: 30, max_body_bytes: 8 << 20 };
-        let state = AppState::new(engine(), store, limits).with_jobs(worker_config()).await.expect("workers start");
+        let mut state = AppState::new(engine(), store, limits);
+        if let Some(config) = workers {
+            state = state.with_jobs(config).await.expect("workers start");
+        }
         let router = ipet::http::router(state.clone());
         Self { state, router, db, database }
     }
@@ -111,6 +123,48 @@ impl TestApp {
 
     pub async fn get_with(&self, uri: &str, header: (&str, &str)) -> Reply {
         self.request(Request::get(uri).header(header.0, header.1).body(Body::empty()).expect("request")).await
+    }
+
+    /// POSTs a multipart form: (name, file name or None, bytes).
+    pub async fn post_form(&self, uri: &str, parts: &[(&str, Option<&str>, &[u8])]) -> Reply {
+        let boundary = "ipet-test-boundary-7MA4YWxkTrZu0gW";
+        let mut body = Vec::new();
+        for (name, file, bytes) in parts {
+            body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+            match file {
+                Some(f) => body.extend_from_slice(
+                    format!("Content-Disposition: form-data; name=\"{name}\"; filename=\"{f}\"\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes(),
+                ),
+                None => body.extend_from_slice(format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes()),
+            }
+            body.extend_from_slice(bytes);
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+        let req = Request::post(uri)
+            .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+            .body(Body::from(body))
+            .expect("request");
+        self.request(req).await
+    }
+
+    pub async fn post_json(&self, uri: &str, value: &serde_json::Value) -> Reply {
+        let req = Request::post(uri).header("content-type", "application/json").body(Body::from(value.to_string())).expect("request");
+        self.request(req).await
+    }
+
+    /// Polls a simulation until it leaves queued/running (at most `secs`).
+    pub async fn wait_simulation(&self, id: &str, secs: u64) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            let v = self.get(&format!("/simulations/{id}")).await.json();
+            let status = v["status"].as_str().unwrap_or("").to_string();
+            if status == "succeeded" || status == "failed" {
+                return v;
+            }
+            assert!(std::time::Instant::now() < deadline, "simulation {id} still {status} after {secs} s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     pub async fn request(&self, req: Request<Body>) -> Reply {
