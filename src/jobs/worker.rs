@@ -60,10 +60,16 @@ pub async fn start(engine: Arc<Engine>, store: Store, config: WorkerConfig) -> R
         }
     }
     let signal = JobSignal::default();
+    // Claims name the process instance and the worker, for the log and the job record.
+    let instance = Uuid::new_v4().simple().to_string()[..8].to_string();
+    if config.workers > 0 {
+        tracing::info!(%instance, workers = config.workers, "simulation workers started");
+    }
     for worker in 0..config.workers {
+        let instance = instance.clone();
         let (engine, store, config, signal) = (engine.clone(), store.clone(), config.clone(), signal.clone());
         tokio::spawn(async move {
-            let name = format!("{}-{worker}", std::process::id());
+            let name = format!("{instance}-{worker}");
             loop {
                 let notified = signal.0.notified();
                 match claim_and_run(&engine, &store, &config, &name).await {

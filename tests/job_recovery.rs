@@ -1,0 +1,260 @@
+//! Durable simulation jobs: a job survives the death of its process and finishes exactly once;
+//! workers sharing one PostgreSQL never run a job twice.
+
+mod common;
+
+use std::{
+    net::TcpListener,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use chrono::Utc;
+use common::{Db, TestApp, repo};
+use ipet::{
+    jobs::{
+        WorkerConfig,
+        submit::{CoverRequest, Submission, TraceInput, submit},
+        worker,
+    },
+    store::{NewSimulation, Store},
+    traffic::Mode,
+};
+use uuid::Uuid;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    fn start(db: &str, port: u16) -> Self {
+        let child = Command::new(env!("CARGO_BIN_EXE_ipet"))
+            .args(["serve", "--port", &port.to_string(), "--database-url", db])
+            .args(["--models", repo().join("models/tj-oconnor-2021").to_str().expect("path")])
+            // Slow enough to be killed mid-job; short lease so a restart does not wait long.
+            .args(["--sim-rate-limit", "15000", "--sim-lease-secs", "2"])
+            .env("RUST_LOG", "warn")
+            .current_dir(repo())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ipet serve starts");
+        Self { child, base: format!("http://127.0.0.1:{port}") }
+    }
+
+    async fn wait_ready(&self, client: &reqwest::Client) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Ok(r) = client.get(format!("{}/readyz", self.base)).send().await
+                && r.status().is_success()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the service did not become ready");
+    }
+
+    /// SIGKILL: no shutdown hook runs.
+    fn kill(mut self) {
+        self.child.kill().expect("kill");
+        self.child.wait().expect("reaped");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn status(client: &reqwest::Client, base: &str, id: &str) -> serde_json::Value {
+    client.get(format!("{base}/simulations/{id}")).send().await.expect("status").json().await.expect("json")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_killed_mid_run_completes_after_restart_exactly_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = format!("sqlite:{}", dir.path().join("jobs.sqlite3").display());
+    let port = free_port();
+    let client = reqwest::Client::new();
+    let trace_path = repo().join("data/tj-oconnor-2021-slice/pcaps/lockly-hub-01.pcap");
+    let trace = std::fs::read(&trace_path).expect("trace");
+
+    let server = Server::start(&db, port);
+    server.wait_ready(&client).await;
+    let form = reqwest::multipart::Form::new()
+        .part("trace", reqwest::multipart::Part::bytes(trace).file_name("lockly-hub-01.pcap"))
+        .text("device", "lockly-hub-01")
+        .text("generation", "mix")
+        .text("seed", "11");
+    let accepted: serde_json::Value =
+        client.post(format!("{}/simulations", server.base)).multipart(form).send().await.expect("submit").json().await.expect("json");
+    let id = accepted["id"].as_str().expect("id").to_string();
+
+    // Wait until it runs, let it work a while, then kill the process.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while status(&client, &server.base, &id).await["status"] != "running" {
+        assert!(Instant::now() < deadline, "the job never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let before = status(&client, &server.base, &id).await;
+    assert_eq!(before["status"], "running", "the job must still be running when the process dies: {before}");
+    server.kill();
+
+    let server = Server::start(&db, port);
+    server.wait_ready(&client).await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let done = loop {
+        let v = status(&client, &server.base, &id).await;
+        if v["status"] == "succeeded" || v["status"] == "failed" {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "the job did not finish after the restart: {v}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["attempts"], 2, "claimed once before the kill and once after");
+
+    // The result is the one an uninterrupted run gives: same seed, same defended trace.
+    let out = dir.path().join("cli.npy");
+    let cli = Command::new(env!("CARGO_BIN_EXE_ipet"))
+        .args(["simulate", "--trace", trace_path.to_str().expect("path"), "--device", "lockly-hub-01", "--generation", "mix", "--seed", "11"])
+        .args(["--devices", repo().join("data/tj-oconnor-2021-slice/devices.csv").to_str().expect("path")])
+        .args(["--models", repo().join("models/tj-oconnor-2021").to_str().expect("path"), "-o", out.to_str().expect("path")])
+        .current_dir(repo())
+        .output()
+        .expect("ipet simulate");
+    assert!(cli.status.success(), "{}", String::from_utf8_lossy(&cli.stderr));
+    let cli_summary: serde_json::Value = serde_json::from_slice(&cli.stdout).expect("summary JSON");
+    assert_eq!(done["summary"], cli_summary);
+    let served = client.get(format!("{}/simulations/{id}/output?format=npy", server.base)).send().await.expect("output").bytes().await.expect("bytes");
+    let served: ndarray::Array2<f64> = ndarray_npy::ReadNpyExt::read_npy(&served[..]).expect("npy");
+    let local: ndarray::Array2<f64> = ndarray_npy::read_npy(&out).expect("npy");
+    assert_eq!(served.shape(), local.shape());
+    let max_diff = (&served - &local).iter().fold(0f64, |m, d| m.max(d.abs()));
+    assert!(max_diff < 1e-6, "outputs differ by {max_diff}");
+}
+
+fn slow_workers() -> WorkerConfig {
+    WorkerConfig { workers: 2, lease: Duration::from_secs(5), poll: Duration::from_millis(30), max_attempts: 3, rate_limit: 40_000, chunk: 64 }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_worker_pools_on_one_postgres_never_run_a_job_twice() {
+    // Two independent pools (as two replicas would have), each with two workers.
+    let app = TestApp::without_workers(Db::Postgres).await;
+    let url = app.state.store.pool().connect_options().database_url.to_string();
+    let other = Store::connect(&url, 4).await.expect("second store");
+    let engine = common::engine();
+    worker::start(engine.clone(), app.state.store.clone(), slow_workers()).await.expect("pool A");
+    worker::start(engine.clone(), other.clone(), slow_workers()).await.expect("pool B");
+
+    let trace = std::fs::read(repo().join("data/tj-oconnor-2021-slice/pcaps/schlage-lock-01.pcap")).expect("trace");
+    let set = engine.model_set();
+    let mut ids = Vec::new();
+    for i in 0..12 {
+        let s = Submission {
+            device: "schlage-lock-01".into(),
+            addresses: None,
+            trace: TraceInput::Capture { name: "schlage.pcap".into(), bytes: trace.clone() },
+            cover: CoverRequest::Generation((i % 5).to_string()),
+            mode: Mode::Slotted,
+            seed: Some(i),
+            active_gap: 5.0,
+        };
+        ids.push(submit(set, &app.state.store, "test", s).await.expect("submitted"));
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut claims = std::collections::BTreeSet::new();
+    for id in &ids {
+        loop {
+            let r = app.state.store.get_simulation(*id, None).await.expect("get").expect("exists");
+            if r.status == "succeeded" {
+                assert_eq!(r.attempts, 1, "job {id} was claimed {} times", r.attempts);
+                break;
+            }
+            assert_ne!(r.status, "failed", "{:?}", r.error);
+            assert!(Instant::now() < deadline, "jobs did not finish");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let claim: String = sqlx::query_scalar("SELECT claim FROM simulation_jobs WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_one(app.state.store.pool())
+            .await
+            .expect("claim");
+        claims.insert(claim.split('-').next().expect("instance").to_string());
+    }
+    assert_eq!(claims.len(), 2, "both pools took jobs: {claims:?}");
+    other.pool().close().await;
+    app.cleanup().await;
+}
+
+async fn queued_job(store: &Store) -> Uuid {
+    let id = Uuid::new_v4();
+    let packets = [ipet::traffic::Packet { time_ns: 0, size: 10, direction: ipet::traffic::Direction::In, transport: ipet::traffic::Transport::Tcp }];
+    store
+        .insert_simulation(&NewSimulation {
+            id,
+            requester: "test".into(),
+            params: "{}".into(),
+            trace: ipet::jobs::codec::encode_packets(&packets),
+            trace_packets: 1,
+            schedule: None,
+            created_at: Utc::now(),
+        })
+        .await
+        .expect("insert");
+    id
+}
+
+async fn a_lost_claim_cannot_finish_and_a_crashing_job_is_given_up(db: Db) {
+    let app = TestApp::without_workers(db).await;
+    let store = &app.state.store;
+    let id = queued_job(store).await;
+    let t0 = 1_000_000;
+    let lease = 10_000;
+    let a = store.claim_simulation("A", t0, t0 - lease, 3).await.expect("claim").expect("a job");
+    assert_eq!((a.id, a.attempts), (id, 1));
+    // Within the lease nobody else gets it.
+    assert!(store.claim_simulation("B", t0 + 5_000, t0 + 5_000 - lease, 3).await.expect("claim").is_none());
+    // A stops heart-beating; after the lease B takes over.
+    let b = store.claim_simulation("B", t0 + 20_000, t0 + 20_000 - lease, 3).await.expect("claim").expect("taken over");
+    assert_eq!(b.attempts, 2);
+    assert!(!store.heartbeat_simulation(id, "A", t0 + 21_000).await.expect("heartbeat"), "A's claim is gone");
+    assert!(!store.finish_simulation(id, "A", t0 + 21_000, Ok(("{}".into(), vec![0], 0))).await.expect("finish"), "A cannot finish");
+    assert!(store.finish_simulation(id, "B", t0 + 22_000, Ok(("{}".into(), vec![0], 0))).await.expect("finish"));
+    assert!(!store.finish_simulation(id, "B", t0 + 23_000, Err("again".into())).await.expect("finish"), "finished once");
+    assert_eq!(store.get_simulation(id, None).await.expect("get").expect("job").status, "succeeded");
+
+    // A job whose worker dies on every attempt is failed after max_attempts claims.
+    let id = queued_job(store).await;
+    for k in 0..3 {
+        let now = t0 + 100_000 * (k + 1);
+        assert!(store.claim_simulation(&format!("W{k}"), now, now - lease, 3).await.expect("claim").is_some());
+    }
+    let now = t0 + 1_000_000;
+    assert!(store.claim_simulation("W9", now, now - lease, 3).await.expect("claim").is_none());
+    assert_eq!(store.fail_abandoned_simulations(now, now - lease, 3).await.expect("sweep"), 1);
+    let r = store.get_simulation(id, None).await.expect("get").expect("job");
+    assert_eq!(r.status, "failed");
+    assert!(r.error.expect("reason").contains("3 times"));
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn claims_on_sqlite() {
+    a_lost_claim_cannot_finish_and_a_crashing_job_is_given_up(Db::Sqlite).await;
+}
+
+#[tokio::test]
+async fn claims_on_postgres() {
+    a_lost_claim_cannot_finish_and_a_crashing_job_is_given_up(Db::Postgres).await;
+}
