@@ -30,7 +30,8 @@ fn ms(d: f64) -> String {
 
 async fn serve(engine: Arc<Engine>, url: &str) -> (String, tokio::task::JoinHandle<()>) {
     let store = Store::connect(url, 8).await.expect("store");
-    let limits = Limits { max_n: 50_000, max_concurrent_requests: 1024, request_timeout_secs: 60, max_body_bytes: 1 << 20 };
+    let limits =
+        Limits { max_n: 50_000, max_concurrent_requests: 1024, request_timeout_secs: 60, max_body_bytes: 1 << 20 };
     let state = AppState::new(engine, store, limits);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
@@ -124,22 +125,34 @@ fn main() {
     };
     let config = args.engine_config();
     let set = ModelSet::load(&args.models).expect("model set");
-    println!("model set {} | {} inference threads | {} cores", set.label(), config.threads, std::thread::available_parallelism().map_or(1, |n| n.get()));
+    println!(
+        "model set {} | {} inference threads | {} cores",
+        set.label(),
+        config.threads,
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
     let engine = Arc::new(Engine::start(set, &config).expect("engine"));
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     rt.block_on(async {
         let dir = tempfile::tempdir().expect("tempdir");
         let sqlite = format!("sqlite:{}", dir.path().join("bench.sqlite3").display());
         run("sqlite", engine.clone(), &sqlite).await;
-        let pg = std::env::var("IPET_BENCH_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let pg = std::env::var("IPET_BENCH_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
         let admin = <sqlx::PgConnection as sqlx::Connection>::connect(&pg).await;
         match admin {
             Ok(mut conn) => {
                 let name = format!("ipet_bench_{}", std::process::id());
-                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.expect("create db");
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&mut conn)
+                    .await
+                    .expect("create db");
                 let base = pg.rsplit_once('/').map_or(pg.clone(), |(b, _)| b.to_string());
                 run("postgres", engine.clone(), &format!("{base}/{name}")).await;
-                sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {name} WITH (FORCE)"))).execute(&mut conn).await.expect("drop db");
+                sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {name} WITH (FORCE)")))
+                    .execute(&mut conn)
+                    .await
+                    .expect("drop db");
             }
             Err(e) => println!("postgres | skipped: {pg} does not answer ({e})"),
         }

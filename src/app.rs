@@ -1,14 +1,17 @@
 //! Wiring: configuration -> model engine + job store -> HTTP server.
 
-use std::{net::SocketAddr, sync::{Arc, OnceLock}};
+use std::{
+    net::SocketAddr,
+    sync::{Arc, OnceLock},
+};
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::{
     config::ServeConfig,
-    jobs::{JobSignal, WorkerConfig, worker},
     error::{Error, Result},
+    jobs::{JobSignal, WorkerConfig, worker},
     models::{Engine, ModelSet},
     store::Store,
 };

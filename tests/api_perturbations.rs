@@ -59,9 +59,18 @@ async fn served_rows_match_the_onnx_model_run_directly(app: &TestApp) {
     let generation = set.generations() - 1;
     let uri = format!("/perturbations/sifely-hub-01/{generation}?n=5&seed=42");
     let served = rows(&app.get(&uri).await.json());
-    let (_, z) = schedule::draw(5, set.latent_dim(), GenerationChoice::Index(generation), set.generations(), &mut schedule::rng(Some(42)));
-    let mut session = ipet::models::engine::open_standalone_session(common::model_args().engine_config().ort_library.as_deref(), &set.files[device][generation])
-        .expect("session");
+    let (_, z) = schedule::draw(
+        5,
+        set.latent_dim(),
+        GenerationChoice::Index(generation),
+        set.generations(),
+        &mut schedule::rng(Some(42)),
+    );
+    let mut session = ipet::models::engine::open_standalone_session(
+        common::model_args().engine_config().ort_library.as_deref(),
+        &set.files[device][generation],
+    )
+    .expect("session");
     let input = ort::value::TensorRef::from_array_view(z.view()).expect("tensor");
     let out = session.run(ort::inputs![set.manifest.onnx.input.as_str() => input]).expect("run");
     let arr = out[set.manifest.onnx.output.as_str()].try_extract_array::<f32>().expect("output");
@@ -90,7 +99,8 @@ async fn the_same_seed_gives_the_same_schedule_and_no_seed_differs(app: &TestApp
 async fn mix_draws_several_generations(app: &TestApp) {
     let v = app.get("/perturbations/schlage-lock-01/mix?n=300&seed=9").await.json();
     assert_eq!(v["generation"], "mix");
-    let used: BTreeSet<u64> = v["window_generations"].as_array().expect("gens").iter().map(|g| g.as_u64().expect("index")).collect();
+    let used: BTreeSet<u64> =
+        v["window_generations"].as_array().expect("gens").iter().map(|g| g.as_u64().expect("index")).collect();
     let generations = app.state.engine.model_set().generations() as u64;
     assert_eq!(used, (0..generations).collect(), "300 windows should use every generation");
     // And each window really comes from its generation: a single-generation request with the
@@ -125,12 +135,17 @@ async fn npy_and_csv_carry_the_same_rows_as_json(app: &TestApp) {
 async fn accept_header_negotiates_the_format(app: &TestApp) {
     let r = app.get_with("/perturbations/blink-cam-01/0?n=1", ("accept", "application/x-npy")).await;
     assert_eq!(r.header("content-type"), "application/x-npy");
-    let r = app.get_with("/perturbations/blink-cam-01/0?n=1", ("accept", "text/csv;q=0.9, application/json;q=0.5")).await;
+    let r =
+        app.get_with("/perturbations/blink-cam-01/0?n=1", ("accept", "text/csv;q=0.9, application/json;q=0.5")).await;
     assert_eq!(r.header("content-type"), "text/csv");
     // format= wins over Accept.
     let r = app.get_with("/perturbations/blink-cam-01/0?n=1&format=json", ("accept", "text/csv")).await;
     assert!(r.header("content-type").starts_with("application/json"));
-    app.get_with("/perturbations/blink-cam-01/0?n=1", ("accept", "image/png")).await.assert_error(StatusCode::BAD_REQUEST, "not_acceptable", "image/png");
+    app.get_with("/perturbations/blink-cam-01/0?n=1", ("accept", "image/png")).await.assert_error(
+        StatusCode::BAD_REQUEST,
+        "not_acceptable",
+        "image/png",
+    );
 }
 
 async fn a_stored_job_returns_the_same_schedule_in_every_format(app: &TestApp) {
@@ -153,26 +168,78 @@ async fn a_stored_job_returns_the_same_schedule_in_every_format(app: &TestApp) {
 }
 
 async fn unknown_and_malformed_jobs_are_named(app: &TestApp) {
-    app.get("/perturbations/jobs/7d1c6a2e-0000-4000-8000-000000000000").await.assert_error(StatusCode::NOT_FOUND, "unknown_job", "7d1c6a2e");
-    app.get("/perturbations/jobs/not-a-uuid").await.assert_error(StatusCode::BAD_REQUEST, "invalid_job_id", "not-a-uuid");
-    app.get("/perturbations/jobs/7d1c6a2e-0000-4000-8000-000000000000?format=xml").await.assert_error(StatusCode::BAD_REQUEST, "invalid_format", "xml");
+    app.get("/perturbations/jobs/7d1c6a2e-0000-4000-8000-000000000000").await.assert_error(
+        StatusCode::NOT_FOUND,
+        "unknown_job",
+        "7d1c6a2e",
+    );
+    app.get("/perturbations/jobs/not-a-uuid").await.assert_error(
+        StatusCode::BAD_REQUEST,
+        "invalid_job_id",
+        "not-a-uuid",
+    );
+    app.get("/perturbations/jobs/7d1c6a2e-0000-4000-8000-000000000000?format=xml").await.assert_error(
+        StatusCode::BAD_REQUEST,
+        "invalid_format",
+        "xml",
+    );
 }
 
 async fn bad_requests_get_named_errors_and_store_nothing(app: &TestApp) {
     let before = app.state.store.count_perturbations().await.expect("count");
-    app.get("/perturbations/toaster/0?n=1").await.assert_error(StatusCode::NOT_FOUND, "unknown_device", "lockly-hub-01");
-    app.get("/perturbations/blink-cam-01/99?n=1").await.assert_error(StatusCode::NOT_FOUND, "unknown_generation", "mix");
-    app.get("/perturbations/blink-cam-01/latest?n=1").await.assert_error(StatusCode::BAD_REQUEST, "invalid_generation", "latest");
-    app.get("/perturbations/blink-cam-01/-1?n=1").await.assert_error(StatusCode::BAD_REQUEST, "invalid_generation", "-1");
+    app.get("/perturbations/toaster/0?n=1").await.assert_error(
+        StatusCode::NOT_FOUND,
+        "unknown_device",
+        "lockly-hub-01",
+    );
+    app.get("/perturbations/blink-cam-01/99?n=1").await.assert_error(
+        StatusCode::NOT_FOUND,
+        "unknown_generation",
+        "mix",
+    );
+    app.get("/perturbations/blink-cam-01/latest?n=1").await.assert_error(
+        StatusCode::BAD_REQUEST,
+        "invalid_generation",
+        "latest",
+    );
+    app.get("/perturbations/blink-cam-01/-1?n=1").await.assert_error(
+        StatusCode::BAD_REQUEST,
+        "invalid_generation",
+        "-1",
+    );
     app.get("/perturbations/blink-cam-01/0").await.assert_error(StatusCode::BAD_REQUEST, "missing_n", "required");
-    app.get("/perturbations/blink-cam-01/0?n=0").await.assert_error(StatusCode::BAD_REQUEST, "invalid_n", "between 1 and");
-    app.get(&format!("/perturbations/blink-cam-01/0?n={}", MAX_N + 1)).await.assert_error(StatusCode::BAD_REQUEST, "invalid_n", &MAX_N.to_string());
+    app.get("/perturbations/blink-cam-01/0?n=0").await.assert_error(
+        StatusCode::BAD_REQUEST,
+        "invalid_n",
+        "between 1 and",
+    );
+    app.get(&format!("/perturbations/blink-cam-01/0?n={}", MAX_N + 1)).await.assert_error(
+        StatusCode::BAD_REQUEST,
+        "invalid_n",
+        &MAX_N.to_string(),
+    );
     app.get("/perturbations/blink-cam-01/0?n=-3").await.assert_error(StatusCode::BAD_REQUEST, "invalid_n", "-3");
     app.get("/perturbations/blink-cam-01/0?n=1.5").await.assert_error(StatusCode::BAD_REQUEST, "invalid_n", "1.5");
-    app.get("/perturbations/blink-cam-01/0?n=99999999999999999999999").await.assert_error(StatusCode::BAD_REQUEST, "invalid_n", "not a whole number");
-    app.get("/perturbations/blink-cam-01/0?n=1&seed=abc").await.assert_error(StatusCode::BAD_REQUEST, "invalid_seed", "abc");
-    app.get("/perturbations/blink-cam-01/0?n=1&seed=-1").await.assert_error(StatusCode::BAD_REQUEST, "invalid_seed", "-1");
-    app.get("/perturbations/blink-cam-01/0?n=1&format=xml").await.assert_error(StatusCode::BAD_REQUEST, "invalid_format", "json, npy, csv");
+    app.get("/perturbations/blink-cam-01/0?n=99999999999999999999999").await.assert_error(
+        StatusCode::BAD_REQUEST,
+        "invalid_n",
+        "not a whole number",
+    );
+    app.get("/perturbations/blink-cam-01/0?n=1&seed=abc").await.assert_error(
+        StatusCode::BAD_REQUEST,
+        "invalid_seed",
+        "abc",
+    );
+    app.get("/perturbations/blink-cam-01/0?n=1&seed=-1").await.assert_error(
+        StatusCode::BAD_REQUEST,
+        "invalid_seed",
+        "-1",
+    );
+    app.get("/perturbations/blink-cam-01/0?n=1&format=xml").await.assert_error(
+        StatusCode::BAD_REQUEST,
+        "invalid_format",
+        "json, npy, csv",
+    );
     app.get("/nowhere").await.assert_error(StatusCode::NOT_FOUND, "no_route", "/openapi.json");
     assert_eq!(app.state.store.count_perturbations().await.expect("count"), before, "no job stored for a bad request");
 }

@@ -9,8 +9,20 @@ async fn devices_lists_the_model_set(app: &TestApp) {
     let r = app.get("/devices").await;
     assert_eq!(r.status, StatusCode::OK);
     let v = r.json();
-    let names: Vec<&str> = v["devices"].as_array().expect("devices").iter().map(|d| d["name"].as_str().expect("name")).collect();
-    assert_eq!(names, ["blink-cam-01", "blink-cam-02", "blink-cam-03", "lockly-hub-01", "schlage-lock-01", "sifely-hub-01", "ultraloq-hub-01"]);
+    let names: Vec<&str> =
+        v["devices"].as_array().expect("devices").iter().map(|d| d["name"].as_str().expect("name")).collect();
+    assert_eq!(
+        names,
+        [
+            "blink-cam-01",
+            "blink-cam-02",
+            "blink-cam-03",
+            "lockly-hub-01",
+            "schlage-lock-01",
+            "sifely-hub-01",
+            "ultraloq-hub-01"
+        ]
+    );
     let generations = v["generations"].as_array().expect("generations");
     assert!(!generations.is_empty());
     assert!(generations[0]["metrics"].is_object(), "per-stage training metrics are served");
@@ -54,8 +66,10 @@ async fn docs_and_spec_are_served(app: &TestApp) {
     let spec = app.get("/openapi.json").await;
     assert_eq!(spec.status, StatusCode::OK);
     let served = spec.json();
-    let committed: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(common::repo().join("openapi/openapi.json")).expect("committed spec")).expect("json");
+    let committed: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(common::repo().join("openapi/openapi.json")).expect("committed spec"),
+    )
+    .expect("json");
     assert_eq!(served, committed, "the served spec is the committed one");
     let docs = app.get("/docs/").await;
     assert_eq!(docs.status, StatusCode::OK);
@@ -91,7 +105,8 @@ async fn saturation_answers_429_with_retry_after() {
 
 #[test]
 fn the_committed_openapi_spec_is_what_the_code_generates() {
-    let committed = std::fs::read_to_string(common::repo().join("openapi/openapi.json")).expect("openapi/openapi.json is committed");
+    let committed = std::fs::read_to_string(common::repo().join("openapi/openapi.json"))
+        .expect("openapi/openapi.json is committed");
     assert!(
         committed == ipet::cli::openapi_json(),
         "openapi/openapi.json is stale: regenerate it with `cargo run -- openapi --out openapi/openapi.json`"

@@ -25,7 +25,16 @@ fn npy_rows(body: &[u8]) -> ndarray::Array2<f64> {
 
 async fn ipet_mix_on_a_real_capture(app: &TestApp) {
     let trace = slice("schlage-lock-01");
-    let id = submit_ok(app, &[("trace", Some("schlage-lock-01.pcap"), &trace), ("device", None, b"schlage-lock-01"), ("generation", None, b"mix"), ("seed", None, b"7")]).await;
+    let id = submit_ok(
+        app,
+        &[
+            ("trace", Some("schlage-lock-01.pcap"), &trace),
+            ("device", None, b"schlage-lock-01"),
+            ("generation", None, b"mix"),
+            ("seed", None, b"7"),
+        ],
+    )
+    .await;
     let v = app.wait_simulation(&id, 60).await;
     assert_eq!(v["status"], "succeeded", "{v}");
     assert_eq!(v["attempts"], 1);
@@ -59,14 +68,32 @@ async fn ipet_mix_on_a_real_capture(app: &TestApp) {
     assert_eq!(json["rows"][0][3], 0.0, "times count from the first real packet");
 
     // The same seed gives the same defended trace.
-    let again = submit_ok(app, &[("trace", Some("t.pcap"), &trace), ("device", None, b"schlage-lock-01"), ("generation", None, b"mix"), ("seed", None, b"7")]).await;
+    let again = submit_ok(
+        app,
+        &[
+            ("trace", Some("t.pcap"), &trace),
+            ("device", None, b"schlage-lock-01"),
+            ("generation", None, b"mix"),
+            ("seed", None, b"7"),
+        ],
+    )
+    .await;
     let w = app.wait_simulation(&again, 60).await;
     assert_eq!(w["summary"], v["summary"]);
 }
 
 async fn baselines_report_latency(app: &TestApp) {
     let trace = slice("schlage-lock-01");
-    let id = submit_ok(app, &[("trace", Some("t.pcap"), &trace), ("device", None, b"schlage-lock-01"), ("baseline", None, b"random+"), ("seed", None, b"3")]).await;
+    let id = submit_ok(
+        app,
+        &[
+            ("trace", Some("t.pcap"), &trace),
+            ("device", None, b"schlage-lock-01"),
+            ("baseline", None, b"random+"),
+            ("seed", None, b"3"),
+        ],
+    )
+    .await;
     let v = app.wait_simulation(&id, 60).await;
     let s = &v["summary"];
     assert_eq!(s["defense"], "random+");
@@ -77,7 +104,17 @@ async fn baselines_report_latency(app: &TestApp) {
 
 async fn reference_mode_keeps_its_defects(app: &TestApp) {
     let trace = slice("sifely-hub-01");
-    let id = submit_ok(app, &[("trace", Some("t.pcap"), &trace), ("device", None, b"sifely-hub-01"), ("generation", None, b"0"), ("mode", None, b"reference"), ("seed", None, b"1")]).await;
+    let id = submit_ok(
+        app,
+        &[
+            ("trace", Some("t.pcap"), &trace),
+            ("device", None, b"sifely-hub-01"),
+            ("generation", None, b"0"),
+            ("mode", None, b"reference"),
+            ("seed", None, b"1"),
+        ],
+    )
+    .await;
     let v = app.wait_simulation(&id, 60).await;
     assert_eq!(v["summary"]["defense"], "ipet-reference");
     assert_eq!(v["summary"]["real_packets_dropped"], 1, "the published simulator drops the last packet");
@@ -87,7 +124,15 @@ async fn replays_a_stored_perturbation_job_and_an_uploaded_schedule(app: &TestAp
     let p = app.get("/perturbations/lockly-hub-01/mix?n=10&seed=4").await.json();
     let job = p["job_id"].as_str().expect("id");
     let trace = slice("lockly-hub-01");
-    let id = submit_ok(app, &[("trace", Some("t.pcap"), &trace), ("device", None, b"lockly-hub-01"), ("schedule_job", None, job.as_bytes())]).await;
+    let id = submit_ok(
+        app,
+        &[
+            ("trace", Some("t.pcap"), &trace),
+            ("device", None, b"lockly-hub-01"),
+            ("schedule_job", None, job.as_bytes()),
+        ],
+    )
+    .await;
     let v = app.wait_simulation(&id, 60).await;
     assert_eq!(v["status"], "succeeded", "{v}");
     let s = &v["summary"];
@@ -95,7 +140,11 @@ async fn replays_a_stored_perturbation_job_and_an_uploaded_schedule(app: &TestAp
     assert!(s["slots_without_cover"].as_u64().expect("slots") > 0, "the schedule ran out and says so");
 
     let npy = app.get(&format!("/perturbations/jobs/{job}?format=npy")).await.body;
-    let id2 = submit_ok(app, &[("trace", Some("t.pcap"), &trace), ("device", None, b"lockly-hub-01"), ("schedule", Some("rows.npy"), &npy)]).await;
+    let id2 = submit_ok(
+        app,
+        &[("trace", Some("t.pcap"), &trace), ("device", None, b"lockly-hub-01"), ("schedule", Some("rows.npy"), &npy)],
+    )
+    .await;
     let w = app.wait_simulation(&id2, 60).await;
     assert_eq!(w["params"]["cover"]["kind"], "uploaded_schedule");
     assert_eq!(w["summary"], v["summary"], "the uploaded rows are the stored job's rows");
@@ -105,7 +154,12 @@ async fn json_packets_are_accepted(app: &TestApp) {
     let packets: Vec<serde_json::Value> = (0..50)
         .map(|i| serde_json::json!({"time": 1000.0 + f64::from(i) * 0.37, "size": 100 + i, "direction": if i % 3 == 0 { "in" } else { "out" }}))
         .collect();
-    let r = app.post_json("/simulations", &serde_json::json!({"device": "blink-cam-01", "packets": packets, "generation": "1", "seed": 5})).await;
+    let r = app
+        .post_json(
+            "/simulations",
+            &serde_json::json!({"device": "blink-cam-01", "packets": packets, "generation": "1", "seed": 5}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", String::from_utf8_lossy(&r.body));
     let v = app.wait_simulation(r.json()["id"].as_str().expect("id"), 60).await;
     assert_eq!(v["summary"]["total"]["real_packets"], 50);
@@ -116,30 +170,159 @@ async fn bad_submissions_are_named_and_create_no_job(app: &TestApp) {
     let trace = slice("schlage-lock-01");
     let dev: &[u8] = b"schlage-lock-01";
     let cases: Vec<(Vec<(&str, Option<&str>, &[u8])>, StatusCode, &str, &str)> = vec![
-        (vec![("trace", Some("x.bin"), b"hello world, not a capture"), ("device", None, dev), ("generation", None, b"0")], StatusCode::BAD_REQUEST, "not_a_capture", "x.bin"),
-        (vec![("trace", Some("x.csv"), b"frame.number\tip.src\tip.dst\n1\t1.2.3.4\t5.6.7.8\n"), ("device", None, dev), ("generation", None, b"0")], StatusCode::BAD_REQUEST, "invalid_csv", "ip.proto"),
-        (vec![("trace", Some("t.pcap"), &trace), ("device", None, dev), ("address", None, b"192.168.1.250"), ("generation", None, b"0")], StatusCode::BAD_REQUEST, "no_packets", "192.168.1.250"),
-        (vec![("trace", Some("t.pcap"), &trace), ("device", None, dev), ("address", None, b"not-an-address"), ("generation", None, b"0")], StatusCode::BAD_REQUEST, "invalid_address", "not-an-address"),
-        (vec![("trace", Some("t.pcap"), &trace), ("device", None, b"toaster"), ("generation", None, b"0")], StatusCode::NOT_FOUND, "unknown_device", "toaster"),
-        (vec![("trace", Some("t.pcap"), &trace), ("device", None, dev), ("generation", None, b"17")], StatusCode::NOT_FOUND, "unknown_generation", "17"),
-        (vec![("trace", Some("t.pcap"), &trace), ("device", None, dev)], StatusCode::BAD_REQUEST, "missing_cover", "baseline"),
-        (vec![("trace", Some("t.pcap"), &trace), ("device", None, dev), ("generation", None, b"0"), ("baseline", None, b"constant")], StatusCode::BAD_REQUEST, "ambiguous_cover", "only one"),
-        (vec![("trace", Some("t.pcap"), &trace), ("device", None, dev), ("baseline", None, b"loud")], StatusCode::BAD_REQUEST, "invalid_field", "random+"),
-        (vec![("trace", Some("t.pcap"), &trace), ("device", None, dev), ("generation", None, b"0"), ("mode", None, b"fast")], StatusCode::BAD_REQUEST, "invalid_field", "slotted"),
-        (vec![("trace", Some("t.pcap"), &trace), ("device", None, dev), ("generation", None, b"0"), ("seed", None, b"-2")], StatusCode::BAD_REQUEST, "invalid_field", "seed"),
-        (vec![("trace", Some("t.pcap"), &trace), ("device", None, dev), ("generation", None, b"0"), ("active_gap", None, b"0")], StatusCode::BAD_REQUEST, "invalid_simulation_settings", "active_gap"),
-        (vec![("trace", Some("t.pcap"), &trace), ("device", None, dev), ("schedule_job", None, b"3f1a3c1e-0000-4000-8000-000000000000")], StatusCode::NOT_FOUND, "unknown_job", "3f1a3c1e"),
-        (vec![("trace", Some("t.pcap"), &trace), ("device", None, dev), ("schedule", Some("s.npy"), b"\x93NUMPY garbage")], StatusCode::BAD_REQUEST, "invalid_schedule", ""),
+        (
+            vec![
+                ("trace", Some("x.bin"), b"hello world, not a capture"),
+                ("device", None, dev),
+                ("generation", None, b"0"),
+            ],
+            StatusCode::BAD_REQUEST,
+            "not_a_capture",
+            "x.bin",
+        ),
+        (
+            vec![
+                ("trace", Some("x.csv"), b"frame.number\tip.src\tip.dst\n1\t1.2.3.4\t5.6.7.8\n"),
+                ("device", None, dev),
+                ("generation", None, b"0"),
+            ],
+            StatusCode::BAD_REQUEST,
+            "invalid_csv",
+            "ip.proto",
+        ),
+        (
+            vec![
+                ("trace", Some("t.pcap"), &trace),
+                ("device", None, dev),
+                ("address", None, b"192.168.1.250"),
+                ("generation", None, b"0"),
+            ],
+            StatusCode::BAD_REQUEST,
+            "no_packets",
+            "192.168.1.250",
+        ),
+        (
+            vec![
+                ("trace", Some("t.pcap"), &trace),
+                ("device", None, dev),
+                ("address", None, b"not-an-address"),
+                ("generation", None, b"0"),
+            ],
+            StatusCode::BAD_REQUEST,
+            "invalid_address",
+            "not-an-address",
+        ),
+        (
+            vec![("trace", Some("t.pcap"), &trace), ("device", None, b"toaster"), ("generation", None, b"0")],
+            StatusCode::NOT_FOUND,
+            "unknown_device",
+            "toaster",
+        ),
+        (
+            vec![("trace", Some("t.pcap"), &trace), ("device", None, dev), ("generation", None, b"17")],
+            StatusCode::NOT_FOUND,
+            "unknown_generation",
+            "17",
+        ),
+        (
+            vec![("trace", Some("t.pcap"), &trace), ("device", None, dev)],
+            StatusCode::BAD_REQUEST,
+            "missing_cover",
+            "baseline",
+        ),
+        (
+            vec![
+                ("trace", Some("t.pcap"), &trace),
+                ("device", None, dev),
+                ("generation", None, b"0"),
+                ("baseline", None, b"constant"),
+            ],
+            StatusCode::BAD_REQUEST,
+            "ambiguous_cover",
+            "only one",
+        ),
+        (
+            vec![("trace", Some("t.pcap"), &trace), ("device", None, dev), ("baseline", None, b"loud")],
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+            "random+",
+        ),
+        (
+            vec![
+                ("trace", Some("t.pcap"), &trace),
+                ("device", None, dev),
+                ("generation", None, b"0"),
+                ("mode", None, b"fast"),
+            ],
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+            "slotted",
+        ),
+        (
+            vec![
+                ("trace", Some("t.pcap"), &trace),
+                ("device", None, dev),
+                ("generation", None, b"0"),
+                ("seed", None, b"-2"),
+            ],
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+            "seed",
+        ),
+        (
+            vec![
+                ("trace", Some("t.pcap"), &trace),
+                ("device", None, dev),
+                ("generation", None, b"0"),
+                ("active_gap", None, b"0"),
+            ],
+            StatusCode::BAD_REQUEST,
+            "invalid_simulation_settings",
+            "active_gap",
+        ),
+        (
+            vec![
+                ("trace", Some("t.pcap"), &trace),
+                ("device", None, dev),
+                ("schedule_job", None, b"3f1a3c1e-0000-4000-8000-000000000000"),
+            ],
+            StatusCode::NOT_FOUND,
+            "unknown_job",
+            "3f1a3c1e",
+        ),
+        (
+            vec![
+                ("trace", Some("t.pcap"), &trace),
+                ("device", None, dev),
+                ("schedule", Some("s.npy"), b"\x93NUMPY garbage"),
+            ],
+            StatusCode::BAD_REQUEST,
+            "invalid_schedule",
+            "",
+        ),
         (vec![("device", None, dev), ("generation", None, b"0")], StatusCode::BAD_REQUEST, "missing_trace", "trace"),
-        (vec![("trace", Some("t.pcap"), &trace), ("device", None, dev), ("generation", None, b"0"), ("colour", None, b"red")], StatusCode::BAD_REQUEST, "unknown_field", "colour"),
+        (
+            vec![
+                ("trace", Some("t.pcap"), &trace),
+                ("device", None, dev),
+                ("generation", None, b"0"),
+                ("colour", None, b"red"),
+            ],
+            StatusCode::BAD_REQUEST,
+            "unknown_field",
+            "colour",
+        ),
     ];
     for (parts, status, code, needle) in cases {
         app.post_form("/simulations", &parts).await.assert_error(status, code, needle);
     }
     let huge = vec![0u8; 9 << 20];
-    app.post_form("/simulations", &[("trace", Some("big.pcap"), &huge), ("device", None, dev), ("generation", None, b"0")])
-        .await
-        .assert_error(StatusCode::PAYLOAD_TOO_LARGE, "too_large", "larger");
+    app.post_form(
+        "/simulations",
+        &[("trace", Some("big.pcap"), &huge), ("device", None, dev), ("generation", None, b"0")],
+    )
+    .await
+    .assert_error(StatusCode::PAYLOAD_TOO_LARGE, "too_large", "larger");
     app.post_json("/simulations", &serde_json::json!({"device": "blink-cam-01", "packets": [], "generation": "0"}))
         .await
         .assert_error(StatusCode::BAD_REQUEST, "no_packets", "blink-cam-01");
@@ -149,12 +332,23 @@ async fn bad_submissions_are_named_and_create_no_job(app: &TestApp) {
     app.post_json("/simulations", &serde_json::json!({"device": "blink-cam-01", "packets": [{"time": 1.0, "size": 4, "direction": "sideways"}], "generation": "0"}))
         .await
         .assert_error(StatusCode::BAD_REQUEST, "invalid_json", "sideways");
-    let req = axum::http::Request::post("/simulations").header("content-type", "text/plain").body(axum::body::Body::from("hi")).expect("req");
-    app.request(req).await.assert_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "multipart/form-data");
+    let req = axum::http::Request::post("/simulations")
+        .header("content-type", "text/plain")
+        .body(axum::body::Body::from("hi"))
+        .expect("req");
+    app.request(req).await.assert_error(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        "multipart/form-data",
+    );
     for status in ["queued", "running", "succeeded", "failed"] {
         assert_eq!(app.state.store.count_simulations(status).await.expect("count"), 0, "no {status} job was created");
     }
-    app.get("/simulations/3f1a3c1e-0000-4000-8000-000000000000").await.assert_error(StatusCode::NOT_FOUND, "unknown_job", "3f1a3c1e");
+    app.get("/simulations/3f1a3c1e-0000-4000-8000-000000000000").await.assert_error(
+        StatusCode::NOT_FOUND,
+        "unknown_job",
+        "3f1a3c1e",
+    );
     app.get("/simulations/nope/output").await.assert_error(StatusCode::BAD_REQUEST, "invalid_job_id", "nope");
 }
 
@@ -171,7 +365,15 @@ on_both_backends!(
 async fn output_of_an_unfinished_job_is_a_conflict() {
     let app = TestApp::without_workers(Db::Sqlite).await;
     let trace = slice("schlage-lock-01");
-    let id = submit_ok(&app, &[("trace", Some("t.pcap"), &trace), ("device", None, b"schlage-lock-01"), ("baseline", None, b"constant")]).await;
+    let id = submit_ok(
+        &app,
+        &[("trace", Some("t.pcap"), &trace), ("device", None, b"schlage-lock-01"), ("baseline", None, b"constant")],
+    )
+    .await;
     assert_eq!(app.get(&format!("/simulations/{id}")).await.json()["status"], "queued");
-    app.get(&format!("/simulations/{id}/output")).await.assert_error(StatusCode::CONFLICT, "job_not_finished", "queued");
+    app.get(&format!("/simulations/{id}/output")).await.assert_error(
+        StatusCode::CONFLICT,
+        "job_not_finished",
+        "queued",
+    );
 }

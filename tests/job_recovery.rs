@@ -94,8 +94,15 @@ async fn a_job_killed_mid_run_completes_after_restart_exactly_once() {
         .text("device", "lockly-hub-01")
         .text("generation", "mix")
         .text("seed", "11");
-    let accepted: serde_json::Value =
-        client.post(format!("{}/simulations", server.base)).multipart(form).send().await.expect("submit").json().await.expect("json");
+    let accepted: serde_json::Value = client
+        .post(format!("{}/simulations", server.base))
+        .multipart(form)
+        .send()
+        .await
+        .expect("submit")
+        .json()
+        .await
+        .expect("json");
     let id = accepted["id"].as_str().expect("id").to_string();
 
     // Wait until it runs, let it work a while, then kill the process.
@@ -126,16 +133,38 @@ async fn a_job_killed_mid_run_completes_after_restart_exactly_once() {
     // The result is the one an uninterrupted run gives: same seed, same defended trace.
     let out = dir.path().join("cli.npy");
     let cli = Command::new(env!("CARGO_BIN_EXE_ipet"))
-        .args(["simulate", "--trace", trace_path.to_str().expect("path"), "--device", "lockly-hub-01", "--generation", "mix", "--seed", "11"])
+        .args([
+            "simulate",
+            "--trace",
+            trace_path.to_str().expect("path"),
+            "--device",
+            "lockly-hub-01",
+            "--generation",
+            "mix",
+            "--seed",
+            "11",
+        ])
         .args(["--devices", repo().join("data/tj-oconnor-2021-slice/devices.csv").to_str().expect("path")])
-        .args(["--models", repo().join("models/tj-oconnor-2021").to_str().expect("path"), "-o", out.to_str().expect("path")])
+        .args([
+            "--models",
+            repo().join("models/tj-oconnor-2021").to_str().expect("path"),
+            "-o",
+            out.to_str().expect("path"),
+        ])
         .current_dir(repo())
         .output()
         .expect("ipet simulate");
     assert!(cli.status.success(), "{}", String::from_utf8_lossy(&cli.stderr));
     let cli_summary: serde_json::Value = serde_json::from_slice(&cli.stdout).expect("summary JSON");
     assert_eq!(done["summary"], cli_summary);
-    let served = client.get(format!("{}/simulations/{id}/output?format=npy", server.base)).send().await.expect("output").bytes().await.expect("bytes");
+    let served = client
+        .get(format!("{}/simulations/{id}/output?format=npy", server.base))
+        .send()
+        .await
+        .expect("output")
+        .bytes()
+        .await
+        .expect("bytes");
     let served: ndarray::Array2<f64> = ndarray_npy::ReadNpyExt::read_npy(&served[..]).expect("npy");
     let local: ndarray::Array2<f64> = ndarray_npy::read_npy(&out).expect("npy");
     assert_eq!(served.shape(), local.shape());
@@ -144,7 +173,14 @@ async fn a_job_killed_mid_run_completes_after_restart_exactly_once() {
 }
 
 fn slow_workers() -> WorkerConfig {
-    WorkerConfig { workers: 2, lease: Duration::from_secs(5), poll: Duration::from_millis(30), max_attempts: 3, rate_limit: 40_000, chunk: 64 }
+    WorkerConfig {
+        workers: 2,
+        lease: Duration::from_secs(5),
+        poll: Duration::from_millis(30),
+        max_attempts: 3,
+        rate_limit: 40_000,
+        chunk: 64,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -199,7 +235,12 @@ async fn two_worker_pools_on_one_postgres_never_run_a_job_twice() {
 
 async fn queued_job(store: &Store) -> Uuid {
     let id = Uuid::new_v4();
-    let packets = [ipet::traffic::Packet { time_ns: 0, size: 10, direction: ipet::traffic::Direction::In, transport: ipet::traffic::Transport::Tcp }];
+    let packets = [ipet::traffic::Packet {
+        time_ns: 0,
+        size: 10,
+        direction: ipet::traffic::Direction::In,
+        transport: ipet::traffic::Transport::Tcp,
+    }];
     store
         .insert_simulation(&NewSimulation {
             id,
@@ -229,9 +270,15 @@ async fn a_lost_claim_cannot_finish_and_a_crashing_job_is_given_up(db: Db) {
     let b = store.claim_simulation("B", t0 + 20_000, t0 + 20_000 - lease, 3).await.expect("claim").expect("taken over");
     assert_eq!(b.attempts, 2);
     assert!(!store.heartbeat_simulation(id, "A", t0 + 21_000).await.expect("heartbeat"), "A's claim is gone");
-    assert!(!store.finish_simulation(id, "A", t0 + 21_000, Ok(("{}".into(), vec![0], 0))).await.expect("finish"), "A cannot finish");
+    assert!(
+        !store.finish_simulation(id, "A", t0 + 21_000, Ok(("{}".into(), vec![0], 0))).await.expect("finish"),
+        "A cannot finish"
+    );
     assert!(store.finish_simulation(id, "B", t0 + 22_000, Ok(("{}".into(), vec![0], 0))).await.expect("finish"));
-    assert!(!store.finish_simulation(id, "B", t0 + 23_000, Err("again".into())).await.expect("finish"), "finished once");
+    assert!(
+        !store.finish_simulation(id, "B", t0 + 23_000, Err("again".into())).await.expect("finish"),
+        "finished once"
+    );
     assert_eq!(store.get_simulation(id, None).await.expect("get").expect("job").status, "succeeded");
 
     // A job whose worker dies on every attempt is failed after max_attempts claims.

@@ -54,22 +54,12 @@ fn the_readme_table_matches_the_slice() {
     for (name, _, kept, n_windows) in EXPECTED {
         let d = table.by_name(name).unwrap().id;
         assert_eq!(traffic.packets[d].len(), kept, "{name}: kept packets");
-        assert_eq!(
-            windows.labels.iter().filter(|&&l| l == d as i64).count(),
-            n_windows,
-            "{name}: windows"
-        );
+        assert_eq!(windows.labels.iter().filter(|&&l| l == d as i64).count(), n_windows, "{name}: windows");
     }
     let stats = &traffic.stats;
     assert_eq!(stats.frames, EXPECTED.iter().map(|e| e.1).sum::<u64>());
-    assert_eq!(
-        stats.kept as usize,
-        EXPECTED.iter().map(|e| e.2).sum::<usize>()
-    );
-    assert_eq!(
-        stats.kept as usize,
-        traffic.packets.iter().map(Vec::len).sum::<usize>()
-    );
+    assert_eq!(stats.kept as usize, EXPECTED.iter().map(|e| e.2).sum::<usize>());
+    assert_eq!(stats.kept as usize, traffic.packets.iter().map(Vec::len).sum::<usize>());
 }
 
 #[test]
@@ -79,16 +69,10 @@ fn every_capture_file_reads_cleanly_and_belongs_to_its_device() {
         let path = slice_dir().join("pcaps").join(format!("{name}.pcap"));
         let mut stats = CaptureStats::default();
         let mut per_device: BTreeMap<usize, u64> = BTreeMap::new();
-        read_capture(
-            File::open(&path).unwrap(),
-            name,
-            &table,
-            &mut stats,
-            |d, by, _| {
-                assert_eq!(by, MatchedBy::Mac, "{name}");
-                *per_device.entry(d).or_default() += 1;
-            },
-        )
+        read_capture(File::open(&path).unwrap(), name, &table, &mut stats, |d, by, _| {
+            assert_eq!(by, MatchedBy::Mac, "{name}");
+            *per_device.entry(d).or_default() += 1;
+        })
         .unwrap();
         assert_eq!(stats.frames, records, "{name}: records");
         assert_eq!(stats.skipped_truncated, 0, "{name}: {stats:?}");
@@ -116,40 +100,15 @@ fn every_device_gets_packets_all_matched_by_mac() {
     for d in table.devices() {
         let packets = &traffic.packets[d.id];
         assert!(!packets.is_empty(), "{}", d.name);
-        assert_eq!(
-            traffic.matched_by(d.id).as_deref(),
-            Some("mac"),
-            "{}",
-            d.name
-        );
-        assert!(
-            packets.windows(2).all(|w| w[0].time_ns <= w[1].time_ns),
-            "{}: sorted",
-            d.name
-        );
+        assert_eq!(traffic.matched_by(d.id).as_deref(), Some("mac"), "{}", d.name);
+        assert!(packets.windows(2).all(|w| w[0].time_ns <= w[1].time_ns), "{}: sorted", d.name);
         // Both directions are seen, all within the 12 hours (plus a little slack) of the slice.
-        assert!(
-            packets.iter().any(|p| p.direction == Direction::In),
-            "{}",
-            d.name
-        );
-        assert!(
-            packets.iter().any(|p| p.direction == Direction::Out),
-            "{}",
-            d.name
-        );
+        assert!(packets.iter().any(|p| p.direction == Direction::In), "{}", d.name);
+        assert!(packets.iter().any(|p| p.direction == Direction::Out), "{}", d.name);
         let span = packets.last().unwrap().time_ns - packets[0].time_ns;
-        assert!(
-            span > 0 && span <= 12 * 3600 * 1_000_000_000 + 1_000_000_000,
-            "{}: span {span} ns",
-            d.name
-        );
+        assert!(span > 0 && span <= 12 * 3600 * 1_000_000_000 + 1_000_000_000, "{}: span {span} ns", d.name);
         // March 2021, in epoch nanoseconds.
-        assert!(
-            (1_614_556_800_000_000_000..1_617_235_200_000_000_000).contains(&packets[0].time_ns),
-            "{}",
-            d.name
-        );
+        assert!((1_614_556_800_000_000_000..1_617_235_200_000_000_000).contains(&packets[0].time_ns), "{}", d.name);
         // Sizes come from 16-bit IP lengths.
         assert!(packets.iter().all(|p| p.size <= 65_535), "{}", d.name);
     }
@@ -167,10 +126,7 @@ fn window_features_are_sane() {
     let total_kept = traffic.stats.kept as f32;
 
     for v in &windows.features {
-        assert!(
-            *v >= 0.0 && v.fract() == 0.0 && v.is_finite(),
-            "feature {v}"
-        );
+        assert!(*v >= 0.0 && v.fract() == 0.0 && v.is_finite(), "feature {v}");
     }
     for w in 0..n {
         let device = windows.labels[w] as usize;
@@ -184,10 +140,7 @@ fn window_features_are_sane() {
         }
         // A window starts at a packet: its first slot is never empty, and neither is it.
         let first = windows.slot(w, 0);
-        assert!(
-            first[0] + first[2] >= 1.0,
-            "window {w} of device {device} starts at a packet"
-        );
+        assert!(first[0] + first[2] >= 1.0, "window {w} of device {device} starts at a packet");
         assert!(window_packets >= 1.0);
         assert!(windows.silence[w] >= 0.0 && windows.silence[w].is_finite());
     }
@@ -196,51 +149,23 @@ fn window_features_are_sane() {
     // with silence 0; every packet lands in exactly one window, with its bytes.
     let mut seen_labels = Vec::new();
     for d in table.devices() {
-        let idx: Vec<usize> = (0..n)
-            .filter(|&w| windows.labels[w] == d.id as i64)
-            .collect();
+        let idx: Vec<usize> = (0..n).filter(|&w| windows.labels[w] == d.id as i64).collect();
         assert!(!idx.is_empty(), "{}", d.name);
-        assert!(
-            idx.windows(2).all(|p| p[1] == p[0] + 1),
-            "{}: contiguous",
-            d.name
-        );
+        assert!(idx.windows(2).all(|p| p[1] == p[0] + 1), "{}: contiguous", d.name);
         seen_labels.push(d.id as i64);
         let starts: Vec<f64> = idx.iter().map(|&w| windows.start_time[w]).collect();
-        assert!(
-            starts.windows(2).all(|s| s[1] - s[0] >= 4.0 - 1e-6),
-            "{}: sorted, 4 s apart",
-            d.name
-        );
+        assert!(starts.windows(2).all(|s| s[1] - s[0] >= 4.0 - 1e-6), "{}: sorted, 4 s apart", d.name);
         assert_eq!(windows.silence[idx[0]], 0.0, "{}", d.name);
-        assert!(
-            idx[1..].iter().all(|&w| windows.silence[w] > 0.0),
-            "{}",
-            d.name
-        );
+        assert!(idx[1..].iter().all(|&w| windows.silence[w] > 0.0), "{}", d.name);
         let packets = &traffic.packets[d.id];
         assert!((starts[0] - packets[0].time_s()).abs() < 1e-6);
         let sum = |col: usize| -> f64 {
-            idx.iter()
-                .map(|&w| {
-                    (0..windows.slots)
-                        .map(|s| f64::from(windows.slot(w, s)[col]))
-                        .sum::<f64>()
-                })
-                .sum()
+            idx.iter().map(|&w| (0..windows.slots).map(|s| f64::from(windows.slot(w, s)[col])).sum::<f64>()).sum()
         };
         let count = |dir: Direction| packets.iter().filter(|p| p.direction == dir).count() as f64;
-        let bytes = |dir: Direction| {
-            packets
-                .iter()
-                .filter(|p| p.direction == dir)
-                .map(|p| f64::from(p.size))
-                .sum::<f64>()
-        };
-        assert_eq!(
-            COLUMNS,
-            ["in_packets", "in_bytes", "out_packets", "out_bytes"]
-        );
+        let bytes =
+            |dir: Direction| packets.iter().filter(|p| p.direction == dir).map(|p| f64::from(p.size)).sum::<f64>();
+        assert_eq!(COLUMNS, ["in_packets", "in_bytes", "out_packets", "out_bytes"]);
         assert_eq!(sum(0), count(Direction::In), "{}", d.name);
         assert_eq!(sum(1), bytes(Direction::In), "{}", d.name);
         assert_eq!(sum(2), count(Direction::Out), "{}", d.name);
@@ -270,27 +195,12 @@ fn ipet_windows_writes_the_five_files() {
         .env("RUST_LOG", "warn")
         .output()
         .unwrap();
-    assert!(
-        result.status.success(),
-        "ipet windows failed: {}",
-        String::from_utf8_lossy(&result.stderr)
-    );
+    assert!(result.status.success(), "ipet windows failed: {}", String::from_utf8_lossy(&result.stderr));
 
-    let mut files: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
+    let mut files: Vec<String> =
+        std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     files.sort();
-    assert_eq!(
-        files,
-        [
-            "features.npy",
-            "labels.npy",
-            "silence.npy",
-            "start_time.npy",
-            "windows.json"
-        ]
-    );
+    assert_eq!(files, ["features.npy", "labels.npy", "silence.npy", "start_time.npy", "windows.json"]);
 
     let n: usize = EXPECTED.iter().map(|e| e.3).sum();
     let features: Array3<f32> = ndarray_npy::read_npy(dir.join("features.npy")).unwrap();
@@ -312,16 +222,12 @@ fn ipet_windows_writes_the_five_files() {
     assert_eq!(start_time.to_vec(), windows.start_time);
     assert!(features.iter().all(|v| *v >= 0.0 && v.fract() == 0.0));
 
-    let meta: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("windows.json")).unwrap()).unwrap();
+    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("windows.json")).unwrap()).unwrap();
     assert_eq!(meta["schema_version"], 1);
     assert_eq!(meta["total_time"], 4.0);
     assert_eq!(meta["omega"], 0.1);
     assert_eq!(meta["slots_per_window"], 40);
-    assert_eq!(
-        meta["columns"],
-        serde_json::json!(["in_packets", "in_bytes", "out_packets", "out_bytes"])
-    );
+    assert_eq!(meta["columns"], serde_json::json!(["in_packets", "in_bytes", "out_packets", "out_bytes"]));
     let devices = meta["devices"].as_array().unwrap();
     assert_eq!(devices.len(), EXPECTED.len());
     for (d, (name, _, kept, n_windows)) in devices.iter().zip(EXPECTED) {
@@ -330,9 +236,6 @@ fn ipet_windows_writes_the_five_files() {
         assert_eq!(d["windows"], n_windows, "{name}");
         assert_eq!(d["matched_by"], "mac", "{name}");
     }
-    assert_eq!(
-        meta["stats"]["kept"],
-        EXPECTED.iter().map(|e| e.2).sum::<usize>()
-    );
+    assert_eq!(meta["stats"]["kept"], EXPECTED.iter().map(|e| e.2).sum::<usize>());
     assert_eq!(meta["stats"]["skipped_truncated"], 0);
 }

@@ -11,11 +11,7 @@ use crate::{
     config::{ModelArgs, ServeConfig},
     error::{Error, Result},
     models::{Engine, GenerationChoice, ModelSet, schedule},
-    traffic::{
-        DeviceTable, WindowSettings, Windows,
-        capture::read_captures,
-        windows::WindowsMeta,
-    },
+    traffic::{DeviceTable, WindowSettings, Windows, capture::read_captures, windows::WindowsMeta},
 };
 
 #[derive(Debug, Parser)]
@@ -136,17 +132,29 @@ fn windows(args: WindowsArgs) -> Result<()> {
 fn predict(args: PredictArgs) -> Result<()> {
     let set = ModelSet::load(&args.models.models)?;
     let device = set.device_index(&args.dev_id).ok_or_else(|| {
-        Error::not_found("unknown_device", format!("device {:?} is not in the model set; devices: {}", args.dev_id, set.device_names().join(", ")))
+        Error::not_found(
+            "unknown_device",
+            format!("device {:?} is not in the model set; devices: {}", args.dev_id, set.device_names().join(", ")),
+        )
     })?;
     if args.n == 0 {
         return Err(Error::invalid("invalid_n", "n must be at least 1"));
     }
     let choice = GenerationChoice::parse(&args.generation, set.generations())?;
-    let (generations, z) = schedule::draw(args.n, set.latent_dim(), choice, set.generations(), &mut schedule::rng(args.seed));
+    let (generations, z) =
+        schedule::draw(args.n, set.latent_dim(), choice, set.generations(), &mut schedule::rng(args.seed));
     let engine = Engine::start(set, &args.models.engine_config())?;
     let schedule = engine.schedule_blocking(device, generations, z)?;
-    std::fs::write(&args.out, schedule.to_npy()?).map_err(|e| Error::io(format!("writing {}", args.out.display()), e))?;
-    eprintln!("{} rows ({} windows x {} slots) of [{}] written to {}", schedule.rows(), args.n, schedule.slots, crate::traffic::COLUMNS.join(", "), args.out.display());
+    std::fs::write(&args.out, schedule.to_npy()?)
+        .map_err(|e| Error::io(format!("writing {}", args.out.display()), e))?;
+    eprintln!(
+        "{} rows ({} windows x {} slots) of [{}] written to {}",
+        schedule.rows(),
+        args.n,
+        schedule.slots,
+        crate::traffic::COLUMNS.join(", "),
+        args.out.display()
+    );
     Ok(())
 }
 

@@ -25,7 +25,9 @@ impl Format {
                 "json" => Ok(Format::Json),
                 "npy" => Ok(Format::Npy),
                 "csv" => Ok(Format::Csv),
-                other => Err(Error::invalid("invalid_format", format!("format {other:?} is not one of json, npy, csv"))),
+                other => {
+                    Err(Error::invalid("invalid_format", format!("format {other:?} is not one of json, npy, csv")))
+                }
             };
         }
         let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
@@ -41,6 +43,9 @@ impl Format {
                 _ => {}
             }
         }
-        Err(Error::invalid("not_acceptable", format!("cannot answer Accept: {accept}; this resource is served as {JSON}, {NPY} or {CSV}")))
+        Err(Error::invalid(
+            "not_acceptable",
+            format!("cannot answer Accept: {accept}; this resource is served as {JSON}, {NPY} or {CSV}"),
+        ))
     }
 }

@@ -70,7 +70,9 @@ pub fn router(state: AppState) -> Router {
     let body_limit = state.limits.max_body_bytes;
     routes
         .merge(SwaggerUi::new("/docs").url("/openapi.json", spec))
-        .fallback(|| async { Error::not_found("no_route", "no such route; the API is described at /openapi.json and /docs") })
+        .fallback(|| async {
+            Error::not_found("no_route", "no such route; the API is described at /openapi.json and /docs")
+        })
         .with_state(state)
         .layer(middleware::from_fn(record_metrics))
         .layer(CompressionLayer::new())
@@ -82,18 +84,18 @@ pub fn router(state: AppState) -> Router {
             tracing::info_span!("request", method = %req.method(), uri = %req.uri(), request_id = %id)
         }))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
-        .layer(CatchPanicLayer::custom(|_| {
-            Error::Internal("a handler panicked".into()).into_response()
-        }))
+        .layer(CatchPanicLayer::custom(|_| Error::Internal("a handler panicked".into()).into_response()))
 }
 
 async fn record_metrics(req: Request, next: Next) -> Response {
-    let route = req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let route =
+        req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
     let method = req.method().to_string();
     let started = Instant::now();
     let response = next.run(req).await;
     let status = response.status().as_u16().to_string();
-    metrics::counter!("ipet_http_requests_total", "route" => route.clone(), "method" => method, "status" => status).increment(1);
+    metrics::counter!("ipet_http_requests_total", "route" => route.clone(), "method" => method, "status" => status)
+        .increment(1);
     metrics::histogram!("ipet_http_request_duration_seconds", "route" => route).record(started.elapsed().as_secs_f64());
     response
 }

@@ -1,10 +1,10 @@
 //! Operations: liveness, readiness, Prometheus metrics.
 
 use axum::{
+    Json,
     extract::State,
     http::{StatusCode, header},
     response::IntoResponse,
-    Json,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -45,7 +45,12 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>)
             tracing::warn!(error = %e, "readiness: database does not answer");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                Json(Health { status: "unavailable".into(), detail: Some("the database does not answer".into()), model_set, database }),
+                Json(Health {
+                    status: "unavailable".into(),
+                    detail: Some("the database does not answer".into()),
+                    model_set,
+                    database,
+                }),
             )
         }
     }

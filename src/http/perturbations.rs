@@ -80,7 +80,8 @@ pub struct PerturbationResponse {
 }
 
 fn parse_n(raw: Option<&str>, max: usize) -> Result<usize> {
-    let raw = raw.ok_or_else(|| Error::invalid("missing_n", format!("query parameter n (windows, 1 to {max}) is required")))?;
+    let raw =
+        raw.ok_or_else(|| Error::invalid("missing_n", format!("query parameter n (windows, 1 to {max}) is required")))?;
     match raw.trim().parse::<u64>() {
         Ok(n) if n >= 1 && n <= max as u64 => Ok(n as usize),
         Ok(n) => Err(Error::invalid("invalid_n", format!("n = {n} is out of range: n must be between 1 and {max}"))),
@@ -90,7 +91,9 @@ fn parse_n(raw: Option<&str>, max: usize) -> Result<usize> {
 
 fn parse_seed(raw: Option<&str>) -> Result<Option<u64>> {
     raw.map(|s| {
-        s.trim().parse::<u64>().map_err(|_| Error::invalid("invalid_seed", format!("seed = {s:?} is not a whole number between 0 and {}", u64::MAX)))
+        s.trim().parse::<u64>().map_err(|_| {
+            Error::invalid("invalid_seed", format!("seed = {s:?} is not a whole number between 0 and {}", u64::MAX))
+        })
     })
     .transpose()
 }
@@ -130,7 +133,10 @@ pub async fn get_perturbations(
     let _permit = state.admit()?;
     let set = state.engine.model_set();
     let device = set.device_index(&dev_id).ok_or_else(|| {
-        Error::not_found("unknown_device", format!("device {dev_id:?} is not in the model set; devices: {}", set.device_names().join(", ")))
+        Error::not_found(
+            "unknown_device",
+            format!("device {dev_id:?} is not in the model set; devices: {}", set.device_names().join(", ")),
+        )
     })?;
     let choice = GenerationChoice::parse(&generation, set.generations())?;
     let (generations, z) = schedule::draw(n, set.latent_dim(), choice, set.generations(), &mut schedule::rng(seed));
@@ -177,7 +183,8 @@ pub async fn get_perturbation_job(
     let Path(raw_id) = path?;
     let Query(q) = query?;
     let format = Format::negotiate(q.format.as_deref(), &headers)?;
-    let id = Uuid::parse_str(&raw_id).map_err(|_| Error::invalid("invalid_job_id", format!("job id {raw_id:?} is not a UUID")))?;
+    let id = Uuid::parse_str(&raw_id)
+        .map_err(|_| Error::invalid("invalid_job_id", format!("job id {raw_id:?} is not a UUID")))?;
     let job = state
         .store
         .get_perturbation(id, None)

@@ -24,7 +24,10 @@ use crate::{
         codec::decode_output,
         submit::{CoverRequest, Submission, TraceInput, submit},
     },
-    traffic::{BaselineKind, Direction, Mode, Packet, Transport, packet::secs_to_ns, simulate::OUTPUT_COLUMNS, simulate::Summary},
+    traffic::{
+        BaselineKind, Direction, Mode, Packet, Transport, packet::secs_to_ns, simulate::OUTPUT_COLUMNS,
+        simulate::Summary,
+    },
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -140,7 +143,12 @@ pub struct OutputQuery {
     format: Option<String>,
 }
 
-fn one_cover(generation: Option<String>, schedule_job: Option<String>, schedule: Option<Vec<u8>>, baseline: Option<BaselineKind>) -> Result<CoverRequest> {
+fn one_cover(
+    generation: Option<String>,
+    schedule_job: Option<String>,
+    schedule: Option<Vec<u8>>,
+    baseline: Option<BaselineKind>,
+) -> Result<CoverRequest> {
     let mut given = Vec::new();
     if let Some(g) = generation {
         given.push(CoverRequest::Generation(g));
@@ -197,7 +205,8 @@ async fn from_multipart(mut form: Multipart) -> Result<Submission> {
         }
     }
     let (name, bytes) = trace.ok_or_else(|| Error::invalid("missing_trace", "the form has no `trace` file"))?;
-    let device = text.remove("device").ok_or_else(|| Error::invalid("missing_device", "the form has no `device` field"))?;
+    let device =
+        text.remove("device").ok_or_else(|| Error::invalid("missing_device", "the form has no `device` field"))?;
     let baseline = text.get("baseline").map(|b| enum_field("baseline", b, "constant, random, random+")).transpose()?;
     Ok(Submission {
         device,
@@ -206,7 +215,11 @@ async fn from_multipart(mut form: Multipart) -> Result<Submission> {
         cover: one_cover(text.remove("generation"), text.remove("schedule_job"), schedule, baseline)?,
         mode: text.get("mode").map(|m| enum_field("mode", m, "slotted, reference")).transpose()?.unwrap_or_default(),
         seed: text.get("seed").map(|s| parse_field("seed", s, "a whole number between 0 and 2^64-1")).transpose()?,
-        active_gap: text.get("active_gap").map(|g| parse_field("active_gap", g, "a number of seconds")).transpose()?.unwrap_or(5.0),
+        active_gap: text
+            .get("active_gap")
+            .map(|g| parse_field("active_gap", g, "a number of seconds"))
+            .transpose()?
+            .unwrap_or(5.0),
     })
 }
 
@@ -214,9 +227,17 @@ fn from_json(r: SimulationRequest) -> Result<Submission> {
     let mut packets = Vec::with_capacity(r.packets.len());
     for (i, p) in r.packets.iter().enumerate() {
         if !p.time.is_finite() || p.time.abs() > 1e10 {
-            return Err(Error::invalid("invalid_packet", format!("packets[{i}].time = {} is not a time in seconds", p.time)));
+            return Err(Error::invalid(
+                "invalid_packet",
+                format!("packets[{i}].time = {} is not a time in seconds", p.time),
+            ));
         }
-        packets.push(Packet { time_ns: secs_to_ns(p.time), size: p.size, direction: p.direction, transport: p.transport.unwrap_or(Transport::Tcp) });
+        packets.push(Packet {
+            time_ns: secs_to_ns(p.time),
+            size: p.size,
+            direction: p.direction,
+            transport: p.transport.unwrap_or(Transport::Tcp),
+        });
     }
     Ok(Submission {
         device: r.device,
@@ -248,9 +269,12 @@ fn from_json(r: SimulationRequest) -> Result<Submission> {
     )
 )]
 pub async fn post_simulation(State(state): State<AppState>, request: Request) -> Result<Response> {
-    let content_type = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
+    let content_type =
+        request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
     let submission = if content_type.starts_with("multipart/form-data") {
-        let form = Multipart::from_request(request, &state).await.map_err(|e| Error::invalid("invalid_upload", e.body_text()))?;
+        let form = Multipart::from_request(request, &state)
+            .await
+            .map_err(|e| Error::invalid("invalid_upload", e.body_text()))?;
         from_multipart(form).await?
     } else if content_type.starts_with("application/json") {
         let Json(body) = Json::<SimulationRequest>::from_request(request, &state).await.map_err(|e| {
@@ -270,7 +294,9 @@ pub async fn post_simulation(State(state): State<AppState>, request: Request) ->
     let id = submit(state.engine.model_set(), &state.store, "anonymous", submission).await?;
     state.jobs.wake();
     let location = format!("/simulations/{id}");
-    let mut response = (StatusCode::ACCEPTED, Json(SimulationAccepted { id, status: "queued".into(), location: location.clone() })).into_response();
+    let mut response =
+        (StatusCode::ACCEPTED, Json(SimulationAccepted { id, status: "queued".into(), location: location.clone() }))
+            .into_response();
     if let Ok(v) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(header::LOCATION, v);
     }
@@ -299,7 +325,11 @@ pub async fn get_simulation(
 ) -> Result<Json<SimulationStatus>> {
     let Path(raw) = path?;
     let id = parse_id(&raw)?;
-    let r = state.store.get_simulation(id, None).await?.ok_or_else(|| Error::not_found("unknown_job", format!("no simulation job {id}")))?;
+    let r = state
+        .store
+        .get_simulation(id, None)
+        .await?
+        .ok_or_else(|| Error::not_found("unknown_job", format!("no simulation job {id}")))?;
     let json = |s: &str| serde_json::from_str::<serde_json::Value>(s).map_err(|e| Error::Internal(e.to_string()));
     Ok(Json(SimulationStatus {
         id,
@@ -344,14 +374,27 @@ pub async fn get_simulation_output(
     let Query(q) = query?;
     let format = Format::negotiate(q.format.as_deref(), &headers)?;
     let id = parse_id(&raw)?;
-    let r = state.store.get_simulation(id, None).await?.ok_or_else(|| Error::not_found("unknown_job", format!("no simulation job {id}")))?;
+    let r = state
+        .store
+        .get_simulation(id, None)
+        .await?
+        .ok_or_else(|| Error::not_found("unknown_job", format!("no simulation job {id}")))?;
     if r.status != "succeeded" {
         let why = r.error.map(|e| format!(": {e}")).unwrap_or_default();
-        return Err(Error::Conflict { code: "job_not_finished", message: format!("simulation {id} is {}{why}; it has no output", r.status) });
+        return Err(Error::Conflict {
+            code: "job_not_finished",
+            message: format!("simulation {id} is {}{why}; it has no output", r.status),
+        });
     }
-    let bytes = state.store.get_simulation_output(id).await?.ok_or_else(|| Error::Internal(format!("simulation {id} succeeded without output")))?;
+    let bytes = state
+        .store
+        .get_simulation_output(id)
+        .await?
+        .ok_or_else(|| Error::Internal(format!("simulation {id} succeeded without output")))?;
     let rows = r.output_rows.unwrap_or(0).max(0) as usize;
-    tokio::task::spawn_blocking(move || render_output(id, &bytes, rows, format)).await.map_err(|e| Error::Internal(e.to_string()))?
+    tokio::task::spawn_blocking(move || render_output(id, &bytes, rows, format))
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?
 }
 
 fn render_output(id: Uuid, bytes: &[u8], rows: usize, format: Format) -> Result<Response> {
@@ -368,7 +411,8 @@ fn render_output(id: Uuid, bytes: &[u8], rows: usize, format: Format) -> Result<
         })
         .into_response(),
         Format::Npy => {
-            let arr = ndarray::Array2::from_shape_vec((values.len() / 4, 4), values).map_err(|e| Error::Internal(e.to_string()))?;
+            let arr = ndarray::Array2::from_shape_vec((values.len() / 4, 4), values)
+                .map_err(|e| Error::Internal(e.to_string()))?;
             let mut out = Vec::with_capacity(arr.len() * 8 + 128);
             ndarray_npy::WriteNpyExt::write_npy(&arr, &mut out).map_err(|e| Error::Internal(e.to_string()))?;
             ([(header::CONTENT_TYPE, NPY)], out).into_response()

@@ -180,8 +180,18 @@ mod tests {
     fn packets_round_trip() {
         let packets = vec![
             Packet { time_ns: 1_615_000_000_123_456_789, size: 0, direction: Direction::In, transport: Transport::Udp },
-            Packet { time_ns: 1_615_000_000_123_456_789, size: 1448, direction: Direction::Out, transport: Transport::Tcp },
-            Packet { time_ns: 1_615_000_900_000_000_000, size: 70_000, direction: Direction::In, transport: Transport::Tcp },
+            Packet {
+                time_ns: 1_615_000_000_123_456_789,
+                size: 1448,
+                direction: Direction::Out,
+                transport: Transport::Tcp,
+            },
+            Packet {
+                time_ns: 1_615_000_900_000_000_000,
+                size: 70_000,
+                direction: Direction::In,
+                transport: Transport::Tcp,
+            },
         ];
         let bytes = encode_packets(&packets);
         assert!(bytes.len() < 3 * 16);
@@ -194,8 +204,20 @@ mod tests {
         let origin = 1_000_000_000;
         let rows = [
             OutputPacket { time_ns: origin, direction: Direction::Out, dummy: false, size: 120.0, delay_ns: 0 },
-            OutputPacket { time_ns: origin + 25_000_000, direction: Direction::In, dummy: true, size: 33.5, delay_ns: 0 },
-            OutputPacket { time_ns: origin + 25_000_000, direction: Direction::In, dummy: true, size: 0.0, delay_ns: 0 },
+            OutputPacket {
+                time_ns: origin + 25_000_000,
+                direction: Direction::In,
+                dummy: true,
+                size: 33.5,
+                delay_ns: 0,
+            },
+            OutputPacket {
+                time_ns: origin + 25_000_000,
+                direction: Direction::In,
+                dummy: true,
+                size: 0.0,
+                delay_ns: 0,
+            },
         ];
         let mut enc = OutputEncoder::new(origin);
         for r in &rows {
@@ -215,7 +237,10 @@ mod tests {
     #[test]
     fn out_of_order_output_is_refused_and_damage_detected() {
         let mut enc = OutputEncoder::new(10);
-        assert!(enc.push(&OutputPacket { time_ns: 5, direction: Direction::In, dummy: true, size: 1.0, delay_ns: 0 }).is_err());
+        assert!(
+            enc.push(&OutputPacket { time_ns: 5, direction: Direction::In, dummy: true, size: 1.0, delay_ns: 0 })
+                .is_err()
+        );
         assert!(decode_packets(&[0x80]).is_err());
         assert!(decode_packets(&[0, 1, 0x80]).is_err());
     }

@@ -54,17 +54,22 @@ fn device_table(device: &str, addresses: &str) -> Result<DeviceTable> {
     for token in addresses.split([',', ';', ' ']).map(str::trim).filter(|t| !t.is_empty()) {
         if let Some(m) = parse_mac(token) {
             if mac.replace(m).is_some() {
-                return Err(Error::invalid("invalid_address", format!("address {addresses:?} names more than one MAC")));
+                return Err(Error::invalid(
+                    "invalid_address",
+                    format!("address {addresses:?} names more than one MAC"),
+                ));
             }
         } else if let Ok(ip) = token.parse() {
             ips.push(ip);
         } else {
-            return Err(Error::invalid("invalid_address", format!("address {token:?} is neither a MAC nor an IP address")));
+            return Err(Error::invalid(
+                "invalid_address",
+                format!("address {token:?} is neither a MAC nor an IP address"),
+            ));
         }
     }
-    DeviceTable::new(vec![(device.to_string(), mac, ips)]).map_err(|_| {
-        Error::invalid("invalid_address", format!("no MAC or IP address given for device {device:?}"))
-    })
+    DeviceTable::new(vec![(device.to_string(), mac, ips)])
+        .map_err(|_| Error::invalid("invalid_address", format!("no MAC or IP address given for device {device:?}")))
 }
 
 /// Checks a submission and stores it as a queued job; returns its id.
@@ -91,7 +96,11 @@ pub async fn submit(set: &ModelSet, store: &Store, requester: &str, s: Submissio
             if job.schedule.slots != set.slots() {
                 return Err(Error::invalid(
                     "incompatible_schedule",
-                    format!("perturbation job {id} has {} slots per window; the served model set has {}", job.schedule.slots, set.slots()),
+                    format!(
+                        "perturbation job {id} has {} slots per window; the served model set has {}",
+                        job.schedule.slots,
+                        set.slots()
+                    ),
                 ));
             }
             (Cover::PerturbationJob { job_id: id }, None)

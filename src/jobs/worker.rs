@@ -133,8 +133,14 @@ enum RunError {
 }
 use RunError::{Failed, Lost};
 
-async fn execute(engine: &Arc<Engine>, store: &Store, config: &WorkerConfig, job: &ClaimedSimulation) -> std::result::Result<Outcome, RunError> {
-    let params: SimulationParams = serde_json::from_str(&job.params).map_err(|e| Failed(format!("stored parameters are unreadable: {e}")))?;
+async fn execute(
+    engine: &Arc<Engine>,
+    store: &Store,
+    config: &WorkerConfig,
+    job: &ClaimedSimulation,
+) -> std::result::Result<Outcome, RunError> {
+    let params: SimulationParams =
+        serde_json::from_str(&job.params).map_err(|e| Failed(format!("stored parameters are unreadable: {e}")))?;
     let schedule = match &params.cover {
         Cover::PerturbationJob { job_id } => {
             let stored = store.get_perturbation(*job_id, None).await.map_err(|e| Failed(e.to_string()))?;
@@ -167,9 +173,18 @@ async fn execute(engine: &Arc<Engine>, store: &Store, config: &WorkerConfig, job
             }
         })
     };
-    let (engine, trace, rate_limit, chunk, flag) = (engine.clone(), job.trace.clone(), config.rate_limit, config.chunk, cancelled.clone());
+    let (engine, trace, rate_limit, chunk, flag) =
+        (engine.clone(), job.trace.clone(), config.rate_limit, config.chunk, cancelled.clone());
     let result = tokio::task::spawn_blocking(move || {
-        run(RunInputs { engine: &engine, params: &params, trace: &trace, schedule, rate_limit, chunk, cancelled: &flag })
+        run(RunInputs {
+            engine: &engine,
+            params: &params,
+            trace: &trace,
+            schedule,
+            rate_limit,
+            chunk,
+            cancelled: &flag,
+        })
     })
     .await;
     heartbeat.abort();

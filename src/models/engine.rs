@@ -221,7 +221,8 @@ impl Engine {
             for (rows, rx) in pending {
                 let out = rx.await.map_err(|_| Error::Internal("an inference thread dropped a task".into()))??;
                 for (k, &w) in rows.iter().enumerate() {
-                    values[w * per_window..(w + 1) * per_window].copy_from_slice(&out[k * per_window..(k + 1) * per_window]);
+                    values[w * per_window..(w + 1) * per_window]
+                        .copy_from_slice(&out[k * per_window..(k + 1) * per_window]);
                 }
             }
             values

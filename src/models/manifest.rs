@@ -104,8 +104,8 @@ impl ModelSet {
     pub fn load(dir: &Path) -> Result<Self> {
         let path = dir.join("manifest.json");
         let bytes = std::fs::read(&path).map_err(|e| invalid(dir, format!("cannot read manifest.json: {e}")))?;
-        let manifest: Manifest =
-            serde_json::from_slice(&bytes).map_err(|e| invalid(dir, format!("manifest.json is not a valid manifest: {e}")))?;
+        let manifest: Manifest = serde_json::from_slice(&bytes)
+            .map_err(|e| invalid(dir, format!("manifest.json is not a valid manifest: {e}")))?;
         let files = manifest.validate().map_err(|m| invalid(dir, m))?;
         let mut hash = Sha256::new();
         hash.update(&bytes);
@@ -170,7 +170,10 @@ impl Manifest {
         }
         let s = &self.settings;
         if !(s.omega > 0.0 && s.total_time > 0.0) || s.slots_per_window == 0 {
-            return Err(format!("settings: omega {} s, total_time {} s, slots_per_window {} must all be positive", s.omega, s.total_time, s.slots_per_window));
+            return Err(format!(
+                "settings: omega {} s, total_time {} s, slots_per_window {} must all be positive",
+                s.omega, s.total_time, s.slots_per_window
+            ));
         }
         if ((s.slots_per_window as f64) * s.omega - s.total_time).abs() > 1e-6 {
             return Err(format!(
@@ -181,7 +184,8 @@ impl Manifest {
         if s.latent_dim == 0 {
             return Err("settings: latent_dim must be positive".into());
         }
-        let expected = [s.max_packets_per_omega, s.max_payload_per_omega, s.max_packets_per_omega, s.max_payload_per_omega];
+        let expected =
+            [s.max_packets_per_omega, s.max_payload_per_omega, s.max_packets_per_omega, s.max_payload_per_omega];
         if self.caps.len() != 4 || self.caps.iter().zip(expected).any(|(a, b)| (a - b).abs() > 1e-9) {
             return Err(format!("caps {:?} do not match the settings (expected {expected:?})", self.caps));
         }
@@ -214,9 +218,15 @@ impl Manifest {
                 return Err(format!("generation {} is listed at position {k}; indices must be 0, 1, 2, ...", g.index));
             }
             for (i, d) in self.devices.iter().enumerate() {
-                let f = g.files.get(&d.name).ok_or_else(|| format!("generation {k} has no file for device {:?}", d.name))?;
+                let f = g
+                    .files
+                    .get(&d.name)
+                    .ok_or_else(|| format!("generation {k} has no file for device {:?}", d.name))?;
                 if Path::new(f).is_absolute() || f.split(['/', '\\']).any(|c| c == "..") {
-                    return Err(format!("generation {k}, device {:?}: file {f:?} must be a path inside the model directory", d.name));
+                    return Err(format!(
+                        "generation {k}, device {:?}: file {f:?} must be a path inside the model directory",
+                        d.name
+                    ));
                 }
                 files[i].push(f.clone());
             }

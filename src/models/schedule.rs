@@ -33,7 +33,10 @@ impl GenerationChoice {
             Ok(g) if g < generations => Ok(Self::Index(g)),
             Ok(g) => Err(Error::not_found(
                 "unknown_generation",
-                format!("generation {g} does not exist: this model set has generations 0..={} and `mix`", generations - 1),
+                format!(
+                    "generation {g} does not exist: this model set has generations 0..={} and `mix`",
+                    generations - 1
+                ),
             )),
             Err(_) => Err(Error::invalid(
                 "invalid_generation",
@@ -61,7 +64,13 @@ pub fn rng(seed: Option<u64>) -> ChaCha20Rng {
 }
 
 /// The generation of each of `n` windows and their noise vectors.
-pub fn draw(n: usize, latent: usize, choice: GenerationChoice, generations: usize, rng: &mut impl Rng) -> (Vec<u8>, Array2<f32>) {
+pub fn draw(
+    n: usize,
+    latent: usize,
+    choice: GenerationChoice,
+    generations: usize,
+    rng: &mut impl Rng,
+) -> (Vec<u8>, Array2<f32>) {
     let gens = match choice {
         GenerationChoice::Index(g) => vec![g as u8; n],
         GenerationChoice::Mix => (0..n).map(|_| rng.random_range(0..generations) as u8).collect(),
@@ -125,7 +134,8 @@ impl Schedule {
 
     /// A 2-D int32 .npy array of shape [rows, 4]: what the reference `predict.py` wrote.
     pub fn to_npy(&self) -> Result<Vec<u8>> {
-        let arr = ndarray::ArrayView2::from_shape((self.rows(), 4), &self.values).map_err(|e| Error::Internal(e.to_string()))?;
+        let arr = ndarray::ArrayView2::from_shape((self.rows(), 4), &self.values)
+            .map_err(|e| Error::Internal(e.to_string()))?;
         let mut out = Vec::with_capacity(self.values.len() * 4 + 128);
         ndarray_npy::WriteNpyExt::write_npy(&arr, &mut out).map_err(|e| Error::Internal(e.to_string()))?;
         Ok(out)
@@ -159,7 +169,11 @@ mod tests {
 
     #[test]
     fn encoding_round_trips_at_every_width() {
-        for (vals, width) in [(vec![0, 4, 100, 3, 1, 2, 3, 4], 1), (vec![300, 4, 100, 3, 1, 2, 3, 4], 2), (vec![70_000, 4, 100, 3, 1, 2, 3, 4], 4)] {
+        for (vals, width) in [
+            (vec![0, 4, 100, 3, 1, 2, 3, 4], 1),
+            (vec![300, 4, 100, 3, 1, 2, 3, 4], 2),
+            (vec![70_000, 4, 100, 3, 1, 2, 3, 4], 4),
+        ] {
             let s = sample(vals);
             let (w, bytes) = s.encode();
             assert_eq!(w, width);

@@ -118,7 +118,12 @@ impl Store {
     }
 
     /// Fails the jobs whose workers died `max_attempts` times: they would kill the next one too.
-    pub async fn fail_abandoned_simulations(&self, now_ms: i64, stale_before_ms: i64, max_attempts: i64) -> Result<u64> {
+    pub async fn fail_abandoned_simulations(
+        &self,
+        now_ms: i64,
+        stale_before_ms: i64,
+        max_attempts: i64,
+    ) -> Result<u64> {
         let done = sqlx::query(
             "UPDATE simulation_jobs SET status = 'failed', finished_at = $1, claim = NULL, \
                  error = 'the worker running this job stopped ' || CAST(attempts AS TEXT) || ' times; given up' \
@@ -143,12 +148,14 @@ impl Store {
 
     /// Renews a claim's lease; false when the claim is no longer the job's.
     pub async fn heartbeat_simulation(&self, id: Uuid, claim: &str, now_ms: i64) -> Result<bool> {
-        let done = sqlx::query("UPDATE simulation_jobs SET heartbeat_at = $1 WHERE id = $2 AND claim = $3 AND status = 'running'")
-            .bind(now_ms)
-            .bind(id.to_string())
-            .bind(claim)
-            .execute(&self.pool)
-            .await?;
+        let done = sqlx::query(
+            "UPDATE simulation_jobs SET heartbeat_at = $1 WHERE id = $2 AND claim = $3 AND status = 'running'",
+        )
+        .bind(now_ms)
+        .bind(id.to_string())
+        .bind(claim)
+        .execute(&self.pool)
+        .await?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -195,7 +202,8 @@ impl Store {
         if requester.is_some_and(|r| r != owner) {
             return Ok(None);
         }
-        let opt_time = |c: &str| -> Result<Option<DateTime<Utc>>> { row.try_get::<Option<i64>, _>(c)?.map(time).transpose() };
+        let opt_time =
+            |c: &str| -> Result<Option<DateTime<Utc>>> { row.try_get::<Option<i64>, _>(c)?.map(time).transpose() };
         Ok(Some(SimulationRecord {
             id,
             status: row.try_get("status")?,
@@ -214,7 +222,10 @@ impl Store {
 
     /// The encoded output of a job (None when it has none yet).
     pub async fn get_simulation_output(&self, id: Uuid) -> Result<Option<Vec<u8>>> {
-        let row = sqlx::query("SELECT output FROM simulation_jobs WHERE id = $1").bind(id.to_string()).fetch_optional(&self.pool).await?;
+        let row = sqlx::query("SELECT output FROM simulation_jobs WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(match row {
             Some(r) => r.try_get("output")?,
             None => None,
@@ -222,6 +233,10 @@ impl Store {
     }
 
     pub async fn count_simulations(&self, status: &str) -> Result<i64> {
-        Ok(sqlx::query("SELECT COUNT(*) AS c FROM simulation_jobs WHERE status = $1").bind(status).fetch_one(&self.pool).await?.try_get("c")?)
+        Ok(sqlx::query("SELECT COUNT(*) AS c FROM simulation_jobs WHERE status = $1")
+            .bind(status)
+            .fetch_one(&self.pool)
+            .await?
+            .try_get("c")?)
     }
 }

@@ -40,11 +40,7 @@ pub fn scope(addr: IpAddr) -> Scope {
             let s = a.segments();
             if (s[0] & 0xfe00) == 0xfc00 || (s[0] & 0xffc0) == 0xfe80 {
                 Scope::Lan
-            } else if a.is_loopback()
-                || a.is_multicast()
-                || a.is_unspecified()
-                || (s[0] == 0x2001 && s[1] == 0x0db8)
-            {
+            } else if a.is_loopback() || a.is_multicast() || a.is_unspecified() || (s[0] == 0x2001 && s[1] == 0x0db8) {
                 Scope::Other
             } else {
                 Scope::Internet

@@ -278,11 +278,7 @@ pub fn read_capture<R: Read>(
 fn scale_pcapng_timestamp(raw: u64, tsresol: u8) -> i64 {
     let exp = u32::from(tsresol & 0x7f);
     let ns = if tsresol & 0x80 == 0 {
-        if exp <= 9 {
-            raw as u128 * 10u128.pow(9 - exp)
-        } else {
-            raw as u128 / 10u128.pow((exp - 9).min(38))
-        }
+        if exp <= 9 { raw as u128 * 10u128.pow(9 - exp) } else { raw as u128 / 10u128.pow((exp - 9).min(38)) }
     } else {
         (raw as u128 * 1_000_000_000) >> exp.min(127)
     };
@@ -312,9 +308,10 @@ enum Format {
 impl Format {
     fn detect(head: &[u8]) -> Option<Format> {
         match head.get(..4)? {
-            [0xd4, 0xc3, 0xb2, 0xa1] | [0xa1, 0xb2, 0xc3, 0xd4] | [0x4d, 0x3c, 0xb2, 0xa1] | [0xa1, 0xb2, 0x3c, 0x4d] => {
-                Some(Format::Pcap)
-            }
+            [0xd4, 0xc3, 0xb2, 0xa1]
+            | [0xa1, 0xb2, 0xc3, 0xd4]
+            | [0x4d, 0x3c, 0xb2, 0xa1]
+            | [0xa1, 0xb2, 0x3c, 0x4d] => Some(Format::Pcap),
             [0x0a, 0x0d, 0x0d, 0x0a] => Some(Format::PcapNg),
             _ if tshark_csv::looks_like(head) => Some(Format::TsharkCsv),
             _ => None,

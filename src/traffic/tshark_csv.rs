@@ -22,17 +22,14 @@ pub fn looks_like(head: &[u8]) -> bool {
         .unwrap_or(false)
 }
 
-pub fn read<R: Read>(
-    source: R,
-    name: &str,
-    mut sink: impl FnMut(std::result::Result<IpPacket, Skip>),
-) -> Result<()> {
+pub fn read<R: Read>(source: R, name: &str, mut sink: impl FnMut(std::result::Result<IpPacket, Skip>)) -> Result<()> {
     let bad = |m: String| Error::invalid("invalid_csv", format!("{name}: {m}"));
     let mut source = std::io::BufReader::new(source);
     let mut first = String::new();
     std::io::BufRead::read_line(&mut source, &mut first).map_err(|e| bad(e.to_string()))?;
     let delimiter = if first.contains('\t') { b'\t' } else { b',' };
-    let header: Vec<String> = first.trim_end().split(delimiter as char).map(|h| h.trim().trim_matches('"').to_string()).collect();
+    let header: Vec<String> =
+        first.trim_end().split(delimiter as char).map(|h| h.trim().trim_matches('"').to_string()).collect();
     let col = |n: &str| header.iter().position(|h| h == n);
     let missing: Vec<&str> = REQUIRED.iter().copied().filter(|c| col(c).is_none()).collect();
     let time = col("frame.time_epoch").or_else(|| col("frame.time_relative"));
@@ -41,11 +38,7 @@ pub fn read<R: Read>(
         if time.is_none() {
             missing.insert(0, "frame.time_relative (or frame.time_epoch)");
         }
-        return Err(bad(format!(
-            "wrong CSV columns: missing {}; found {}",
-            missing.join(", "),
-            header.join(", ")
-        )));
+        return Err(bad(format!("wrong CSV columns: missing {}; found {}", missing.join(", "), header.join(", "))));
     }
     let get = |n: &str| col(n);
     let (c_src, c_dst, c_proto, c_tcp, c_udp) =
@@ -53,11 +46,7 @@ pub fn read<R: Read>(
     let (c6_src, c6_dst, c6_nxt) = (get("ipv6.src"), get("ipv6.dst"), get("ipv6.nxt"));
     let (c_esrc, c_edst) = (get("eth.src"), get("eth.dst"));
 
-    let mut rows = csv::ReaderBuilder::new()
-        .delimiter(delimiter)
-        .has_headers(false)
-        .flexible(true)
-        .from_reader(source);
+    let mut rows = csv::ReaderBuilder::new().delimiter(delimiter).has_headers(false).flexible(true).from_reader(source);
     for (i, rec) in rows.records().enumerate() {
         let line = i + 2;
         let rec = rec.map_err(|e| bad(format!("line {line}: {e}")))?;
@@ -65,8 +54,11 @@ pub fn read<R: Read>(
             continue;
         }
         // tshark writes several values of a repeated field (tunnels) comma-separated: take the first.
-        let cell = |c: Option<usize>| c.and_then(|c| rec.get(c)).map(|s| s.split(',').next().unwrap_or("").trim()).unwrap_or("");
-        let t: f64 = cell(time).parse().map_err(|_| bad(format!("line {line}: time {:?} is not a number", cell(time))))?;
+        let cell = |c: Option<usize>| {
+            c.and_then(|c| rec.get(c)).map(|s| s.split(',').next().unwrap_or("").trim()).unwrap_or("")
+        };
+        let t: f64 =
+            cell(time).parse().map_err(|_| bad(format!("line {line}: time {:?} is not a number", cell(time))))?;
         if !t.is_finite() {
             return Err(bad(format!("line {line}: time {t} is not finite")));
         }

@@ -33,7 +33,9 @@ impl WindowSettings {
     pub fn new(total_time: f64, omega: f64) -> Result<Self> {
         let bad = |m: String| Error::invalid("invalid_window_settings", m);
         if !(total_time.is_finite() && omega.is_finite() && omega > 0.0 && total_time >= omega) {
-            return Err(bad(format!("need 0 < omega <= total_time, got omega {omega} s and total_time {total_time} s")));
+            return Err(bad(format!(
+                "need 0 < omega <= total_time, got omega {omega} s and total_time {total_time} s"
+            )));
         }
         let (total_time_ns, omega_ns) = (secs_to_ns(total_time), secs_to_ns(omega));
         if omega_ns == 0 || total_time_ns % omega_ns != 0 {
@@ -220,7 +222,12 @@ mod tests {
     #[test]
     fn slot_edges_are_exact() {
         // 0.3 s after the start is slot 3, not slot 2 (0.3 / 0.1 in floating point is 2.999...).
-        let w = cut(&[pkt(1.0, 1, Direction::In), pkt(1.0999999, 4, Direction::In), pkt(1.3, 2, Direction::In), pkt(4.9999, 8, Direction::Out)]);
+        let w = cut(&[
+            pkt(1.0, 1, Direction::In),
+            pkt(1.0999999, 4, Direction::In),
+            pkt(1.3, 2, Direction::In),
+            pkt(4.9999, 8, Direction::Out),
+        ]);
         assert_eq!(w.features.len(), 160);
         assert_eq!(w.slot(0, 0), &[2.0, 5.0, 0.0, 0.0]);
         assert_eq!(w.slot(0, 3), &[1.0, 2.0, 0.0, 0.0]);
@@ -229,7 +236,13 @@ mod tests {
 
     #[test]
     fn window_boundaries_follow_the_first_packet_at_least_total_time_later() {
-        let mut packets = vec![pkt(0.0, 1, Direction::In), pkt(3.99, 1, Direction::In), pkt(4.0, 1, Direction::In), pkt(4.5, 1, Direction::Out), pkt(20.0, 1, Direction::In)];
+        let mut packets = vec![
+            pkt(0.0, 1, Direction::In),
+            pkt(3.99, 1, Direction::In),
+            pkt(4.0, 1, Direction::In),
+            pkt(4.5, 1, Direction::Out),
+            pkt(20.0, 1, Direction::In),
+        ];
         packets.sort_by_key(|p| p.time_ns);
         let w = cut(&packets);
         assert_eq!(w.start_time, vec![0.0, 4.0, 20.0]);
@@ -241,7 +254,12 @@ mod tests {
 
     #[test]
     fn silence_is_the_gap_since_the_previous_windows_last_packet() {
-        let w = cut(&[pkt(0.0, 1, Direction::In), pkt(2.5, 1, Direction::In), pkt(10.0, 1, Direction::In), pkt(30.25, 1, Direction::Out)]);
+        let w = cut(&[
+            pkt(0.0, 1, Direction::In),
+            pkt(2.5, 1, Direction::In),
+            pkt(10.0, 1, Direction::In),
+            pkt(30.25, 1, Direction::Out),
+        ]);
         assert_eq!(w.silence.len(), 3);
         assert_eq!(w.silence[0], 0.0);
         assert!((w.silence[1] - 7.5).abs() < 1e-6);

@@ -29,7 +29,8 @@ pub fn repo() -> PathBuf {
 
 pub fn model_args() -> ModelArgs {
     ModelArgs {
-        models: std::env::var_os("IPET_TEST_MODELS").map_or_else(|| repo().join("models/tj-oconnor-2021"), PathBuf::from),
+        models: std::env::var_os("IPET_TEST_MODELS")
+            .map_or_else(|| repo().join("models/tj-oconnor-2021"), PathBuf::from),
         ort_library: std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from),
         inference_threads: 2,
         max_batch_rows: 8192,
@@ -99,16 +100,24 @@ impl TestApp {
             Db::Postgres => {
                 let name = format!("ipet_test_{}", uuid::Uuid::new_v4().simple());
                 let admin = postgres_admin_url();
-                let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin)
+                let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin).await.unwrap_or_else(|e| {
+                    panic!("PostgreSQL at {admin} is needed for the Postgres tests (.ci/run starts it): {e}")
+                });
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&mut conn)
                     .await
-                    .unwrap_or_else(|e| panic!("PostgreSQL at {admin} is needed for the Postgres tests (.ci/run starts it): {e}"));
-                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.expect("create test database");
+                    .expect("create test database");
                 let base = admin.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap_or(admin);
                 (format!("{base}/{name}"), Some(name))
             }
         };
         let store = Store::connect(&url, 4).await.expect("store connects");
-        let limits = Limits { max_n: MAX_N, max_concurrent_requests: max_concurrent, request_timeout_secs: 30, max_body_bytes: 8 << 20 };
+        let limits = Limits {
+            max_n: MAX_N,
+            max_concurrent_requests: max_concurrent,
+            request_timeout_secs: 30,
+            max_body_bytes: 8 << 20,
+        };
         let mut state = AppState::new(engine(), store, limits);
         if let Some(config) = workers {
             state = state.with_jobs(config).await.expect("workers start");
@@ -149,7 +158,10 @@ impl TestApp {
     }
 
     pub async fn post_json(&self, uri: &str, value: &serde_json::Value) -> Reply {
-        let req = Request::post(uri).header("content-type", "application/json").body(Body::from(value.to_string())).expect("request");
+        let req = Request::post(uri)
+            .header("content-type", "application/json")
+            .body(Body::from(value.to_string()))
+            .expect("request");
         self.request(req).await
     }
 
@@ -180,7 +192,9 @@ impl TestApp {
         if let Some(name) = self.database {
             self.state.store.pool().close().await;
             if let Ok(mut conn) = <sqlx::PgConnection as sqlx::Connection>::connect(&postgres_admin_url()).await {
-                let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).execute(&mut conn).await;
+                let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+                    .execute(&mut conn)
+                    .await;
             }
         }
     }
@@ -194,7 +208,8 @@ pub struct Reply {
 
 impl Reply {
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
     }
 
     pub fn header(&self, name: &str) -> &str {
