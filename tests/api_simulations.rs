@@ -166,10 +166,12 @@ async fn json_packets_are_accepted(app: &TestApp) {
     assert_eq!(v["summary"]["outgoing"]["real_packets"], 33);
 }
 
+type Part<'a> = (&'a str, Option<&'a str>, &'a [u8]);
+
 async fn bad_submissions_are_named_and_create_no_job(app: &TestApp) {
     let trace = slice("schlage-lock-01");
     let dev: &[u8] = b"schlage-lock-01";
-    let cases: Vec<(Vec<(&str, Option<&str>, &[u8])>, StatusCode, &str, &str)> = vec![
+    let cases: Vec<(Vec<Part>, StatusCode, &str, &str)> = vec![
         (
             vec![
                 ("trace", Some("x.bin"), b"hello world, not a capture"),

@@ -57,7 +57,7 @@ pub fn run(inputs: RunInputs<'_>) -> Result<Outcome> {
     let sink = |pkt: &crate::traffic::simulate::OutputPacket| -> Result<()> {
         encoder.push(pkt)?;
         emitted += 1;
-        if emitted % 1024 == 0 {
+        if emitted.is_multiple_of(1024) {
             if inputs.cancelled.load(Ordering::Relaxed) {
                 return Err(Error::Internal("the job's claim was taken over; stopping".into()));
             }

@@ -195,15 +195,16 @@ mod tests {
         let t = DeviceTable::from_csv_str(TABLE).expect("table");
         let cam_mac = parse_mac("f4:b8:5e:ff:2b:1b");
         let hub_mac = parse_mac("a4:cf:12:32:5b:88");
+        let ip = |s: &str| -> IpAddr { s.parse().expect("address") };
         // The hub under any IP is the hub.
-        assert_eq!(t.attribute("192.168.1.50".parse().unwrap(), hub_mac), Some((2, MatchedBy::Mac)));
+        assert_eq!(t.attribute(ip("192.168.1.50"), hub_mac), Some((2, MatchedBy::Mac)));
         // The camera's old IP now used by an unknown MAC is not the camera.
-        assert_eq!(t.attribute("192.168.1.129".parse().unwrap(), parse_mac("00:00:00:00:00:01")), None);
+        assert_eq!(t.attribute(ip("192.168.1.129"), parse_mac("00:00:00:00:00:01")), None);
         // Without a link layer the camera is found by IP.
-        assert_eq!(t.attribute("192.168.1.129".parse().unwrap(), None), Some((0, MatchedBy::Ip)));
-        assert_eq!(t.attribute("192.168.1.129".parse().unwrap(), cam_mac), Some((0, MatchedBy::Mac)));
+        assert_eq!(t.attribute(ip("192.168.1.129"), None), Some((0, MatchedBy::Ip)));
+        assert_eq!(t.attribute(ip("192.168.1.129"), cam_mac), Some((0, MatchedBy::Mac)));
         // The lock has no MAC: found by either of its IPs whatever the MAC.
-        assert_eq!(t.attribute("fd00::22".parse().unwrap(), parse_mac("00:00:00:00:00:02")), Some((1, MatchedBy::Ip)));
+        assert_eq!(t.attribute(ip("fd00::22"), parse_mac("00:00:00:00:00:02")), Some((1, MatchedBy::Ip)));
     }
 
     #[test]
