@@ -85,6 +85,22 @@ def scores(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> dict[str, 
     }
 
 
+def silence_only_attacker(s_train: np.ndarray, y_train: np.ndarray, s_test: np.ndarray, n_classes: int,
+                          bins: int = 60) -> np.ndarray:
+    """Predictions of a histogram classifier on the silence scalar alone (quantile bins of
+    log1p(silence) on the training windows, equal class priors). Cover traffic never changes the
+    silence, so this is an attacker no generator can hurt: a floor for every defended row."""
+    ls_tr, ls_te = np.log1p(s_train.astype(np.float64)), np.log1p(s_test.astype(np.float64))
+    edges = np.unique(np.quantile(ls_tr, np.linspace(0, 1, bins + 1))[1:-1])
+    b_tr, b_te = np.digitize(ls_tr, edges), np.digitize(ls_te, edges)
+    hist = np.zeros((len(edges) + 1, n_classes))
+    for c in range(n_classes):
+        m = y_train == c
+        if m.any():
+            hist[:, c] = np.bincount(b_tr[m], minlength=len(edges) + 1) / m.sum()
+    return hist[b_te].argmax(1)
+
+
 def class_weights(y_train: np.ndarray, n_classes: int, how: str) -> torch.Tensor:
     counts = np.bincount(y_train, minlength=n_classes).astype(np.float64)
     counts = np.maximum(counts, 1.0)
@@ -437,6 +453,9 @@ def train(windows_dir: str | Path, out_dir: str | Path, st: Settings,
     save_discriminator(disc_dir / "static.pt", static, dcfg, {"trained_on": "undefended", "history": hist0})
     und = scores(y_test, predict(static, data, te, None), n_cls)
     manifest["metrics"]["undefended"] = und
+    fit_np = np.concatenate([split.train, split.val])
+    manifest["metrics"]["silence_only"] = scores(
+        y_test, silence_only_attacker(w.silence[fit_np], y_np[fit_np], w.silence[split.test], n_cls), n_cls)
     manifest["metrics"]["static_training"] = hist0
     _log(f"undefended: accuracy {und['accuracy']:.3f}  balanced {und['balanced_accuracy']:.3f}  "
          f"(chance {chance:.3f}; {hist0['epochs_run']} epochs)")
@@ -528,6 +547,8 @@ def format_table(manifest: dict[str, Any]) -> str:
         f"model set {manifest['name']}: {len(manifest['devices'])} devices, chance {m['chance']:.3f}; "
         f"cells are accuracy / balanced accuracy on held-out windows",
         f"undefended (stage-0 discriminator, no cover): {_pair(und)}",
+        f"silence-only attacker (histogram of the silence scalar, which cover never changes): "
+        f"{_pair(m.get('silence_only'))}",
         "",
         f"{'generation':>10} | {'static':^15} | {'adapted':^15} | {'retrained':^15} | cover pkt/slot | cover B/slot",
         "-" * 96,

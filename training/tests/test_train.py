@@ -123,3 +123,12 @@ def test_device_with_too_few_windows_is_skipped(tmp_path):
     assert [x["name"] for x in m["devices"]] == ["cam-a", "hub-b"]
     assert m["skipped_devices"] == [{"id": 2, "name": "lock-c", "windows": 5}]
     assert m["metrics"]["chance"] == pytest.approx(0.5)
+
+
+def test_silence_only_attacker_separates_by_silence():
+    from ipet_train.train import silence_only_attacker
+    rng = np.random.default_rng(0)
+    s_tr = np.concatenate([rng.normal(60, 0.05, 200), rng.normal(120, 1, 200)])
+    y_tr = np.repeat([0, 1], 200)
+    s_te = np.array([59.95, 60.02, 119.0, 121.5])
+    assert silence_only_attacker(s_tr, y_tr, s_te, 2).tolist() == [0, 0, 1, 1]
