@@ -9,6 +9,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::{
+    auth::Auth,
     config::ServeConfig,
     error::{Error, Result},
     jobs::{JobSignal, WorkerConfig, worker},
@@ -34,6 +35,7 @@ pub struct AppState {
     pub prometheus: PrometheusHandle,
     /// Wakes this process's simulation workers when a job is queued.
     pub jobs: JobSignal,
+    pub auth: Auth,
     in_flight: Arc<Semaphore>,
 }
 
@@ -47,7 +49,14 @@ impl AppState {
             limits: Arc::new(limits),
             prometheus: prometheus(),
             jobs: JobSignal::default(),
+            auth: Auth::open(),
         }
+    }
+
+    /// Requires bearer tokens (see [`Auth`]).
+    pub fn with_auth(mut self, auth: Auth) -> Self {
+        self.auth = auth;
+        self
     }
 
     /// Starts `config.workers` simulation workers in this process.
@@ -78,7 +87,9 @@ impl AppState {
             request_timeout_secs: config.request_timeout_secs,
             max_body_bytes: config.max_body_bytes,
         };
-        Self::new(Arc::new(engine), store, limits).with_jobs(config.jobs.worker_config()).await
+        let a = &config.access;
+        let auth = Auth::from_config(a.tokens_file.as_deref(), a.tokens.as_deref(), a.rate_limit_per_minute)?;
+        Ok(Self::new(Arc::new(engine), store, limits).with_auth(auth).with_jobs(config.jobs.worker_config()).await?)
     }
 }
 
@@ -100,6 +111,21 @@ fn prometheus() -> PrometheusHandle {
 
 /// Runs the service until SIGINT/SIGTERM.
 pub async fn serve(config: ServeConfig) -> Result<()> {
+    // Refuse an open service beyond loopback before loading anything.
+    let a = &config.access;
+    let auth = Auth::from_config(a.tokens_file.as_deref(), a.tokens.as_deref(), 0)?;
+    if !auth.enabled() {
+        if !config.bind.is_loopback() && !a.allow_unauthenticated {
+            return Err(Error::invalid(
+                "unauthenticated_bind",
+                format!(
+                    "no tokens are configured, so the service only listens on loopback; to listen on {} configure tokens (--tokens-file) or pass --allow-unauthenticated",
+                    config.bind
+                ),
+            ));
+        }
+        tracing::warn!(bind = %config.bind, "no tokens configured: every caller is anonymous with every scope");
+    }
     let state = AppState::from_config(&config).await?;
     let set = state.engine.model_set();
     tracing::info!(

@@ -34,6 +34,27 @@ pub struct ServeConfig {
     pub max_body_bytes: usize,
     #[command(flatten)]
     pub jobs: JobArgs,
+    #[command(flatten)]
+    pub access: AccessArgs,
+}
+
+/// Who may call the API.
+#[derive(Debug, Clone, Args)]
+pub struct AccessArgs {
+    /// File of bearer tokens, one per line: `<name> <sha256-hex> [scope,scope]` (scopes:
+    /// perturbations, simulations, metrics, admin). `ipet token new <name>` makes one.
+    #[arg(long, env = "IPET_TOKENS_FILE")]
+    pub tokens_file: Option<PathBuf>,
+    /// Tokens inline, in the file's format, lines separated by `;`.
+    #[arg(long, env = "IPET_TOKENS", hide_env_values = true)]
+    pub tokens: Option<String>,
+    /// Requests per minute each caller may make (0: unlimited); more get 429 with Retry-After.
+    #[arg(long, env = "IPET_RATE_LIMIT_PER_MINUTE", default_value_t = 0)]
+    pub rate_limit_per_minute: u32,
+    /// Listen beyond loopback without tokens (anyone who reaches the port gets schedules, which
+    /// are secrets). Without this flag an unauthenticated service binds to loopback only.
+    #[arg(long, env = "IPET_ALLOW_UNAUTHENTICATED", default_value_t = false)]
+    pub allow_unauthenticated: bool,
 }
 
 /// Simulation workers.

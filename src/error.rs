@@ -30,6 +30,18 @@ pub enum Error {
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
 
+    /// No or an invalid bearer token.
+    #[error("{0}")]
+    Unauthorized(String),
+
+    /// A valid token without the scope this needs.
+    #[error("{0}")]
+    Forbidden(String),
+
+    /// A caller over its rate limit.
+    #[error("{message}")]
+    RateLimited { message: String, retry_after: std::time::Duration },
+
     /// A model set that cannot be served (manifest or ONNX file wrong).
     #[error("model set: {0}")]
     Model(String),
@@ -76,6 +88,9 @@ impl Error {
         match self {
             Error::InvalidInput { code, .. } | Error::NotFound { code, .. } => code,
             Error::TooLarge(_) => "too_large",
+            Error::Unauthorized(_) => "unauthorized",
+            Error::Forbidden(_) => "forbidden",
+            Error::RateLimited { .. } => "rate_limited",
             Error::UnsupportedMediaType(_) => "unsupported_media_type",
             Error::Conflict { code, .. } => code,
             Error::Model(_) => "model_set_invalid",
@@ -93,6 +108,9 @@ impl Error {
             Error::NotFound { .. } => StatusCode::NOT_FOUND,
             Error::Overloaded(_) => StatusCode::TOO_MANY_REQUESTS,
             Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Error::Forbidden(_) => StatusCode::FORBIDDEN,
+            Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::Conflict { .. } => StatusCode::CONFLICT,
             _ => StatusCode::INTERNAL_SERVER_ERROR,

@@ -7,6 +7,7 @@
 //! - [`cli`]: the `ipet` command line.
 
 pub mod app;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod error;

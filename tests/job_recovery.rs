@@ -206,7 +206,7 @@ async fn two_worker_pools_on_one_postgres_never_run_a_job_twice() {
             seed: Some(i),
             active_gap: 5.0,
         };
-        ids.push(submit(set, &app.state.store, "test", s).await.expect("submitted"));
+        ids.push(submit(set, &app.state.store, &ipet::auth::Caller::anonymous(), s).await.expect("submitted"));
     }
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut claims = std::collections::BTreeSet::new();

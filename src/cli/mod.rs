@@ -35,6 +35,18 @@ pub enum Command {
     /// Defend one device's trace with iPET cover (generators or a fixed schedule) or a baseline,
     /// optionally write the defended trace, and print the overhead summary as JSON.
     Simulate(simulate::SimulateArgs),
+    /// Make a bearer token for a gateway: prints the token (give it to the gateway) and the line
+    /// to add to the tokens file (only its hash).
+    Token(TokenArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// The token's name (a gateway's name): jobs are owned by it.
+    pub name: String,
+    /// Comma-separated scopes: perturbations, simulations, metrics, admin.
+    #[arg(long, default_value = "perturbations,simulations")]
+    pub scopes: String,
 }
 
 #[derive(Debug, Args)]
@@ -97,6 +109,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Windows(args) => windows(args),
         Command::Predict(args) => predict(args),
         Command::Openapi(args) => openapi(args),
+        Command::Token(args) => token(args),
         Command::Simulate(args) => simulate::run(args),
     };
     match result {
@@ -174,4 +187,19 @@ fn openapi(args: OpenapiArgs) -> Result<()> {
             Ok(())
         }
     }
+}
+
+fn token(args: TokenArgs) -> Result<()> {
+    use rand::{RngCore, SeedableRng};
+    let mut bytes = [0u8; 32];
+    rand_chacha::ChaCha20Rng::from_os_rng().fill_bytes(&mut bytes);
+    let token = hex::encode(bytes);
+    let line = format!("{} {} {}", args.name, crate::auth::hash_token(&token), args.scopes);
+    // Check the line as the service will read it.
+    crate::auth::Auth::new(&line, 0)?;
+    eprintln!("token for {} (give it to the gateway; it is not stored anywhere):", args.name);
+    println!("{token}");
+    eprintln!("line for the tokens file (--tokens-file / IPET_TOKENS):");
+    println!("{line}");
+    Ok(())
 }

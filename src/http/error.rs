@@ -25,6 +25,10 @@ pub struct ErrorBody {
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let status = self.status();
+        let retry_after = match &self {
+            Error::RateLimited { retry_after, .. } => retry_after.as_secs().max(1),
+            _ => 1,
+        };
         let message = if self.is_client_error() {
             self.to_string()
         } else {
@@ -33,7 +37,7 @@ impl IntoResponse for Error {
         };
         let mut response = (status, Json(ErrorBody { code: self.code().to_string(), message })).into_response();
         if status == axum::http::StatusCode::TOO_MANY_REQUESTS {
-            response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(retry_after));
         }
         response
     }

@@ -30,8 +30,29 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::{app::AppState, error::Error};
 
+/// Bearer tokens on every operation that does not say otherwise.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("A gateway token, when the service is configured with tokens"))
+                    .build(),
+            ),
+        );
+        openapi.security = Some(vec![SecurityRequirement::new("bearer", Vec::<String>::new())]);
+    }
+}
+
 #[derive(OpenApi)]
 #[openapi(
+    modifiers(&BearerAuth),
     info(
         title = "ipet",
         description = "Cover-traffic schedules from iPET generators (PETS 2023) for smart-home gateways.",
@@ -73,6 +94,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async {
             Error::not_found("no_route", "no such route; the API is described at /openapi.json and /docs")
         })
+        .layer(middleware::from_fn_with_state(state.clone(), crate::auth::authenticate))
         .with_state(state)
         .layer(middleware::from_fn(record_metrics))
         .layer(CompressionLayer::new())

@@ -10,7 +10,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::app::AppState;
+use crate::{
+    app::AppState,
+    auth::{Caller, Scope},
+};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(healthz)).routes(routes!(readyz)).routes(routes!(metrics_text))
@@ -26,13 +29,13 @@ pub struct Health {
 }
 
 /// The process is up.
-#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, body = Health)))]
+#[utoipa::path(get, path = "/healthz", tag = "operations", security(()), responses((status = 200, body = Health)))]
 pub async fn healthz() -> Json<Health> {
     Json(Health { status: "ok".into(), detail: None, model_set: None, database: None })
 }
 
 /// Models are loaded and the database answers.
-#[utoipa::path(get, path = "/readyz", tag = "operations", responses(
+#[utoipa::path(get, path = "/readyz", tag = "operations", security(()), responses(
     (status = 200, body = Health),
     (status = 503, description = "The database does not answer", body = Health),
 ))]
@@ -57,10 +60,15 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>)
 }
 
 /// Prometheus metrics: requests and latencies per route, generator latency, stored jobs.
-#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, content_type = "text/plain", body = String)))]
-pub async fn metrics_text(State(state): State<AppState>) -> impl IntoResponse {
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses(
+    (status = 200, content_type = "text/plain", body = String),
+    (status = 401, description = "No valid bearer token", body = crate::http::error::ErrorBody),
+    (status = 403, description = "The token may not read metrics", body = crate::http::error::ErrorBody),
+))]
+pub async fn metrics_text(State(state): State<AppState>, caller: Caller) -> crate::error::Result<impl IntoResponse> {
+    caller.require(Scope::Metrics)?;
     if let Ok(n) = state.store.count_perturbations().await {
         metrics::gauge!("ipet_perturbation_jobs").set(n as f64);
     }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.prometheus.render())
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.prometheus.render()))
 }

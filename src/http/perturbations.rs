@@ -18,6 +18,7 @@ use super::{
 };
 use crate::{
     app::AppState,
+    auth::{Caller, Scope},
     error::{Error, Result},
     models::{GenerationChoice, schedule},
     store::PerturbationJob,
@@ -115,16 +116,20 @@ fn parse_seed(raw: Option<&str>) -> Result<Option<u64>> {
             (String = "text/csv"),
         )),
         (status = 400, description = "Bad n, seed, format or generation", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "The token may not fetch schedules", body = ErrorBody),
         (status = 404, description = "Unknown device or generation", body = ErrorBody),
         (status = 429, description = "Too many requests at once", body = ErrorBody),
     )
 )]
 pub async fn get_perturbations(
     State(state): State<AppState>,
+    caller: Caller,
     path: std::result::Result<Path<(String, String)>, axum::extract::rejection::PathRejection>,
     query: std::result::Result<Query<PerturbationQuery>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Response> {
+    caller.require(Scope::Perturbations)?;
     let Path((dev_id, generation)) = path?;
     let Query(q) = query?;
     let format = Format::negotiate(q.format.as_deref(), &headers)?;
@@ -150,7 +155,7 @@ pub async fn get_perturbations(
         model_set: set.label(),
         // Stored to the millisecond: answer with what a re-fetch will return.
         created_at: DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).unwrap_or_default(),
-        requester: "anonymous".into(),
+        requester: caller.name.clone(),
         schedule,
     };
     state.store.insert_perturbation(&job).await?;
@@ -171,11 +176,13 @@ pub async fn get_perturbations(
             (String = "text/csv"),
         )),
         (status = 400, description = "Bad id or format", body = ErrorBody),
-        (status = 404, description = "No such job", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 404, description = "No such job (or another caller's)", body = ErrorBody),
     )
 )]
 pub async fn get_perturbation_job(
     State(state): State<AppState>,
+    caller: Caller,
     path: std::result::Result<Path<String>, axum::extract::rejection::PathRejection>,
     query: std::result::Result<Query<JobQuery>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
@@ -187,7 +194,7 @@ pub async fn get_perturbation_job(
         .map_err(|_| Error::invalid("invalid_job_id", format!("job id {raw_id:?} is not a UUID")))?;
     let job = state
         .store
-        .get_perturbation(id, None)
+        .get_perturbation(id, caller.owner_filter())
         .await?
         .ok_or_else(|| Error::not_found("unknown_job", format!("no perturbation job {id}")))?;
     respond(&state, job, format)

@@ -18,6 +18,7 @@ use super::{
 };
 use crate::{
     app::AppState,
+    auth::{Caller, Scope},
     error::{Error, Result},
     jobs::{
         SimulationParams,
@@ -263,12 +264,15 @@ fn from_json(r: SimulationRequest) -> Result<Submission> {
     responses(
         (status = 202, description = "Queued; poll the Location", body = SimulationAccepted, headers(("Location" = String, description = "The job's URL"))),
         (status = 400, description = "Not a capture, wrong CSV columns, no packets of the device, bad field", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 403, description = "The token may not run simulations", body = ErrorBody),
         (status = 404, description = "Unknown device, generation or perturbation job", body = ErrorBody),
         (status = 413, description = "Upload too large", body = ErrorBody),
         (status = 415, description = "Neither multipart/form-data nor JSON", body = ErrorBody),
     )
 )]
-pub async fn post_simulation(State(state): State<AppState>, request: Request) -> Result<Response> {
+pub async fn post_simulation(State(state): State<AppState>, caller: Caller, request: Request) -> Result<Response> {
+    caller.require(Scope::Simulations)?;
     let content_type =
         request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
     let submission = if content_type.starts_with("multipart/form-data") {
@@ -291,7 +295,7 @@ pub async fn post_simulation(State(state): State<AppState>, request: Request) ->
         )));
     };
     let _permit = state.admit()?;
-    let id = submit(state.engine.model_set(), &state.store, "anonymous", submission).await?;
+    let id = submit(state.engine.model_set(), &state.store, &caller, submission).await?;
     state.jobs.wake();
     let location = format!("/simulations/{id}");
     let mut response =
@@ -316,18 +320,20 @@ fn parse_id(raw: &str) -> Result<Uuid> {
     responses(
         (status = 200, body = SimulationStatus),
         (status = 400, description = "Bad id", body = ErrorBody),
-        (status = 404, description = "No such job", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 404, description = "No such job (or another caller's)", body = ErrorBody),
     )
 )]
 pub async fn get_simulation(
     State(state): State<AppState>,
+    caller: Caller,
     path: std::result::Result<Path<String>, axum::extract::rejection::PathRejection>,
 ) -> Result<Json<SimulationStatus>> {
     let Path(raw) = path?;
     let id = parse_id(&raw)?;
     let r = state
         .store
-        .get_simulation(id, None)
+        .get_simulation(id, caller.owner_filter())
         .await?
         .ok_or_else(|| Error::not_found("unknown_job", format!("no simulation job {id}")))?;
     let json = |s: &str| serde_json::from_str::<serde_json::Value>(s).map_err(|e| Error::Internal(e.to_string()));
@@ -360,12 +366,14 @@ pub async fn get_simulation(
             (String = "text/csv"),
         )),
         (status = 400, description = "Bad id or format", body = ErrorBody),
-        (status = 404, description = "No such job", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 404, description = "No such job (or another caller's)", body = ErrorBody),
         (status = 409, description = "The job has not succeeded (yet)", body = ErrorBody),
     )
 )]
 pub async fn get_simulation_output(
     State(state): State<AppState>,
+    caller: Caller,
     path: std::result::Result<Path<String>, axum::extract::rejection::PathRejection>,
     query: std::result::Result<Query<OutputQuery>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
@@ -376,7 +384,7 @@ pub async fn get_simulation_output(
     let id = parse_id(&raw)?;
     let r = state
         .store
-        .get_simulation(id, None)
+        .get_simulation(id, caller.owner_filter())
         .await?
         .ok_or_else(|| Error::not_found("unknown_job", format!("no simulation job {id}")))?;
     if r.status != "succeeded" {

@@ -11,6 +11,7 @@ use super::{
     params::{Cover, SimulationParams},
 };
 use crate::{
+    auth::Caller,
     error::{Error, Result},
     models::{GenerationChoice, ModelSet},
     store::{NewSimulation, Store},
@@ -73,7 +74,7 @@ fn device_table(device: &str, addresses: &str) -> Result<DeviceTable> {
 }
 
 /// Checks a submission and stores it as a queued job; returns its id.
-pub async fn submit(set: &ModelSet, store: &Store, requester: &str, s: Submission) -> Result<Uuid> {
+pub async fn submit(set: &ModelSet, store: &Store, caller: &Caller, s: Submission) -> Result<Uuid> {
     let known = set.device_index(&s.device).map(|i| &set.manifest.devices[i]);
     let settings = SimSettings::new(set.manifest.settings.omega, s.active_gap)?;
     let _ = settings;
@@ -90,7 +91,7 @@ pub async fn submit(set: &ModelSet, store: &Store, requester: &str, s: Submissio
             let id = Uuid::parse_str(raw.trim())
                 .map_err(|_| Error::invalid("invalid_job_id", format!("schedule_job {raw:?} is not a UUID")))?;
             let job = store
-                .get_perturbation(id, Some(requester).filter(|r| *r != "anonymous"))
+                .get_perturbation(id, caller.owner_filter())
                 .await?
                 .ok_or_else(|| Error::not_found("unknown_job", format!("no perturbation job {id}")))?;
             if job.schedule.slots != set.slots() {
@@ -162,7 +163,7 @@ pub async fn submit(set: &ModelSet, store: &Store, requester: &str, s: Submissio
     store
         .insert_simulation(&NewSimulation {
             id,
-            requester: requester.to_string(),
+            requester: caller.name.clone(),
             params: serde_json::to_string(&params).map_err(|e| Error::Internal(e.to_string()))?,
             trace: encode_packets(&packets),
             trace_packets: packets.len() as u64,

@@ -61,6 +61,8 @@ pub fn postgres_admin_url() -> String {
 }
 
 pub struct TestApp {
+    /// Sent as `Authorization: Bearer` on every request that has none (see `use_token`).
+    token: std::sync::Mutex<Option<String>>,
     pub state: AppState,
     pub router: Router,
     pub db: Db,
@@ -123,7 +125,7 @@ impl TestApp {
             state = state.with_jobs(config).await.expect("workers start");
         }
         let router = ipet::http::router(state.clone());
-        Self { state, router, db, database }
+        Self { token: Default::default(), state, router, db, database }
     }
 
     pub async fn get(&self, uri: &str) -> Reply {
@@ -179,7 +181,23 @@ impl TestApp {
         }
     }
 
-    pub async fn request(&self, req: Request<Body>) -> Reply {
+    /// Requires tokens from now on (rebuilds the router over the same database).
+    pub fn require_tokens(&mut self, auth: ipet::auth::Auth) {
+        self.state = self.state.clone().with_auth(auth);
+        self.router = ipet::http::router(self.state.clone());
+    }
+
+    pub fn use_token(&self, token: Option<&str>) {
+        *self.token.lock().expect("lock") = token.map(str::to_string);
+    }
+
+    pub async fn request(&self, mut req: Request<Body>) -> Reply {
+        let token = self.token.lock().expect("lock").clone();
+        if let Some(t) = token
+            && !req.headers().contains_key("authorization")
+        {
+            req.headers_mut().insert("authorization", format!("Bearer {t}").parse().expect("header"));
+        }
         let res = self.router.clone().oneshot(req).await.expect("router answers");
         let status = res.status();
         let headers = res.headers().clone();
