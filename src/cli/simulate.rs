@@ -9,8 +9,8 @@ use crate::{
     error::{Error, Result},
     models::{Engine, GenerationChoice, ModelSet},
     traffic::{
-        Baseline, BaselineKind, Defense, DeviceTable, FixedRows, GeneratorRows, Mode, OutputFile, SimSettings,
-        read_captures, simulate,
+        Baseline, BaselineKind, Defense, DeviceTable, FixedRows, GeneratorRows, Mode, OutputFile, Packet, SimSettings,
+        Transport, WindowSettings, Windows, capture::DeviceTraffic, read_captures, simulate, windows::WindowsMeta,
     },
 };
 
@@ -56,6 +56,18 @@ pub struct SimulateArgs {
     /// Write the defended trace, [direction, is_dummy, size_bytes, time_s] rows, as .npy or .csv.
     #[arg(short, long)]
     pub out: Option<PathBuf>,
+    /// Also cut the defended trace into M_seq windows (the same files as `ipet windows`, labelled
+    /// with the device's id in the device table), so that an attacker scores defended traffic
+    /// with the same feature code as undefended traffic.
+    #[arg(long)]
+    pub windows: Option<PathBuf>,
+    /// Window length in seconds for --windows.
+    #[arg(long, default_value_t = 4.0)]
+    pub total_time: f64,
+    /// Baselines: multiply every rate parameter (rate, its sigma, random+'s mean range) by this,
+    /// to trace a baseline's cost/protection curve.
+    #[arg(long, default_value_t = 1.0)]
+    pub rate_scale: f64,
     #[command(flatten)]
     pub models: ModelArgs,
 }
@@ -104,16 +116,47 @@ pub fn run(args: SimulateArgs) -> Result<()> {
     let defense = match (&mut generated, &mut fixed, args.defense) {
         (Some(rows), _, _) => Defense::Ipet { mode: args.mode, rows },
         (_, Some(rows), _) => Defense::Ipet { mode: args.mode, rows },
-        (_, _, Some(kind)) => Defense::Baseline { baseline: Baseline::new(kind), seed: args.seed },
+        (_, _, Some(kind)) => {
+            let mut baseline = Baseline::new(kind);
+            if !(args.rate_scale.is_finite() && args.rate_scale > 0.0) {
+                return Err(Error::invalid(
+                    "invalid_rate_scale",
+                    format!("--rate-scale {} must be positive", args.rate_scale),
+                ));
+            }
+            baseline.rate_mean *= args.rate_scale;
+            baseline.rate_sigma *= args.rate_scale;
+            baseline.mean_low *= args.rate_scale;
+            baseline.mean_high *= args.rate_scale;
+            Defense::Baseline { baseline, seed: args.seed }
+        }
         _ => {
             return Err(Error::invalid("no_cover", "give --generation, --schedule or --defense"));
         }
     };
+    let window_settings = args.windows.as_ref().map(|_| WindowSettings::new(args.total_time, omega)).transpose()?;
+    let transport = packets.first().map_or(Transport::Tcp, |p| p.transport);
+    let mut defended: Vec<Packet> = Vec::new();
     let mut file = args.out.as_deref().map(OutputFile::create).transpose()?;
-    let summary = simulate(packets.iter().copied(), defense, &settings, |p| match &mut file {
-        Some(f) => f.write(p),
-        None => Ok(()),
+    let summary = simulate(packets.iter().copied(), defense, &settings, |p| {
+        if window_settings.is_some() {
+            defended.push(p.to_packet(transport));
+        }
+        match &mut file {
+            Some(f) => f.write(p),
+            None => Ok(()),
+        }
     })?;
+    if let (Some(dir), Some(ws)) = (&args.windows, window_settings) {
+        let mut windows = Windows::new(&ws);
+        windows.push_device(&defended, device_id as i64, &ws);
+        let mut by_device = vec![Vec::new(); table.len()];
+        by_device[device_id] = defended;
+        let defended_traffic =
+            DeviceTraffic { packets: by_device, matched: traffic.matched.clone(), stats: traffic.stats.clone() };
+        windows.write_dir(dir, &WindowsMeta::new(&ws, &table, &defended_traffic, &windows))?;
+        eprintln!("{} windows of the defended trace written to {}", windows.len(), dir.display());
+    }
     if let Some(f) = file {
         let rows = f.finish()?;
         if let Some(p) = &args.out {
