@@ -22,6 +22,10 @@ pub enum Error {
     #[error("{0}")]
     UnsupportedMediaType(String),
 
+    /// The request took longer than the configured timeout.
+    #[error("{0}")]
+    Timeout(String),
+
     /// A request body over the configured limit.
     #[error("{0}")]
     TooLarge(String),
@@ -88,6 +92,7 @@ impl Error {
         match self {
             Error::InvalidInput { code, .. } | Error::NotFound { code, .. } => code,
             Error::TooLarge(_) => "too_large",
+            Error::Timeout(_) => "timeout",
             Error::Unauthorized(_) => "unauthorized",
             Error::Forbidden(_) => "forbidden",
             Error::RateLimited { .. } => "rate_limited",
@@ -108,6 +113,7 @@ impl Error {
             Error::NotFound { .. } => StatusCode::NOT_FOUND,
             Error::Overloaded(_) => StatusCode::TOO_MANY_REQUESTS,
             Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -119,6 +125,6 @@ impl Error {
 
     /// Whether the message may be shown to a client as is.
     pub fn is_client_error(&self) -> bool {
-        self.status().is_client_error()
+        self.status().is_client_error() || matches!(self, Error::Timeout(_))
     }
 }

@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 
 use axum::{
     Router,
+    error_handling::HandleErrorLayer,
     extract::DefaultBodyLimit,
     extract::{MatchedPath, Request},
-    http::{HeaderName, StatusCode},
+    http::HeaderName,
     middleware::{self, Next},
     response::{IntoResponse, Response},
 };
@@ -21,7 +22,6 @@ use tower_http::{
     catch_panic::CatchPanicLayer,
     compression::CompressionLayer,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
-    timeout::TimeoutLayer,
     trace::TraceLayer,
 };
 use utoipa::OpenApi;
@@ -99,7 +99,13 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn(record_metrics))
         .layer(CompressionLayer::new())
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout))
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(move |_: tower::BoxError| async move {
+                    Error::Timeout(format!("the request took longer than {} s", timeout.as_secs()))
+                }))
+                .timeout(timeout),
+        )
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
