@@ -89,7 +89,7 @@ impl AppState {
         };
         let a = &config.access;
         let auth = Auth::from_config(a.tokens_file.as_deref(), a.tokens.as_deref(), a.rate_limit_per_minute)?;
-        Ok(Self::new(Arc::new(engine), store, limits).with_auth(auth).with_jobs(config.jobs.worker_config()).await?)
+        Self::new(Arc::new(engine), store, limits).with_auth(auth).with_jobs(config.jobs.worker_config()).await
     }
 }
 

@@ -44,9 +44,11 @@ fn the_shipped_set_is_complete() {
     assert_eq!(set.files.iter().map(Vec::len).sum::<usize>(), 35);
 }
 
+type Edit = Box<dyn FnOnce(&mut serde_json::Value, &Path)>;
+
 #[test]
 fn manifest_mismatches_are_named() {
-    let cases: Vec<(Box<dyn FnOnce(&mut serde_json::Value, &Path)>, &str)> = vec![
+    let cases: Vec<(Edit, &str)> = vec![
         (Box::new(|m, _| m["schema_version"] = 2.into()), "schema_version 2"),
         (
             Box::new(|m, _| m["columns"] = serde_json::json!(["out_packets", "out_bytes", "in_packets", "in_bytes"])),
