@@ -111,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     tb = sub.add_parser("table", help="print the metrics table of a model set")
     tb.add_argument("modeldir")
+    tb.add_argument("--markdown", action="store_true", help="print Markdown instead of plain text")
     return ap
 
 
@@ -138,9 +139,9 @@ def _require(run: dict[str, Any], *keys: str) -> None:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "table":
-        from .train import format_table
+        from .train import format_markdown, format_table
         manifest = json.loads((Path(args.modeldir) / "manifest.json").read_text())
-        print(format_table(manifest))
+        print(format_markdown(manifest) if args.markdown else format_table(manifest))
         return 0
     try:
         st, run = _resolve(args)

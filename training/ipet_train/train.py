@@ -569,3 +569,33 @@ def format_table(manifest: dict[str, Any]) -> str:
     if "training_seconds" in m:
         lines.append(f"training time: {m['training_seconds']:.0f} s on {m.get('device', '?')}")
     return "\n".join(lines)
+
+
+def format_markdown(manifest: dict[str, Any]) -> str:
+    """The same table as `format_table`, as Markdown (accuracy / balanced accuracy per cell)."""
+    m = manifest["metrics"]
+    st = manifest["settings"]
+    out = [f"`{manifest['name']}`: model {st['model']}, objective {st['objective']}, generators "
+           f"{st.get('generators', 'per_device')}, adversaries {st.get('adversaries', 'current')}; "
+           f"{len(manifest['devices'])} devices, chance {m['chance']:.3f}. "
+           f"Cells: accuracy / balanced accuracy on held-out windows.", "",
+           f"- undefended (static attacker, no cover): {_pair(m.get('undefended')).strip()}",
+           f"- silence-only attacker (cover cannot change it): {_pair(m.get('silence_only')).strip()}", "",
+           "| generation | static | adapted | retrained | cover packets/slot | cover bytes/slot |",
+           "|---|---|---|---|---|---|"]
+    rows = [(str(g["index"]), g["metrics"]) for g in manifest["generations"]]
+    if "mix" in m:
+        rows.append(("mix", m["mix"]))
+    real = None
+    for label, r in rows:
+        cov = r.get("cover", {})
+        real = real or cov
+        out.append(f"| {label} | {_pair(r.get('static')).strip()} | {_pair(r.get('adapted')).strip()} | "
+                   f"{_pair(r.get('retrained')).strip()} | {cov.get('cover_packets_per_slot', float('nan')):.2f} | "
+                   f"{cov.get('cover_bytes_per_slot', float('nan')):.1f} |")
+    if real:
+        out += ["", f"Real traffic in the same windows: {real['real_packets_per_slot']:.3f} packets and "
+                    f"{real['real_bytes_per_slot']:.1f} payload bytes per slot."]
+    if "training_seconds" in m:
+        out.append(f"Training time: {m['training_seconds']:.0f} s on {m.get('device', '?')}.")
+    return "\n".join(out)

@@ -66,6 +66,8 @@ def test_end_to_end_train(windows_dir, tmp_path, capsys):
     assert saved["config"]["n_classes"] == 3
 
     assert main(["table", str(out)]) == 0
+    assert main(["table", "--markdown", str(out)]) == 0
+    assert "| mix |" in capsys.readouterr().out
 
 
 def test_deterministic_under_seed(windows_dir, tmp_path):
