@@ -14,7 +14,7 @@ use super::{
 };
 use crate::{
     error::{Error, Result},
-    models::{Engine, GenerationChoice, Schedule},
+    models::{Engine, GenerationChoice},
     traffic::{Baseline, Defense, FixedRows, GeneratorRows, SimSettings, simulate, simulate::Summary},
 };
 
@@ -38,11 +38,6 @@ pub struct RunInputs<'a> {
     pub chunk: usize,
     /// Set when the job's claim was lost: stop early.
     pub cancelled: &'a AtomicBool,
-}
-
-/// Rows of a stored perturbation job.
-pub fn fixed_rows_of(schedule: &Schedule) -> Result<FixedRows> {
-    FixedRows::from_schedule(schedule)
 }
 
 /// Runs the simulation. Blocking: call from a blocking thread.

@@ -76,8 +76,8 @@ fn device_table(device: &str, addresses: &str) -> Result<DeviceTable> {
 /// Checks a submission and stores it as a queued job; returns its id.
 pub async fn submit(set: &ModelSet, store: &Store, caller: &Caller, s: Submission) -> Result<Uuid> {
     let known = set.device_index(&s.device).map(|i| &set.manifest.devices[i]);
-    let settings = SimSettings::new(set.manifest.settings.omega, s.active_gap)?;
-    let _ = settings;
+    // The simulator's settings are checked now, so that a job never fails on them later.
+    SimSettings::new(set.manifest.settings.omega, s.active_gap)?;
 
     let (cover, schedule) = match s.cover {
         CoverRequest::Generation(g) => {

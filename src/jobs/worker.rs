@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::{
     params::{Cover, SimulationParams},
-    run::{Outcome, RunInputs, fixed_rows_of, run},
+    run::{Outcome, RunInputs, run},
 };
 use crate::{
     error::{Error, Result},
@@ -145,7 +145,7 @@ async fn execute(
         Cover::PerturbationJob { job_id } => {
             let stored = store.get_perturbation(*job_id, None).await.map_err(|e| Failed(e.to_string()))?;
             let stored = stored.ok_or_else(|| Failed(format!("perturbation job {job_id} no longer exists")))?;
-            Some(fixed_rows_of(&stored.schedule).map_err(|e| Failed(e.to_string()))?)
+            Some(FixedRows::from_schedule(&stored.schedule).map_err(|e| Failed(e.to_string()))?)
         }
         Cover::UploadedSchedule { .. } => {
             let bytes = job.schedule.as_deref().ok_or_else(|| Failed("the uploaded schedule is missing".into()))?;
