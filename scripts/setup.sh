@@ -28,3 +28,23 @@ if ! python3 -c 'import ipet_train, torch, onnx, onnxruntime, pytest' >/dev/null
 fi
 
 scripts/onnxruntime.sh >/dev/null
+
+# The API client, browser and container checks (scripts/client_tests.sh, docker/check.sh):
+# Debian's headless Chromium, its driver and docker-compose (for `config` only: no engine), and
+# the Python tools of clients/requirements.txt in their own environment, target/tools-venv.
+apt_needed=()
+command -v chromium >/dev/null 2>&1 || apt_needed+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || apt_needed+=(chromium-driver)
+command -v docker-compose >/dev/null 2>&1 || apt_needed+=(docker-compose)
+if [ ${#apt_needed[@]} -gt 0 ]; then
+  echo "setup: installing ${apt_needed[*]}" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${apt_needed[@]}" >/dev/null
+fi
+tools=target/tools-venv
+if ! cmp -s clients/requirements.txt "$tools/requirements.installed" 2>/dev/null; then
+  echo "setup: installing the client test tools into $tools" >&2
+  python3 -m venv "$tools"
+  "$tools/bin/python" -m pip install --quiet --disable-pip-version-check -r clients/requirements.txt
+  cp clients/requirements.txt "$tools/requirements.installed"
+fi

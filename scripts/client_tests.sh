@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Tests of the API from the outside, against a running debug service (in-memory SQLite, a free
+# loopback port), each through the spec in openapi/openapi.json:
+#   1. a Python client generated from the spec (openapi-python-client) exercising every operation
+#      (clients/python, pytest);
+#   2. schemathesis over every operation: no server error, every response as the spec says;
+#   3. the Swagger UI page at /docs in headless Chromium: operations listed, "Try it out" on
+#      GET /devices answered 200; a screenshot in target/artifacts/docs.png.
+# Needs what scripts/setup.sh installs (target/tools-venv, chromium, chromium-driver) and the
+# debug binary (`cargo build --bins`). Artifacts and logs: target/client-tests/, target/artifacts/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root="$PWD"
+venv="$root/target/tools-venv"
+work="$root/target/client-tests"
+artifacts="$root/target/artifacts"
+bin="${IPET_BIN:-$root/target/debug/ipet}"
+export PATH="$venv/bin:$PATH"
+
+[ -x "$venv/bin/python" ] || { echo "client_tests: $venv is missing; run scripts/setup.sh" >&2; exit 1; }
+[ -x "$bin" ] || cargo build --locked --bins
+rm -rf "$work" && mkdir -p "$work" "$artifacts"
+
+step() { printf '\n== client_tests: %s\n' "$*" >&2; }
+
+# ---- the generated client ---------------------------------------------------------------------
+spec="${IPET_CLIENT_SPEC:-openapi/openapi.json}"  # another file only to try a spec change
+step "generating a Python client from $spec"
+# Every operation must come out: the generator skips (with a warning) what the spec cannot express.
+if ! openapi-python-client generate --path "$spec" --output-path "$work/ipet_client" \
+    --meta none --overwrite --custom-template-path clients/python/templates >"$work/generate.log" 2>&1 || grep -q "WARNING\|Error" "$work/generate.log"; then
+  cat "$work/generate.log" >&2
+  echo "client_tests: the spec does not generate a complete client (log above)" >&2
+  exit 1
+fi
+
+# ---- the service ------------------------------------------------------------------------------
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+base="http://127.0.0.1:$port"
+step "starting the service on $base"
+ORT_DYLIB_PATH="${ORT_DYLIB_PATH:-$(scripts/onnxruntime.sh)}" RUST_LOG="${RUST_LOG:-info}" \
+  "$bin" serve --bind 127.0.0.1 --port "$port" --database-url sqlite::memory: --max-n 64 \
+  >"$work/service.log" 2>&1 &
+service=$!
+stop() {
+  kill "$service" 2>/dev/null && wait "$service" 2>/dev/null || true
+}
+trap stop EXIT
+for _ in $(seq 1 120); do
+  curl -fsS -o /dev/null "$base/readyz" 2>/dev/null && break
+  kill -0 "$service" 2>/dev/null || { cat "$work/service.log" >&2; echo "client_tests: the service exited" >&2; exit 1; }
+  sleep 0.5
+done
+curl -fsS -o /dev/null "$base/readyz" || { cat "$work/service.log" >&2; exit 1; }
+
+step "generated-client tests"
+IPET_BASE_URL="$base" IPET_CLIENT_DIR="$work" \
+  "$venv/bin/python" -m pytest clients/python -q -p no:cacheprovider -o console_output_style=classic
+
+step "schemathesis: not_a_server_error, response_schema_conformance over every operation"
+# Bounded: examples and coverage phases plus a little fuzzing, a fixed seed for a repeatable run.
+(cd "$work" && schemathesis run "$base/openapi.json" \
+  --checks not_a_server_error,response_schema_conformance \
+  --phases examples,coverage,fuzzing --max-examples "${SCHEMATHESIS_MAX_EXAMPLES:-30}" --seed 1 \
+  --workers 2 --request-timeout 30 --suppress-health-check too_slow \
+  --report junit --report-dir "$work/schemathesis")
+
+if [ "${IPET_CLIENT_TESTS_BROWSER:-1}" = 1 ]; then
+  step "the docs page in headless Chromium"
+  IPET_BASE_URL="$base" IPET_ARTIFACTS="$artifacts" "$venv/bin/python" clients/browser/docs_page.py
+fi
+step "all client tests passed"
