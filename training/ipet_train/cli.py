@@ -1,4 +1,4 @@
-"""Command line: `python -m ipet_train {train,pipeline,table} ...`.
+"""Command line: `python -m ipet_train {train,pipeline,table,evaluate} ...`.
 
 Every setting is a flag (`--disc-epochs 20`) and may also come from `--config FILE.json`, whose keys
 are the same names with underscores (`{"disc_epochs": 20, "windows": "..."}`); flags override it.
@@ -112,6 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
     tb = sub.add_parser("table", help="print the metrics table of a model set")
     tb.add_argument("modeldir")
     tb.add_argument("--markdown", action="store_true", help="print Markdown instead of plain text")
+    e = sub.add_parser("evaluate", help="defended real traffic (`ipet simulate`) vs static, retrained and M_agg "
+                                        "attackers, for every generation, mix and the baselines: report.md, "
+                                        "results.json, plots")
+    from .evaluate.cli import add_arguments as _eval_args
+    _eval_args(e)
     return ap
 
 
@@ -143,6 +148,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         manifest = json.loads((Path(args.modeldir) / "manifest.json").read_text())
         print(format_markdown(manifest) if args.markdown else format_table(manifest))
         return 0
+    if args.command == "evaluate":
+        from .evaluate.cli import run as _eval_run
+        return _eval_run(args, argv)
     try:
         st, run = _resolve(args)
     except ValueError as e:
