@@ -58,12 +58,13 @@ IPET_BASE_URL="$base" IPET_CLIENT_DIR="$work" \
   "$venv/bin/python" -m pytest clients/python -q -p no:cacheprovider -o console_output_style=classic
 
 step "schemathesis: not_a_server_error, response_schema_conformance over every operation"
-# Bounded: examples and coverage phases plus a little fuzzing, a fixed seed for a repeatable run.
-(cd "$work" && schemathesis run "$base/openapi.json" \
+# Bounded (examples per operation, a fixed seed); real device names and generations from
+# clients/schemathesis.toml most of the time; the stateful phase follows the Location headers.
+(cd "$work" && schemathesis --config-file "$root/clients/schemathesis.toml" run "$base/openapi.json" \
   --checks not_a_server_error,response_schema_conformance \
-  --phases examples,coverage,fuzzing --max-examples "${SCHEMATHESIS_MAX_EXAMPLES:-30}" --seed 1 \
+  --phases examples,coverage,fuzzing,stateful --max-examples "${SCHEMATHESIS_MAX_EXAMPLES:-30}" --seed 1 \
   --workers 2 --request-timeout 30 --suppress-health-check too_slow \
-  --report junit --report-dir "$work/schemathesis")
+  --report junit,har --report-dir "$work/schemathesis")
 
 if [ "${IPET_CLIENT_TESTS_BROWSER:-1}" = 1 ]; then
   step "the docs page in headless Chromium"
