@@ -11,3 +11,8 @@ cargo fmt --all -- --check
 cargo build --locked --bins
 cargo test --locked
 IPET_BIN="$PWD/target/debug/ipet" python3 -m pytest training/tests -q
+
+# The container setup (static: lint and compose validation), then the API from the outside: a
+# generated client, schemathesis and the docs page in a browser, against the running debug binary.
+docker/check.sh
+scripts/client_tests.sh
