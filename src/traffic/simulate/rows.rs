@@ -1,0 +1,251 @@
+//! Where iPET's perturbation rows come from: a fixed schedule or the generators.
+
+use std::{path::Path, sync::Arc};
+
+use rand_chacha::ChaCha20Rng;
+
+use crate::{
+    error::{Error, Result},
+    models::{
+        Engine, GenerationChoice,
+        schedule::{self, Schedule},
+    },
+};
+
+/// Where perturbation rows `[in_packets, in_bytes, out_packets, out_bytes]` come from, one at a
+/// time, in schedule order. `Ok(None)`: the schedule is used up.
+pub trait RowSource {
+    fn next_row(&mut self) -> Result<Option<[i32; 4]>>;
+}
+
+/// A fixed schedule, e.g. a reference-style `.npy` of shape `[rows, 4]`.
+#[derive(Debug, Clone, Default)]
+pub struct FixedRows {
+    rows: Vec<[i32; 4]>,
+    next: usize,
+}
+
+impl FixedRows {
+    /// Refuses negative values.
+    pub fn new(rows: Vec<[i32; 4]>) -> Result<Self> {
+        if let Some((i, r)) = rows.iter().enumerate().find(|(_, r)| r.iter().any(|&v| v < 0)) {
+            return Err(Error::invalid(
+                "invalid_schedule",
+                format!("schedule row {i} is {r:?}: packet and byte counts cannot be negative"),
+            ));
+        }
+        Ok(Self { rows, next: 0 })
+    }
+
+    pub fn from_schedule(s: &Schedule) -> Result<Self> {
+        Self::new(s.row_arrays())
+    }
+
+    /// A `.npy` array whose last axis has length 4 (`[rows, 4]`, or `[windows, slots, 4]`), of
+    /// any integer or float dtype; floats must be whole numbers.
+    pub fn from_npy_bytes(bytes: &[u8]) -> Result<Self> {
+        Self::new(read_rows_npy(bytes)?)
+    }
+
+    pub fn from_npy_path(path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        Self::from_npy_bytes(&bytes).map_err(|e| match e {
+            Error::InvalidInput { code, message } => Error::invalid(code, format!("{}: {message}", path.display())),
+            other => other,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// Rows not yet consumed.
+    pub fn remaining(&self) -> usize {
+        self.rows.len() - self.next
+    }
+}
+
+impl RowSource for FixedRows {
+    fn next_row(&mut self) -> Result<Option<[i32; 4]>> {
+        let r = self.rows.get(self.next).copied();
+        if r.is_some() {
+            self.next += 1;
+        }
+        Ok(r)
+    }
+}
+
+fn read_rows_npy(bytes: &[u8]) -> Result<Vec<[i32; 4]>> {
+    use ndarray::ArrayD;
+    use ndarray_npy::{ReadNpyError, ReadNpyExt};
+
+    fn flatten<T: Copy>(a: ArrayD<T>, conv: impl Fn(T) -> Option<i32>) -> Result<Vec<[i32; 4]>> {
+        let shape = a.shape().to_vec();
+        if shape.last() != Some(&4) || shape.len() < 2 {
+            return Err(Error::invalid(
+                "invalid_schedule",
+                format!("the schedule has shape {shape:?}; expected [rows, 4] (or [windows, slots, 4])"),
+            ));
+        }
+        let values: Vec<T> = a.iter().copied().collect();
+        let mut rows = Vec::with_capacity(values.len() / 4);
+        for (i, c) in values.chunks_exact(4).enumerate() {
+            let mut r = [0i32; 4];
+            for (k, v) in c.iter().enumerate() {
+                r[k] = conv(*v).ok_or_else(|| {
+                    Error::invalid(
+                        "invalid_schedule",
+                        format!("schedule row {i}, column {k}: not a whole number from 0 to {}", i32::MAX),
+                    )
+                })?;
+            }
+            rows.push(r);
+        }
+        Ok(rows)
+    }
+    fn int<T: TryInto<i32>>(v: T) -> Option<i32> {
+        v.try_into().ok()
+    }
+    fn float(v: f64) -> Option<i32> {
+        (v.is_finite() && v.fract() == 0.0 && v >= f64::from(i32::MIN) && v <= f64::from(i32::MAX)).then_some(v as i32)
+    }
+    let bad = |e: ReadNpyError| Error::invalid("invalid_schedule", format!("not a readable .npy array: {e}"));
+    macro_rules! attempt {
+        ($t:ty, $conv:expr) => {
+            match ArrayD::<$t>::read_npy(bytes) {
+                Ok(a) => return flatten(a, $conv),
+                Err(ReadNpyError::WrongDescriptor(_)) => {}
+                Err(e) => return Err(bad(e)),
+            }
+        };
+    }
+    attempt!(i32, Some);
+    attempt!(i64, int);
+    attempt!(f64, float);
+    attempt!(f32, |v: f32| float(f64::from(v)));
+    attempt!(i16, |v: i16| Some(i32::from(v)));
+    attempt!(u16, |v: u16| Some(i32::from(v)));
+    attempt!(u8, |v: u8| Some(i32::from(v)));
+    attempt!(i8, |v: i8| Some(i32::from(v)));
+    attempt!(u32, int);
+    attempt!(u64, int);
+    Err(Error::invalid("invalid_schedule", "the .npy array's dtype is not an integer or float type"))
+}
+
+/// Rows drawn from a device's generators on demand: `chunk` windows at a time, each window with
+/// fresh noise (and, for `mix`, a fresh random generation), through [`Engine::schedule_blocking`].
+/// Never runs out. Blocks on inference: call from a blocking thread (`spawn_blocking`), never
+/// from an async task.
+pub struct GeneratorRows {
+    engine: Arc<Engine>,
+    device: usize,
+    choice: GenerationChoice,
+    chunk: usize,
+    rng: ChaCha20Rng,
+    values: Vec<i32>,
+    at: usize,
+    windows_drawn: u64,
+}
+
+impl GeneratorRows {
+    /// `seed`: reproducible noise; None draws the seed from the operating system.
+    pub fn new(
+        engine: Arc<Engine>,
+        device: usize,
+        choice: GenerationChoice,
+        chunk: usize,
+        seed: Option<u64>,
+    ) -> Result<Self> {
+        let set = engine.model_set();
+        if device >= set.files.len() {
+            return Err(Error::not_found("unknown_device", format!("device index {device} is not in the model set")));
+        }
+        if let GenerationChoice::Index(g) = choice
+            && g >= set.generations()
+        {
+            return Err(Error::not_found("unknown_generation", format!("generation {g} does not exist")));
+        }
+        Ok(Self {
+            engine,
+            device,
+            choice,
+            chunk: chunk.max(1),
+            rng: schedule::rng(seed),
+            values: Vec::new(),
+            at: 0,
+            windows_drawn: 0,
+        })
+    }
+
+    /// Windows drawn from the generators so far.
+    pub fn windows_drawn(&self) -> u64 {
+        self.windows_drawn
+    }
+}
+
+impl RowSource for GeneratorRows {
+    fn next_row(&mut self) -> Result<Option<[i32; 4]>> {
+        if self.at + 4 > self.values.len() {
+            let set = self.engine.model_set();
+            let (generations, z) =
+                schedule::draw(self.chunk, set.latent_dim(), self.choice, set.generations(), &mut self.rng);
+            let s = self.engine.schedule_blocking(self.device, generations, z)?;
+            self.windows_drawn += s.windows() as u64;
+            self.values = s.values;
+            self.at = 0;
+            if self.values.len() < 4 {
+                return Err(Error::Internal("the generator returned an empty schedule".into()));
+            }
+        }
+        let v = &self.values[self.at..self.at + 4];
+        self.at += 4;
+        Ok(Some([v[0].max(0), v[1].max(0), v[2].max(0), v[3].max(0)]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn npy_of<T: ndarray_npy::WritableElement + Clone>(shape: &[usize], v: Vec<T>) -> Vec<u8> {
+        let a = ndarray::ArrayD::from_shape_vec(shape.to_vec(), v).expect("shape");
+        let mut buf = Vec::new();
+        ndarray_npy::WriteNpyExt::write_npy(&a, &mut buf).expect("npy");
+        buf
+    }
+
+    #[test]
+    fn fixed_rows_read_any_numeric_npy_and_refuse_bad_values() {
+        let want = [[1, 2, 3, 4], [5, 6, 7, 8]];
+        let vals: [i32; 8] = [1, 2, 3, 4, 5, 6, 7, 8];
+        let cases = [
+            npy_of(&[2, 4], vals.to_vec()),
+            npy_of(&[2, 4], vals.iter().map(|&v| v as i64).collect()),
+            npy_of(&[2, 4], vals.iter().map(|&v| v as f64).collect()),
+            npy_of(&[2, 4], vals.iter().map(|&v| v as f32).collect()),
+            npy_of(&[2, 4], vals.iter().map(|&v| v as u8).collect()),
+            npy_of(&[2, 4], vals.iter().map(|&v| v as u16).collect()),
+            npy_of(&[1, 2, 4], vals.to_vec()),
+        ];
+        for (i, bytes) in cases.iter().enumerate() {
+            let mut r = FixedRows::from_npy_bytes(bytes).expect("read");
+            assert_eq!(r.len(), 2, "case {i}");
+            assert_eq!(r.next_row().expect("row"), Some(want[0]));
+            assert_eq!(r.next_row().expect("row"), Some(want[1]));
+            assert_eq!(r.next_row().expect("row"), None);
+        }
+        let bad = [
+            npy_of(&[2, 4], vec![1.5f64, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]),
+            npy_of(&[2, 4], vec![1i32, -2, 3, 4, 5, 6, 7, 8]),
+            npy_of(&[4, 2], vals.to_vec()),
+            b"not an npy".to_vec(),
+        ];
+        for b in &bad {
+            assert_eq!(FixedRows::from_npy_bytes(b).expect_err("bad").code(), "invalid_schedule");
+        }
+    }
+}
