@@ -77,7 +77,8 @@ pub struct PerturbationResponse {
     #[schema(example = json!(["in_packets", "in_bytes", "out_packets", "out_bytes"]))]
     pub columns: Vec<String>,
     /// Whole numbers of cover packets and payload bytes per slot.
-    pub rows: Vec<[i32; 4]>,
+    #[schema(value_type = Vec<[i32; 4]>)]
+    pub rows: Box<serde_json::value::RawValue>,
 }
 
 fn parse_n(raw: Option<&str>, max: usize) -> Result<usize> {
@@ -217,7 +218,8 @@ fn respond(state: &AppState, job: PerturbationJob, format: Format) -> Result<Res
                 omega: set.manifest.settings.omega,
                 slots_per_window: job.schedule.slots,
                 columns: COLUMNS.iter().map(|c| c.to_string()).collect(),
-                rows: job.schedule.row_arrays(),
+                rows: serde_json::value::RawValue::from_string(job.schedule.rows_json())
+                    .map_err(|e| Error::Internal(e.to_string()))?,
             })
             .into_response()
         }
