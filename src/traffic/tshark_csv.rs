@@ -22,6 +22,23 @@ pub fn looks_like(head: &[u8]) -> bool {
         .unwrap_or(false)
 }
 
+/// Seconds as tshark writes them (`1615212345.123456789`) to nanoseconds, exactly: through an
+/// f64, an epoch time would lose a few hundred nanoseconds. Other notations go through f64.
+fn decimal_seconds_to_ns(s: &str) -> Option<i64> {
+    if let Some((whole, frac)) = s.split_once('.').or(Some((s, "")))
+        && !whole.is_empty()
+        && whole.bytes().all(|b| b.is_ascii_digit())
+        && frac.len() <= 9
+        && frac.bytes().all(|b| b.is_ascii_digit())
+    {
+        let whole: i64 = whole.parse().ok()?;
+        let frac: i64 = if frac.is_empty() { 0 } else { format!("{frac:0<9}").parse().ok()? };
+        return whole.checked_mul(1_000_000_000)?.checked_add(frac);
+    }
+    let t: f64 = s.parse().ok()?;
+    (t.is_finite() && t.abs() < 9.2e9).then(|| secs_to_ns(t))
+}
+
 pub fn read<R: Read>(source: R, name: &str, mut sink: impl FnMut(std::result::Result<IpPacket, Skip>)) -> Result<()> {
     let bad = |m: String| Error::invalid("invalid_csv", format!("{name}: {m}"));
     let mut source = std::io::BufReader::new(source);
@@ -57,11 +74,8 @@ pub fn read<R: Read>(source: R, name: &str, mut sink: impl FnMut(std::result::Re
         let cell = |c: Option<usize>| {
             c.and_then(|c| rec.get(c)).map(|s| s.split(',').next().unwrap_or("").trim()).unwrap_or("")
         };
-        let t: f64 =
-            cell(time).parse().map_err(|_| bad(format!("line {line}: time {:?} is not a number", cell(time))))?;
-        if !t.is_finite() {
-            return Err(bad(format!("line {line}: time {t} is not finite")));
-        }
+        let time_ns = decimal_seconds_to_ns(cell(time))
+            .ok_or_else(|| bad(format!("line {line}: time {:?} is not a number of seconds", cell(time))))?;
         let (src, dst, proto) = if !cell(c_src).is_empty() {
             (cell(c_src), cell(c_dst), cell(c_proto))
         } else if !cell(c6_src).is_empty() {
@@ -85,7 +99,7 @@ pub fn read<R: Read>(source: R, name: &str, mut sink: impl FnMut(std::result::Re
             }
         };
         sink(Ok(IpPacket {
-            time_ns: secs_to_ns(t),
+            time_ns,
             src,
             dst,
             src_mac: parse_mac(cell(c_esrc)),
@@ -95,4 +109,20 @@ pub fn read<R: Read>(source: R, name: &str, mut sink: impl FnMut(std::result::Re
         }));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decimal_seconds_to_ns as ns;
+
+    #[test]
+    fn times_are_exact_to_the_nanosecond() {
+        assert_eq!(ns("1615212345.123456789"), Some(1_615_212_345_123_456_789));
+        assert_eq!(ns("0.000001"), Some(1_000));
+        assert_eq!(ns("12"), Some(12_000_000_000));
+        assert_eq!(ns("1.5e-3"), Some(1_500_000));
+        for bad in ["", "abc", "NaN", "inf", "1e300", "-"] {
+            assert_eq!(ns(bad), None, "{bad:?}");
+        }
+    }
 }
