@@ -22,7 +22,9 @@ if ! psql "postgres://postgres@127.0.0.1:5432/postgres" -qtAc 'select 1' >/dev/n
   su postgres -c "psql -qtAc 'select pg_reload_conf()'" >/dev/null
 fi
 
-if ! python3 -c 'import ipet_train, torch, onnx, onnxruntime, pytest' >/dev/null 2>&1; then
+# The dependencies, not the package: scripts/test.sh puts this checkout's training/ first on
+# PYTHONPATH, so an editable install from another checkout cannot shadow it.
+if ! python3 -c 'import torch, numpy, onnx, onnxruntime, tqdm, sklearn, matplotlib, pytest' >/dev/null 2>&1; then
   echo "setup: installing the training package and its dependencies" >&2
   python3 -m pip install --quiet --disable-pip-version-check -e 'training[test]'
 fi

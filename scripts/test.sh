@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+export PYTHONPATH="$PWD/training${PYTHONPATH:+:$PYTHONPATH}"
 export IPET_TEST_POSTGRES_URL="${IPET_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 
 cargo fmt --all -- --check
