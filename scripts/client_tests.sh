@@ -24,7 +24,7 @@ rm -rf "$work" && mkdir -p "$work" "$artifacts"
 step() { printf '\n== client_tests: %s\n' "$*" >&2; }
 
 # ---- the generated client ---------------------------------------------------------------------
-spec="${IPET_CLIENT_SPEC:-openapi/openapi.json}"  # another file only to try a spec change
+spec=$(realpath "${IPET_CLIENT_SPEC:-openapi/openapi.json}")  # another file only to try a spec change
 step "generating a Python client from $spec"
 # Every operation must come out: the generator skips (with a warning) what the spec cannot express.
 if ! openapi-python-client generate --path "$spec" --output-path "$work/ipet_client" \
@@ -54,7 +54,7 @@ done
 curl -fsS -o /dev/null "$base/readyz" || { cat "$work/service.log" >&2; exit 1; }
 
 step "generated-client tests"
-IPET_BASE_URL="$base" IPET_CLIENT_DIR="$work" \
+IPET_BASE_URL="$base" IPET_CLIENT_DIR="$work" IPET_OPENAPI="$spec" \
   "$venv/bin/python" -m pytest clients/python -q -p no:cacheprovider -o console_output_style=classic
 
 step "schemathesis: not_a_server_error, response_schema_conformance over every operation"

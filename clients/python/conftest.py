@@ -3,9 +3,11 @@ openapi/openapi.json. scripts/client_tests.sh generates the client, starts the s
 
     IPET_BASE_URL     the running service, e.g. http://127.0.0.1:41234
     IPET_CLIENT_DIR   the directory holding the generated package `ipet_client`
+    IPET_OPENAPI      the spec it was generated from (openapi/openapi.json)
 """
 
 import importlib
+import json
 import os
 import sys
 from pathlib import Path
@@ -40,6 +42,25 @@ def client(ipet_client, base_url):
     # The service is unauthenticated here (loopback, no tokens): the plain Client.
     with ipet_client.Client(base_url=base_url, raise_on_unexpected_status=True, timeout=60.0) as c:
         yield c
+
+
+@pytest.fixture(scope="session")
+def conforms():
+    """conforms(response, "Schema"): the raw JSON body is valid against the spec's component
+    schema (JSON Schema 2020-12, as OpenAPI 3.1 says), on top of the generated model's parsing."""
+    import jsonschema
+
+    spec = json.loads(Path(_need("IPET_OPENAPI")).read_text())
+
+    def check(response, name: str):
+        assert name in spec["components"]["schemas"], f"no schema {name} in the spec"
+        validator = jsonschema.Draft202012Validator({**spec, "$ref": f"#/components/schemas/{name}"})
+        body = json.loads(response.content)
+        errors = sorted(validator.iter_errors(body), key=lambda e: list(e.absolute_path))
+        assert not errors, f"{name}: " + "; ".join(
+            f"{'/'.join(map(str, e.absolute_path)) or '(root)'}: {e.message[:200]}" for e in errors[:5])
+
+    return check
 
 
 @pytest.fixture(scope="session")

@@ -69,8 +69,9 @@ def devices(ipet_client, client):
     return r.parsed
 
 
-def test_devices_lists_the_model_set(devices, pcaps):
+def test_devices_lists_the_model_set(ipet_client, client, devices, pcaps, conforms):
     assert_documented(devices, "ModelSetInfo")
+    conforms(op(ipet_client, "models.get_devices").sync_detailed(client=client), "ModelSetInfo")
     names = {d.name for d in devices.devices}
     assert set(pcaps) <= names, f"the slice's devices {sorted(set(pcaps) - names)} are not served"
     assert devices.columns == COLUMNS
@@ -79,16 +80,18 @@ def test_devices_lists_the_model_set(devices, pcaps):
     assert devices.settings.omega > 0
 
 
-def test_healthz_readyz_metrics(ipet_client, client):
+def test_healthz_readyz_metrics(ipet_client, client, conforms):
     h = op(ipet_client, "operations.healthz").sync_detailed(client=client)
     assert h.status_code == 200 and h.parsed.status == "ok"
     assert_documented(h.parsed, "Health")
+    conforms(h, "Health")
 
     r = op(ipet_client, "operations.readyz").sync_detailed(client=client)
     assert r.status_code == 200
     assert r.parsed.status == "ok"
     assert r.parsed.database == "sqlite"
     assert r.parsed.model_set and r.parsed.model_set.startswith("tj-oconnor-2021@")
+    conforms(r, "Health")
 
     m = op(ipet_client, "operations.metrics_text").sync_detailed(client=client)
     assert m.status_code == 200
@@ -108,9 +111,10 @@ def schedule(ipet_client, client, devices):
     return r
 
 
-def test_schedule_as_json(schedule, devices):
+def test_schedule_as_json(schedule, devices, conforms):
     s = schedule.parsed
     assert_documented(s, "PerturbationResponse")
+    conforms(schedule, "PerturbationResponse")
     assert s.device == DEVICE and s.generation == "0" and s.n == 3 and s.seed == 7
     assert s.columns == COLUMNS
     assert s.slots_per_window == devices.settings.slots_per_window
@@ -178,6 +182,7 @@ def test_stored_schedule_by_job_id_in_every_format(ipet_client, client, schedule
 
 def error(ipet_client, r, status: int, code: str):
     assert r.status_code == status, (r.status_code, r.content)
+    assert r.headers["content-type"].startswith("application/json")
     assert isinstance(r.parsed, model(ipet_client, "ErrorBody")), r.content
     assert r.parsed.code == code, r.parsed
     assert r.parsed.message
@@ -224,7 +229,7 @@ def wait_for(ipet_client, client, job_id, timeout=120.0):
 
 
 @pytest.fixture(scope="module")
-def uploaded_simulation(ipet_client, client, pcaps):
+def uploaded_simulation(ipet_client, client, pcaps, conforms):
     """A real capture uploaded as multipart/form-data, defended by generation 0, run to the end."""
     from ipet_client.types import File
 
@@ -238,6 +243,7 @@ def uploaded_simulation(ipet_client, client, pcaps):
         )
         r = op(ipet_client, "simulations.post_simulation").sync_detailed(client=client, body=body)
     assert r.status_code == 202, r.content
+    conforms(r, "SimulationAccepted")
     accepted = r.parsed
     assert isinstance(accepted, model(ipet_client, "SimulationAccepted"))
     assert_documented(accepted, "SimulationAccepted")
@@ -246,8 +252,10 @@ def uploaded_simulation(ipet_client, client, pcaps):
     return accepted, wait_for(ipet_client, client, accepted.id)
 
 
-def test_uploaded_capture_simulation_succeeds(uploaded_simulation):
+def test_uploaded_capture_simulation_succeeds(ipet_client, client, uploaded_simulation, conforms):
     accepted, status = uploaded_simulation
+    conforms(op(ipet_client, "simulations.get_simulation").sync_detailed(accepted.id, client=client),
+             "SimulationStatus")
     assert status.status == "succeeded", status.error
     assert_documented(status, "SimulationStatus")
     assert status.id == accepted.id
@@ -260,7 +268,7 @@ def test_uploaded_capture_simulation_succeeds(uploaded_simulation):
     assert summary, "a succeeded job has a summary"
 
 
-def test_simulation_output_in_every_format(ipet_client, client, uploaded_simulation):
+def test_simulation_output_in_every_format(ipet_client, client, uploaded_simulation, conforms):
     accepted, status = uploaded_simulation
     out = op(ipet_client, "simulations.get_simulation_output")
     Format = model(ipet_client, "Format")
@@ -268,6 +276,7 @@ def test_simulation_output_in_every_format(ipet_client, client, uploaded_simulat
     j = out.sync_detailed(accepted.id, client=client)
     assert j.status_code == 200, j.content
     assert isinstance(j.parsed, model(ipet_client, "SimulationOutput"))
+    conforms(j, "SimulationOutput")
     assert_documented(j.parsed, "SimulationOutput")
     assert j.parsed.columns == OUTPUT_COLUMNS
     rows = np.array(j.parsed.rows, dtype=np.float64)
