@@ -67,3 +67,34 @@ def conforms():
 def pcaps() -> dict:
     """Real captures from the in-repo slice: device name -> pcap path."""
     return {p.stem: p for p in sorted((SLICE / "pcaps").glob("*.pcap"))}
+
+
+@pytest.fixture(scope="session")
+def tokens_url() -> str:
+    """A second service, configured with bearer tokens (see scripts/client_tests.sh)."""
+    return _need("IPET_TOKENS_BASE_URL").rstrip("/")
+
+
+@pytest.fixture(scope="session")
+def as_caller(ipet_client, tokens_url):
+    """as_caller("gw-a" | "gw-b" | "prom" | None | "<a bad token>"): a generated client for the
+    service with tokens; None: no Authorization header at all."""
+    tokens = {
+        "gw-a": _need("IPET_TOKEN_GW_A"),  # perturbations, simulations
+        "gw-b": _need("IPET_TOKEN_GW_B"),  # perturbations
+        "prom": _need("IPET_TOKEN_PROM"),  # metrics
+    }
+    made = []
+
+    def make(who):
+        if who is None:
+            c = ipet_client.Client(base_url=tokens_url, raise_on_unexpected_status=True, timeout=60.0)
+        else:
+            c = ipet_client.AuthenticatedClient(base_url=tokens_url, token=tokens.get(who, who),
+                                                raise_on_unexpected_status=True, timeout=60.0)
+        made.append(c)
+        return c
+
+    yield make
+    for c in made:
+        c.get_httpx_client().close()
