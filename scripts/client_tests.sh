@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# Tests of the API from the outside, against a running debug service (in-memory SQLite, a free
-# loopback port), each through the spec in openapi/openapi.json:
-#   1. a Python client generated from the spec (openapi-python-client) exercising every operation
-#      (clients/python, pytest);
-#   2. schemathesis over every operation: no server error, every response as the spec says;
+# Tests of the API from the outside, through the spec in openapi/openapi.json, against two running
+# debug services (in-memory SQLite, free loopback ports): one without tokens, one with bearer tokens.
+#   1. a Python client generated from the spec (openapi-python-client) exercising every operation,
+#      every response format and the error paths, and access control with tokens; the raw JSON
+#      bodies are also validated against the spec's schemas (clients/python, pytest);
+#   2. schemathesis over every operation: no server error, status codes, media types and bodies
+#      as documented (clients/schemathesis.toml);
 #   3. the Swagger UI page at /docs in headless Chromium: operations listed, "Try it out" on
-#      GET /devices answered 200; a screenshot in target/artifacts/docs.png.
+#      GET /devices answered 200; screenshots target/artifacts/docs-operations.png and docs.png.
 # Needs what scripts/setup.sh installs (target/tools-venv, chromium, chromium-driver) and the
-# debug binary (`cargo build --bins`). Artifacts and logs: target/client-tests/, target/artifacts/.
+# debug binary (`cargo build --bins`). Logs and reports: target/client-tests/.
+# IPET_CLIENT_SPEC=FILE generates the client from another spec (to try a change of the spec);
+# IPET_CLIENT_TESTS_BROWSER=0 skips the browser; SCHEMATHESIS_MAX_EXAMPLES (30) bounds the fuzzing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$PWD"
