@@ -34,7 +34,7 @@ pub struct ModelSetInfo {
 }
 
 /// Lists the devices and generations of the served model set.
-#[utoipa::path(get, path = "/devices", tag = "models", responses((status = 200, body = ModelSetInfo)))]
+#[utoipa::path(get, path = "/devices", tag = "models", responses((status = 200, description = "The served model set", body = ModelSetInfo), (status = 401, description = "No valid bearer token", body = crate::http::error::ErrorBody)))]
 pub async fn get_devices(State(state): State<AppState>) -> Json<ModelSetInfo> {
     let set = state.engine.model_set();
     let m = &set.manifest;

@@ -30,6 +30,12 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::{app::AppState, error::Error};
 
+/// Schemas that operations name only indirectly (through `value_type` or stored JSON), so that
+/// every `$ref` of the document resolves.
+#[derive(OpenApi)]
+#[openapi(components(schemas(format::Format, crate::traffic::simulate::Summary, crate::jobs::SimulationParams)))]
+struct ComponentSchemas;
+
 /// Bearer tokens on every operation that does not say otherwise.
 struct BearerAuth;
 
@@ -70,7 +76,7 @@ struct ApiDoc;
 /// Every documented route.
 pub fn api() -> OpenApiRouter<AppState> {
     let mut doc = ApiDoc::openapi();
-    doc.merge(<simulations::SimulationSchemas as OpenApi>::openapi());
+    doc.merge(<ComponentSchemas as OpenApi>::openapi());
     OpenApiRouter::with_openapi(doc)
         .merge(perturbations::router())
         .merge(simulations::router())

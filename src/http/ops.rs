@@ -29,14 +29,14 @@ pub struct Health {
 }
 
 /// The process is up.
-#[utoipa::path(get, path = "/healthz", tag = "operations", security(()), responses((status = 200, body = Health)))]
+#[utoipa::path(get, path = "/healthz", tag = "operations", security(()), responses((status = 200, description = "The process is up", body = Health)))]
 pub async fn healthz() -> Json<Health> {
     Json(Health { status: "ok".into(), detail: None, model_set: None, database: None })
 }
 
 /// Models are loaded and the database answers.
 #[utoipa::path(get, path = "/readyz", tag = "operations", security(()), responses(
-    (status = 200, body = Health),
+    (status = 200, description = "Ready to serve", body = Health),
     (status = 503, description = "The database does not answer", body = Health),
 ))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
@@ -61,7 +61,7 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>)
 
 /// Prometheus metrics: requests and latencies per route, generator latency, stored jobs.
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses(
-    (status = 200, content_type = "text/plain", body = String),
+    (status = 200, description = "Prometheus text format", content_type = "text/plain", body = String),
     (status = 401, description = "No valid bearer token", body = crate::http::error::ErrorBody),
     (status = 403, description = "The token may not read metrics", body = crate::http::error::ErrorBody),
 ))]

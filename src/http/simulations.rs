@@ -21,14 +21,10 @@ use crate::{
     auth::{Caller, Scope},
     error::{Error, Result},
     jobs::{
-        SimulationParams,
         codec::decode_output,
         submit::{CoverRequest, Submission, TraceInput, submit},
     },
-    traffic::{
-        BaselineKind, Direction, Mode, Packet, Transport, packet::secs_to_ns, simulate::OUTPUT_COLUMNS,
-        simulate::Summary,
-    },
+    traffic::{BaselineKind, Direction, Mode, Packet, Transport, packet::secs_to_ns, simulate::OUTPUT_COLUMNS},
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -318,7 +314,7 @@ fn parse_id(raw: &str) -> Result<Uuid> {
     tag = "simulations",
     params(("id" = Uuid, Path, description = "Job id")),
     responses(
-        (status = 200, body = SimulationStatus),
+        (status = 200, description = "The job", body = SimulationStatus),
         (status = 400, description = "Bad id", body = ErrorBody),
         (status = 401, description = "No valid bearer token", body = ErrorBody),
         (status = 404, description = "No such job (or another caller's)", body = ErrorBody),
@@ -437,8 +433,3 @@ fn render_output(id: Uuid, bytes: &[u8], rows: usize, format: Format) -> Result<
         }
     })
 }
-
-/// Makes the simulation types part of the OpenAPI components.
-#[derive(utoipa::OpenApi)]
-#[openapi(components(schemas(Summary, SimulationParams)))]
-pub struct SimulationSchemas;
