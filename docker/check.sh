@@ -51,9 +51,10 @@ df = (repo / "docker/Dockerfile").read_text()
 for src in re.findall(r"^COPY (?!--from)(\S+)", df, re.M) + re.findall(
         r"^COPY (?!--from)(\S+)", (repo / "docker/Dockerfile.train").read_text(), re.M):
     need((repo / src).exists(), f"COPY source {src} exists")
-ort = re.search(r"ARG ONNXRUNTIME_VERSION=(\S+)", df).group(1)
 script = (repo / "scripts/onnxruntime.sh").read_text()
-need(f'ONNXRUNTIME_VERSION:-{ort}' in script, f"the image's ONNX Runtime {ort} is scripts/onnxruntime.sh's")
+for name in ("Dockerfile", "Dockerfile.train"):
+    ort = re.search(r"ARG ONNXRUNTIME_VERSION=(\S+)", (repo / "docker" / name).read_text()).group(1)
+    need(f'ONNXRUNTIME_VERSION:-{ort}' in script, f"{name}'s ONNX Runtime {ort} is scripts/onnxruntime.sh's")
 rust = re.search(r"ARG RUST_VERSION=(\S+)", df).group(1)
 floor = re.search(r'rust-version = "([0-9.]+)"', (repo / "Cargo.toml").read_text()).group(1)
 need(tuple(map(int, rust.split("."))) >= tuple(map(int, floor.split("."))),
