@@ -144,12 +144,7 @@ fn windows(args: WindowsArgs) -> Result<()> {
 
 fn predict(args: PredictArgs) -> Result<()> {
     let set = ModelSet::load(&args.models.models)?;
-    let device = set.device_index(&args.dev_id).ok_or_else(|| {
-        Error::not_found(
-            "unknown_device",
-            format!("device {:?} is not in the model set; devices: {}", args.dev_id, set.device_names().join(", ")),
-        )
-    })?;
+    let device = set.require_device(&args.dev_id)?;
     if args.n == 0 {
         return Err(Error::invalid("invalid_n", "n must be at least 1"));
     }

@@ -89,12 +89,7 @@ pub fn run(args: SimulateArgs) -> Result<()> {
     let mut omega = args.omega.unwrap_or(0.1);
     if let Some(g) = &args.generation {
         let set = ModelSet::load(&args.models.models)?;
-        let index = set.device_index(&args.device).ok_or_else(|| {
-            Error::not_found(
-                "unknown_device",
-                format!("device {:?} is not in the model set; devices: {}", args.device, set.device_names().join(", ")),
-            )
-        })?;
+        let index = set.require_device(&args.device)?;
         let choice = GenerationChoice::parse(g, set.generations())?;
         omega = args.omega.unwrap_or(set.manifest.settings.omega);
         let engine = Arc::new(Engine::start(set, &args.models.engine_config())?);

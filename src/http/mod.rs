@@ -121,6 +121,11 @@ pub fn router(state: AppState) -> Router {
         .layer(CatchPanicLayer::custom(|_| Error::Internal("a handler panicked".into()).into_response()))
 }
 
+/// A job id from a path: 400 naming it when it is not a UUID.
+pub(crate) fn parse_job_id(raw: &str) -> crate::error::Result<uuid::Uuid> {
+    uuid::Uuid::parse_str(raw).map_err(|_| Error::invalid("invalid_job_id", format!("job id {raw:?} is not a UUID")))
+}
+
 async fn record_metrics(req: Request, next: Next) -> Response {
     let route =
         req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());

@@ -138,12 +138,7 @@ pub async fn get_perturbations(
     let seed = parse_seed(q.seed.as_deref())?;
     let _permit = state.admit()?;
     let set = state.engine.model_set();
-    let device = set.device_index(&dev_id).ok_or_else(|| {
-        Error::not_found(
-            "unknown_device",
-            format!("device {dev_id:?} is not in the model set; devices: {}", set.device_names().join(", ")),
-        )
-    })?;
+    let device = set.require_device(&dev_id)?;
     let choice = GenerationChoice::parse(&generation, set.generations())?;
     let (generations, z) = schedule::draw(n, set.latent_dim(), choice, set.generations(), &mut schedule::rng(seed));
     let schedule = state.engine.schedule(device, generations, z).await?;
@@ -191,8 +186,7 @@ pub async fn get_perturbation_job(
     let Path(raw_id) = path?;
     let Query(q) = query?;
     let format = Format::negotiate(q.format.as_deref(), &headers)?;
-    let id = Uuid::parse_str(&raw_id)
-        .map_err(|_| Error::invalid("invalid_job_id", format!("job id {raw_id:?} is not a UUID")))?;
+    let id = super::parse_job_id(&raw_id)?;
     let job = state
         .store
         .get_perturbation(id, caller.owner_filter())

@@ -24,6 +24,7 @@ use crate::{
         codec::decode_output,
         submit::{CoverRequest, Submission, TraceInput, submit},
     },
+    store::SimulationRecord,
     traffic::{BaselineKind, Direction, Mode, Packet, Transport, packet::secs_to_ns, simulate::OUTPUT_COLUMNS},
 };
 
@@ -303,8 +304,14 @@ pub async fn post_simulation(State(state): State<AppState>, caller: Caller, requ
     Ok(response)
 }
 
-fn parse_id(raw: &str) -> Result<Uuid> {
-    Uuid::parse_str(raw).map_err(|_| Error::invalid("invalid_job_id", format!("job id {raw:?} is not a UUID")))
+/// The caller's simulation job with this id (400 for a bad id, 404 for none or another's).
+async fn load(state: &AppState, caller: &Caller, raw: &str) -> Result<SimulationRecord> {
+    let id = super::parse_job_id(raw)?;
+    state
+        .store
+        .get_simulation(id, caller.owner_filter())
+        .await?
+        .ok_or_else(|| Error::not_found("unknown_job", format!("no simulation job {id}")))
 }
 
 /// A simulation's status, parameters and, when done, its summary.
@@ -326,12 +333,8 @@ pub async fn get_simulation(
     path: std::result::Result<Path<String>, axum::extract::rejection::PathRejection>,
 ) -> Result<Json<SimulationStatus>> {
     let Path(raw) = path?;
-    let id = parse_id(&raw)?;
-    let r = state
-        .store
-        .get_simulation(id, caller.owner_filter())
-        .await?
-        .ok_or_else(|| Error::not_found("unknown_job", format!("no simulation job {id}")))?;
+    let r = load(&state, &caller, &raw).await?;
+    let id = r.id;
     let json = |s: &str| serde_json::from_str::<serde_json::Value>(s).map_err(|e| Error::Internal(e.to_string()));
     Ok(Json(SimulationStatus {
         id,
@@ -377,12 +380,8 @@ pub async fn get_simulation_output(
     let Path(raw) = path?;
     let Query(q) = query?;
     let format = Format::negotiate(q.format.as_deref(), &headers)?;
-    let id = parse_id(&raw)?;
-    let r = state
-        .store
-        .get_simulation(id, caller.owner_filter())
-        .await?
-        .ok_or_else(|| Error::not_found("unknown_job", format!("no simulation job {id}")))?;
+    let r = load(&state, &caller, &raw).await?;
+    let id = r.id;
     if r.status != "succeeded" {
         let why = r.error.map(|e| format!(": {e}")).unwrap_or_default();
         return Err(Error::Conflict {

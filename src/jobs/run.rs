@@ -71,9 +71,7 @@ pub fn run(inputs: RunInputs<'_>) -> Result<Outcome> {
         }
         Cover::Generation { generation } => {
             let set = inputs.engine.model_set();
-            let device = set.device_index(&p.device).ok_or_else(|| {
-                Error::not_found("unknown_device", format!("device {:?} is not in the served model set", p.device))
-            })?;
+            let device = set.require_device(&p.device)?;
             let choice = GenerationChoice::parse(generation, set.generations())?;
             let mut rows = GeneratorRows::new(inputs.engine.clone(), device, choice, inputs.chunk, p.seed)?;
             simulate(packets, Defense::Ipet { mode: p.mode, rows: &mut rows }, &settings, sink)?

@@ -174,12 +174,13 @@ pub async fn submit(set: &ModelSet, store: &Store, caller: &Caller, s: Submissio
     Ok(id)
 }
 
+/// The model set's 404 for an unknown device, with the way out for a baseline on another one.
 fn unknown_device(set: &ModelSet, device: &str) -> Error {
-    Error::not_found(
-        "unknown_device",
-        format!(
-            "device {device:?} is not in the model set (devices: {}); for a baseline on another device, give its address",
-            set.device_names().join(", ")
-        ),
-    )
+    match set.require_device(device) {
+        Err(Error::NotFound { code, message }) => {
+            Error::NotFound { code, message: format!("{message}; for a baseline on another device, give its address") }
+        }
+        Err(e) => e,
+        Ok(_) => Error::Internal(format!("device {device:?} is in the model set")),
+    }
 }

@@ -128,6 +128,16 @@ impl ModelSet {
         self.manifest.devices.iter().position(|d| d.name == name)
     }
 
+    /// The device's index, or a 404 naming the devices there are.
+    pub fn require_device(&self, name: &str) -> Result<usize> {
+        self.device_index(name).ok_or_else(|| {
+            Error::not_found(
+                "unknown_device",
+                format!("device {name:?} is not in the model set; devices: {}", self.device_names().join(", ")),
+            )
+        })
+    }
+
     pub fn device_names(&self) -> Vec<&str> {
         self.manifest.devices.iter().map(|d| d.name.as_str()).collect()
     }

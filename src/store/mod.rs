@@ -23,6 +23,15 @@ use crate::error::{Error, Result};
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
 
+/// A stored time (milliseconds since the Unix epoch).
+pub(crate) fn time_from_ms(ms: i64) -> Result<chrono::DateTime<chrono::Utc>> {
+    use chrono::TimeZone;
+    chrono::Utc
+        .timestamp_millis_opt(ms)
+        .single()
+        .ok_or_else(|| Error::Internal(format!("stored time {ms} is out of range")))
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,

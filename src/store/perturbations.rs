@@ -1,14 +1,11 @@
 //! Perturbation job records.
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::Store;
-use crate::{
-    error::{Error, Result},
-    models::Schedule,
-};
+use super::{Store, time_from_ms};
+use crate::{error::Result, models::Schedule};
 
 #[derive(Debug, Clone)]
 pub struct PerturbationJob {
@@ -76,10 +73,7 @@ impl Store {
             n: row.try_get::<i64, _>("n")? as usize,
             seed: row.try_get::<Option<i64>, _>("seed")?.map(|s| s as u64),
             model_set: row.try_get("model_set")?,
-            created_at: Utc
-                .timestamp_millis_opt(created)
-                .single()
-                .ok_or_else(|| Error::Internal(format!("stored time {created} is out of range")))?,
+            created_at: time_from_ms(created)?,
             requester: owner,
             schedule: Schedule::decode(slots as usize, generations, width as u8, &vectors)?,
         }))

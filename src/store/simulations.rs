@@ -7,11 +7,11 @@
 //! conditional on the claim token: a worker whose lease was taken over cannot overwrite the
 //! result, so every job finishes exactly once.
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::{Backend, Store};
+use super::{Backend, Store, time_from_ms};
 use crate::error::{Error, Result};
 
 /// A job as submitted.
@@ -53,10 +53,6 @@ pub struct SimulationRecord {
     pub error: Option<String>,
     pub summary: Option<String>,
     pub output_rows: Option<i64>,
-}
-
-fn time(ms: i64) -> Result<DateTime<Utc>> {
-    Utc.timestamp_millis_opt(ms).single().ok_or_else(|| Error::Internal(format!("stored time {ms} is out of range")))
 }
 
 impl Store {
@@ -202,15 +198,16 @@ impl Store {
         if requester.is_some_and(|r| r != owner) {
             return Ok(None);
         }
-        let opt_time =
-            |c: &str| -> Result<Option<DateTime<Utc>>> { row.try_get::<Option<i64>, _>(c)?.map(time).transpose() };
+        let opt_time = |c: &str| -> Result<Option<DateTime<Utc>>> {
+            row.try_get::<Option<i64>, _>(c)?.map(time_from_ms).transpose()
+        };
         Ok(Some(SimulationRecord {
             id,
             status: row.try_get("status")?,
             requester: owner,
             params: row.try_get("params")?,
             trace_packets: row.try_get("trace_packets")?,
-            created_at: time(row.try_get("created_at")?)?,
+            created_at: time_from_ms(row.try_get("created_at")?)?,
             started_at: opt_time("started_at")?,
             finished_at: opt_time("finished_at")?,
             attempts: row.try_get("attempts")?,

@@ -222,7 +222,7 @@ pub(crate) fn run<I: Iterator<Item = Packet>, S: FnMut(&OutputPacket) -> Result<
             if p.time_ns > tau {
                 break;
             }
-            queues[dir_index(p.direction)].push_back(p);
+            queues[p.direction.index()].push_back(p);
             pending = input.next()?;
         }
         let queued = !(queues[0].is_empty() && queues[1].is_empty());
@@ -283,14 +283,6 @@ pub(crate) fn run<I: Iterator<Item = Packet>, S: FnMut(&OutputPacket) -> Result<
                 o += 1;
             }
         }
-    }
-}
-
-#[inline]
-fn dir_index(d: Direction) -> usize {
-    match d {
-        Direction::In => 0,
-        Direction::Out => 1,
     }
 }
 

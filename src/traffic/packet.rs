@@ -10,6 +10,16 @@ pub enum Direction {
     Out,
 }
 
+impl Direction {
+    /// 0 for incoming, 1 for outgoing: an index for per-direction arrays.
+    pub fn index(self) -> usize {
+        match self {
+            Direction::In => 0,
+            Direction::Out => 1,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Transport {

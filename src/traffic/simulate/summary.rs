@@ -180,7 +180,7 @@ impl<S: FnMut(&OutputPacket) -> Result<()>> Emitter<S> {
         }
         self.last_ns = p.time_ns;
         self.first_ns.get_or_insert(p.time_ns);
-        let d = dir_index(p.direction);
+        let d = p.direction.index();
         if p.dummy {
             self.dummy_packets[d] += 1;
             self.dummy_bytes[d] += p.size;
@@ -239,14 +239,6 @@ impl<S: FnMut(&OutputPacket) -> Result<()>> Emitter<S> {
             slots_without_cover: self.slots_without_cover,
             real_packets_dropped: self.dropped,
         }
-    }
-}
-
-#[inline]
-fn dir_index(d: Direction) -> usize {
-    match d {
-        Direction::In => 0,
-        Direction::Out => 1,
     }
 }
 
