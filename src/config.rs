@@ -42,7 +42,7 @@ pub struct ServeConfig {
 #[derive(Debug, Clone, Args)]
 pub struct AccessArgs {
     /// File of bearer tokens, one per line: `<name> <sha256-hex> [scope,scope]` (scopes:
-    /// perturbations, simulations, metrics, admin). `ipet token new <name>` makes one.
+    /// perturbations, simulations, metrics, admin). `ipet token <name>` makes one.
     #[arg(long, env = "IPET_TOKENS_FILE")]
     pub tokens_file: Option<PathBuf>,
     /// Tokens inline, in the file's format, lines separated by `;`.

@@ -113,8 +113,10 @@ fn parse_seed(raw: Option<&str>) -> Result<Option<u64>> {
     responses(
         (status = 200, description = "The schedule (JSON, or npy: a [n*slots, 4] int32 array, or CSV with a header). Headers X-Job-Id and Location name the stored job.", content(
             (PerturbationResponse = "application/json"),
-            (Vec<u8> = "application/x-npy"),
+            (String = "application/x-npy"),
             (String = "text/csv"),
+        ), links(
+            ("stored" = (operation_id = "get_perturbation_job", parameters(("id" = "$response.header.X-Job-Id")), description = "The same schedule again, in any format")),
         )),
         (status = 400, description = "Bad n, seed, format or generation", body = ErrorBody),
         (status = 401, description = "No valid bearer token", body = ErrorBody),
@@ -168,7 +170,7 @@ pub async fn get_perturbations(
     responses(
         (status = 200, description = "The stored schedule", content(
             (PerturbationResponse = "application/json"),
-            (Vec<u8> = "application/x-npy"),
+            (String = "application/x-npy"),
             (String = "text/csv"),
         )),
         (status = 400, description = "Bad id or format", body = ErrorBody),

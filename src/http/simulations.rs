@@ -45,19 +45,26 @@ pub struct SimulationUpload {
     /// Device name (from /devices for iPET cover).
     device: String,
     /// The device's MAC and/or IP addresses in the capture, comma-separated (default: the model set's).
+    #[schema(nullable = false)]
     address: Option<String>,
     /// iPET cover from the generators: a generation index or `mix`.
+    #[schema(nullable = false)]
     generation: Option<String>,
     /// iPET cover from a stored perturbation job (its id).
+    #[schema(nullable = false, format = Uuid)]
     schedule_job: Option<String>,
     /// iPET cover from an uploaded .npy schedule (rows [in_packets, in_bytes, out_packets, out_bytes]).
-    #[schema(format = Binary, content_media_type = "application/octet-stream")]
+    #[schema(nullable = false, format = Binary, content_media_type = "application/octet-stream")]
     schedule: Option<String>,
     /// A baseline defense instead of iPET: constant, random, random+.
+    #[schema(nullable = false)]
     baseline: Option<BaselineKind>,
+    #[schema(nullable = false)]
     mode: Option<Mode>,
+    #[schema(nullable = false)]
     seed: Option<u64>,
     /// Seconds: real packets closer than this belong to one active period (default 5).
+    #[schema(nullable = false)]
     active_gap: Option<f64>,
 }
 
@@ -82,6 +89,7 @@ pub struct SimulationRequest {
     /// iPET cover from the generators: a generation index or `mix`.
     pub generation: Option<String>,
     /// iPET cover from a stored perturbation job.
+    #[schema(format = Uuid)]
     pub schedule_job: Option<String>,
     /// A baseline defense instead of iPET.
     pub baseline: Option<BaselineKind>,
@@ -94,16 +102,27 @@ pub struct SimulationRequest {
 pub struct SimulationAccepted {
     pub id: Uuid,
     /// `queued`.
+    #[schema(value_type = JobState)]
     pub status: String,
     /// Where to poll.
     pub location: String,
+}
+
+/// Where a simulation job is.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
 }
 
 /// A simulation job.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct SimulationStatus {
     pub id: Uuid,
-    /// queued, running, succeeded, failed.
+    #[schema(value_type = JobState)]
     pub status: String,
     /// Why it failed.
     pub error: Option<String>,
@@ -112,11 +131,11 @@ pub struct SimulationStatus {
     pub finished_at: Option<DateTime<Utc>>,
     /// Times a worker took the job (more than 1 after a worker died).
     pub attempts: i64,
-    #[schema(value_type = Object)]
+    #[schema(value_type = crate::jobs::SimulationParams)]
     pub params: serde_json::Value,
     pub trace_packets: i64,
     /// What the defense sent and cost, when succeeded.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<crate::traffic::Summary>)]
     pub summary: Option<serde_json::Value>,
     pub output_rows: Option<i64>,
     /// Where the defended trace is, when succeeded.
@@ -259,7 +278,11 @@ fn from_json(r: SimulationRequest) -> Result<Submission> {
         (SimulationRequest = "application/json"),
     )),
     responses(
-        (status = 202, description = "Queued; poll the Location", body = SimulationAccepted, headers(("Location" = String, description = "The job's URL"))),
+        (status = 202, description = "Queued; poll the Location", body = SimulationAccepted, headers(("Location" = String, description = "The job's URL")),
+            links(
+                ("status" = (operation_id = "get_simulation", parameters(("id" = "$response.body#/id")), description = "The job's status")),
+                ("output" = (operation_id = "get_simulation_output", parameters(("id" = "$response.body#/id")), description = "The defended trace, once succeeded")),
+            )),
         (status = 400, description = "Not a capture, wrong CSV columns, no packets of the device, bad field", body = ErrorBody),
         (status = 401, description = "No valid bearer token", body = ErrorBody),
         (status = 403, description = "The token may not run simulations", body = ErrorBody),
@@ -361,7 +384,7 @@ pub async fn get_simulation(
     responses(
         (status = 200, description = "JSON, npy (float64 [rows, 4]) or CSV with a header", content(
             (SimulationOutput = "application/json"),
-            (Vec<u8> = "application/x-npy"),
+            (String = "application/x-npy"),
             (String = "text/csv"),
         )),
         (status = 400, description = "Bad id or format", body = ErrorBody),
