@@ -84,6 +84,47 @@ async fn served_rows_match_the_onnx_model_run_directly(app: &TestApp) {
     }
 }
 
+async fn mix_windows_match_their_own_generators_run_directly(app: &TestApp) {
+    let set = app.state.engine.model_set();
+    let device = set.device_index("ultraloq-hub-01").expect("device");
+    let v = app.get("/perturbations/ultraloq-hub-01/mix?n=12&seed=8").await.json();
+    let served = rows(&v);
+    let (gens, z) =
+        schedule::draw(12, set.latent_dim(), GenerationChoice::Mix, set.generations(), &mut schedule::rng(Some(8)));
+    let library = common::model_args().engine_config().ort_library;
+    for (w, &g) in gens.iter().enumerate() {
+        assert_eq!(v["window_generations"][w], u64::from(g));
+        let mut session =
+            ipet::models::engine::open_standalone_session(library.as_deref(), &set.files[device][usize::from(g)])
+                .expect("session");
+        let zw = z.slice_axis(ndarray::Axis(0), ndarray::Slice::from(w..w + 1)).to_owned();
+        let input = ort::value::TensorRef::from_array_view(zw.view()).expect("tensor");
+        let out = session.run(ort::inputs![set.manifest.onnx.input.as_str() => input]).expect("run");
+        let arr = out[set.manifest.onnx.output.as_str()].try_extract_array::<f32>().expect("output");
+        for s in 0..40 {
+            for c in 0..4 {
+                assert_eq!(
+                    served[w * 40 + s][c],
+                    arr[[0, s, c]] as i64,
+                    "window {w} (generation {g}) slot {s} column {c}"
+                );
+            }
+        }
+    }
+}
+
+async fn concurrent_requests_batched_together_get_their_own_rows(app: &TestApp) {
+    // Requests in flight at once are run as shared batches; each must still get its own rows.
+    let expected: Vec<Vec<[i64; 4]>> = futures::future::join_all((0..16u64).map(|seed| async move {
+        rows(&app.get(&format!("/perturbations/lockly-hub-01/mix?n=7&seed={seed}")).await.json())
+    }))
+    .await;
+    for (seed, want) in expected.iter().enumerate() {
+        let alone = rows(&app.get(&format!("/perturbations/lockly-hub-01/mix?n=7&seed={seed}")).await.json());
+        assert_eq!(&alone, want, "seed {seed}");
+    }
+}
+
 async fn the_same_seed_gives_the_same_schedule_and_no_seed_differs(app: &TestApp) {
     let a = rows(&app.get("/perturbations/blink-cam-02/mix?n=20&seed=123").await.json());
     let b = rows(&app.get("/perturbations/blink-cam-02/mix?n=20&seed=123").await.json());
@@ -262,6 +303,8 @@ on_both_backends!(
     json_schedule_has_the_promised_shape,
     schedules_are_not_constant,
     served_rows_match_the_onnx_model_run_directly,
+    mix_windows_match_their_own_generators_run_directly,
+    concurrent_requests_batched_together_get_their_own_rows,
     the_same_seed_gives_the_same_schedule_and_no_seed_differs,
     mix_draws_several_generations,
     npy_and_csv_carry_the_same_rows_as_json,

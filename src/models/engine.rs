@@ -33,9 +33,10 @@ pub struct EngineConfig {
     pub max_batch_rows: usize,
 }
 
+/// Windows of one device, each with its generation and noise: the unit an inference thread takes.
 struct Task {
     device: usize,
-    generation: usize,
+    generations: Vec<u8>,
     z: Array2<f32>,
     reply: oneshot::Sender<Result<Vec<f32>>>,
 }
@@ -43,6 +44,8 @@ struct Task {
 pub struct Engine {
     set: Arc<ModelSet>,
     tx: Sender<Task>,
+    /// Windows per task: a larger request is cut so that every inference thread takes a part.
+    chunk: usize,
 }
 
 static ORT: OnceLock<std::result::Result<ort::environment::Environment, String>> = OnceLock::new();
@@ -147,7 +150,7 @@ impl Engine {
         for _ in 0..threads {
             ready_rx.recv().map_err(|_| Error::Model("an inference thread died while loading".into()))??;
         }
-        let engine = Self { set, tx };
+        let engine = Self { set, tx, chunk: config.max_batch_rows.max(1) };
         engine.probe()?;
         Ok(engine)
     }
@@ -184,46 +187,45 @@ impl Engine {
         Ok(())
     }
 
-    fn submit(&self, device: usize, generation: usize, z: Array2<f32>) -> Result<oneshot::Receiver<Result<Vec<f32>>>> {
+    fn submit(
+        &self,
+        device: usize,
+        generations: Vec<u8>,
+        z: Array2<f32>,
+    ) -> Result<oneshot::Receiver<Result<Vec<f32>>>> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Task { device, generation, z, reply })
+            .send(Task { device, generations, z, reply })
             .map_err(|_| Error::Internal("the inference threads have stopped".into()))?;
         Ok(rx)
     }
 
     fn run_blocking(&self, device: usize, generation: usize, z: Array2<f32>) -> Result<Vec<f32>> {
-        futures::executor::block_on(self.submit(device, generation, z)?)
+        let generations = vec![generation as u8; z.nrows()];
+        futures::executor::block_on(self.submit(device, generations, z)?)
             .map_err(|_| Error::Internal("an inference thread dropped a task".into()))?
     }
 
-    /// Runs each window's noise through its generation's generator for `device`.
+    /// Runs each window's noise through its generation's generator for `device`. A request is
+    /// one task (one hop to an inference thread, whatever its mix of generations) unless it is
+    /// larger than the batch size, when its parts run on several threads at once.
     pub async fn schedule(&self, device: usize, generations: Vec<u8>, z: Array2<f32>) -> Result<Schedule> {
         let started = Instant::now();
         let slots = self.set.slots();
-        let per_window = slots * 4;
         let n = generations.len();
-        let first = generations.first().copied().unwrap_or(0);
-        let values: Vec<f32> = if generations.iter().all(|&g| g == first) {
-            let rx = self.submit(device, usize::from(first), z)?;
-            rx.await.map_err(|_| Error::Internal("an inference thread dropped a task".into()))??
+        let dropped = || Error::Internal("an inference thread dropped a task".into());
+        let values: Vec<f32> = if n <= self.chunk {
+            self.submit(device, generations.clone(), z)?.await.map_err(|_| dropped())??
         } else {
             let mut pending = Vec::new();
-            for g in 0..self.set.generations() {
-                let rows: Vec<usize> = (0..n).filter(|&w| usize::from(generations[w]) == g).collect();
-                if rows.is_empty() {
-                    continue;
-                }
-                let zg = z.select(Axis(0), &rows);
-                pending.push((rows, self.submit(device, g, zg)?));
+            for start in (0..n).step_by(self.chunk) {
+                let end = (start + self.chunk).min(n);
+                let part = z.slice_axis(Axis(0), ndarray::Slice::from(start..end)).to_owned();
+                pending.push(self.submit(device, generations[start..end].to_vec(), part)?);
             }
-            let mut values = vec![0f32; n * per_window];
-            for (rows, rx) in pending {
-                let out = rx.await.map_err(|_| Error::Internal("an inference thread dropped a task".into()))??;
-                for (k, &w) in rows.iter().enumerate() {
-                    values[w * per_window..(w + 1) * per_window]
-                        .copy_from_slice(&out[k * per_window..(k + 1) * per_window]);
-                }
+            let mut values = Vec::with_capacity(n * slots * 4);
+            for rx in pending {
+                values.extend_from_slice(&rx.await.map_err(|_| dropped())??);
             }
             values
         };
@@ -241,7 +243,7 @@ fn worker_loop(set: &ModelSet, sessions: &mut [Vec<Session>], rx: &Receiver<Task
     let (input, output) = (set.manifest.onnx.input.as_str(), set.manifest.onnx.output.as_str());
     let per_window = set.slots() * 4;
     while let Ok(first) = rx.recv() {
-        // Drain what else is waiting, up to max_rows noise rows in all.
+        // Drain what else is waiting, up to max_rows windows in all.
         let mut tasks = vec![first];
         let mut rows = tasks[0].z.nrows();
         while rows < max_rows {
@@ -253,46 +255,54 @@ fn worker_loop(set: &ModelSet, sessions: &mut [Vec<Session>], rx: &Receiver<Task
                 Err(_) => break,
             }
         }
-        tasks.sort_by_key(|t| (t.device, t.generation));
-        let mut group = Vec::new();
-        let mut it = tasks.into_iter().peekable();
-        while let Some(t) = it.next() {
-            let key = (t.device, t.generation);
-            group.push(t);
-            if it.peek().is_some_and(|n| (n.device, n.generation) == key) {
-                continue;
-            }
-            let session = &mut sessions[key.0][key.1];
-            if group.len() == 1 {
-                let t = group.pop().expect("one task");
-                let _ = t.reply.send(run_session(session, input, output, t.z.view()));
-                continue;
-            }
-            let views: Vec<ArrayView2<f32>> = group.iter().map(|t| t.z.view()).collect();
-            match ndarray::concatenate(Axis(0), &views).map_err(|e| Error::Internal(e.to_string())) {
-                Ok(z) => match run_session(session, input, output, z.view()) {
-                    Ok(out) => {
-                        let mut at = 0;
-                        for t in group.drain(..) {
-                            let len = t.z.nrows() * per_window;
-                            let _ = t.reply.send(Ok(out[at..at + len].to_vec()));
-                            at += len;
-                        }
+        // One run per generator, over the windows of every waiting task that use it.
+        let mut outs: Vec<Vec<f32>> = tasks.iter().map(|t| vec![0f32; t.z.nrows() * per_window]).collect();
+        let mut failed: Vec<Option<String>> = vec![None; tasks.len()];
+        let keys: std::collections::BTreeSet<(usize, u8)> =
+            tasks.iter().flat_map(|t| t.generations.iter().map(move |&g| (t.device, g))).collect();
+        for (device, generation) in keys {
+            let members: Vec<(usize, usize)> = tasks
+                .iter()
+                .enumerate()
+                .filter(|(_, t)| t.device == device)
+                .flat_map(|(ti, t)| {
+                    t.generations.iter().enumerate().filter(move |&(_, &g)| g == generation).map(move |(w, _)| (ti, w))
+                })
+                .collect();
+            let whole_task =
+                members.len() == tasks[members[0].0].z.nrows() && members.iter().all(|m| m.0 == members[0].0);
+            let session = &mut sessions[device][usize::from(generation)];
+            let result = if whole_task {
+                run_session(session, input, output, tasks[members[0].0].z.view())
+            } else {
+                let latent = tasks[0].z.ncols();
+                let mut buf = Vec::with_capacity(members.len() * latent);
+                for &(ti, w) in &members {
+                    buf.extend(tasks[ti].z.row(w).iter());
+                }
+                Array2::from_shape_vec((members.len(), latent), buf)
+                    .map_err(|e| Error::Internal(e.to_string()))
+                    .and_then(|z| run_session(session, input, output, z.view()))
+            };
+            match result {
+                Ok(out) => {
+                    for (k, &(ti, w)) in members.iter().enumerate() {
+                        outs[ti][w * per_window..(w + 1) * per_window]
+                            .copy_from_slice(&out[k * per_window..(k + 1) * per_window]);
                     }
-                    Err(e) => {
-                        let msg = e.to_string();
-                        for t in group.drain(..) {
-                            let _ = t.reply.send(Err(Error::Internal(msg.clone())));
-                        }
-                    }
-                },
+                }
                 Err(e) => {
-                    let msg = e.to_string();
-                    for t in group.drain(..) {
-                        let _ = t.reply.send(Err(Error::Internal(msg.clone())));
+                    for &(ti, _) in &members {
+                        failed[ti] = Some(e.to_string());
                     }
                 }
             }
+        }
+        for ((task, out), failure) in tasks.into_iter().zip(outs).zip(failed) {
+            let _ = task.reply.send(match failure {
+                None => Ok(out),
+                Some(msg) => Err(Error::Internal(msg)),
+            });
         }
     }
 }
