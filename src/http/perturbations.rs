@@ -1,7 +1,6 @@
 //! `GET /perturbations/{dev_id}/{generation}` and `GET /perturbations/jobs/{id}`.
 
 use axum::{
-    Json,
     extract::{Path, Query, State},
     http::{HeaderMap, HeaderValue, header},
     response::{IntoResponse, Response},
@@ -76,9 +75,9 @@ pub struct PerturbationResponse {
     /// Names of the four numbers of each row, in order.
     #[schema(example = json!(["in_packets", "in_bytes", "out_packets", "out_bytes"]))]
     pub columns: Vec<String>,
+    // Keep `rows` the last field: `respond` writes it into the serialized text.
     /// Whole numbers of cover packets and payload bytes per slot.
-    #[schema(value_type = Vec<[i32; 4]>)]
-    pub rows: Box<serde_json::value::RawValue>,
+    pub rows: Vec<[i32; 4]>,
 }
 
 fn parse_n(raw: Option<&str>, max: usize) -> Result<usize> {
@@ -202,7 +201,7 @@ fn respond(state: &AppState, job: PerturbationJob, format: Format) -> Result<Res
     let mut response = match format {
         Format::Json => {
             let set = state.engine.model_set();
-            Json(PerturbationResponse {
+            let head = PerturbationResponse {
                 job_id: job.id,
                 device: job.device,
                 generation: job.generation,
@@ -214,10 +213,19 @@ fn respond(state: &AppState, job: PerturbationJob, format: Format) -> Result<Res
                 omega: set.manifest.settings.omega,
                 slots_per_window: job.schedule.slots,
                 columns: COLUMNS.iter().map(|c| c.to_string()).collect(),
-                rows: serde_json::value::RawValue::from_string(job.schedule.rows_json())
-                    .map_err(|e| Error::Internal(e.to_string()))?,
-            })
-            .into_response()
+                rows: Vec::new(),
+            };
+            // The rows (thousands of small arrays) are written directly into the document: serde's
+            // generic path, or a RawValue (which re-parses its text), cost more than the rest of
+            // the request. `rows` is the struct's last field, so its empty `[]` ends the text.
+            let mut body = serde_json::to_vec(&head).map_err(|e| Error::Internal(e.to_string()))?;
+            if !body.ends_with(b"\"rows\":[]}") {
+                return Err(Error::Internal("the response's last field is not `rows`".into()));
+            }
+            body.truncate(body.len() - 3);
+            body.extend_from_slice(job.schedule.rows_json().as_bytes());
+            body.push(b'}');
+            ([(header::CONTENT_TYPE, "application/json")], body).into_response()
         }
         Format::Npy => ([(header::CONTENT_TYPE, NPY)], job.schedule.to_npy()?).into_response(),
         Format::Csv => ([(header::CONTENT_TYPE, CSV)], job.schedule.to_csv()).into_response(),
