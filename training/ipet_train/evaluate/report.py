@@ -166,7 +166,10 @@ def write_report(res: dict[str, Any], out: Path) -> None:
            "payload size, duration from first to last packet; dummies count as UDP; real packets get their transport "
            "from the captures (aligned per direction, sizes checked; failures: "
            f"{len(res.get('transport_alignment_failures', []))}). Bins with no packet are not samples; bins "
-           "straddling the cut are dropped.",
+           "straddling the cut are dropped. Because cover counts as UDP, M_agg's TCP features describe real traffic "
+           "only (moved only by a baseline's latency): no cover changes them, so M_agg is a floor for every defense.",
+           "- Baselines shape real packets into their cover rate: at low --rate-scale the queue grows and the "
+           "latency column (from the simulator) is hours; windows and bins see the delayed packets.",
            "- The static attacker was trained by the model set's own run on its first 70% of windows by count; that "
            "may overlap this report's test part slightly for devices whose traffic is uneven in time.",
            f"- Seed {es['seed']}: same seed, same report (up to timings).", ""]
