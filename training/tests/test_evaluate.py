@@ -11,7 +11,7 @@ pytest.importorskip("sklearn")
 pytest.importorskip("matplotlib")
 
 from ipet_train.evaluate.core import active_overheads, aggregate_rows, defense_list, EvalSettings, scores  # noqa: E402
-from ipet_train.evaluate.pcapread import align_transport  # noqa: E402
+from ipet_train.evaluate.packets import align_transport  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 SLICE = ROOT / "data" / "tj-oconnor-2021-slice"

@@ -36,7 +36,7 @@ import numpy as np
 
 from .. import __version__
 from ..data import find_ipet_binary, load_windows, run_ipet_windows
-from .pcapread import align_transport, capture_files, read_device_table, read_packets
+from .packets import align_transport, capture_files, read_device_table, read_packets
 
 BASELINES = ("constant", "random", "random+")
 DIRS = {"out": 1, "in": -1}
@@ -262,7 +262,7 @@ def evaluate(captures: Sequence[str], devices_csv: str, models: str, out_dir: st
         # ---- real packets (for transports, spans, and which files hold a device)
         t0 = time.time()
         files = capture_files(captures)
-        packets, where = read_packets(files, table)
+        packets, where = read_packets(binary, captures, devices_csv, wk / "packets")
         _log(f"read {len(files)} capture files in {time.time() - t0:.1f} s")
 
         # ---- undefended windows
