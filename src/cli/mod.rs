@@ -5,6 +5,7 @@ use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Args, Parser, Subcommand};
 
+mod packets;
 mod simulate;
 
 use crate::{
@@ -125,7 +126,7 @@ pub fn run(cli: Cli) -> ExitCode {
             .map_err(|e| crate::Error::io("starting the async runtime", e))
             .and_then(|rt| rt.block_on(crate::app::serve(config))),
         Command::Windows(args) => windows(args),
-        Command::Packets(args) => packets(args),
+        Command::Packets(args) => packets::run(args),
         Command::Predict(args) => predict(args),
         Command::Openapi(args) => openapi(args),
         Command::Token(args) => token(args),
@@ -215,51 +216,5 @@ fn token(args: TokenArgs) -> Result<()> {
     println!("{token}");
     eprintln!("line for the tokens file (--tokens-file / IPET_TOKENS):");
     println!("{line}");
-    Ok(())
-}
-
-fn packets(args: PacketsArgs) -> Result<()> {
-    use crate::traffic::{
-        Direction, Transport,
-        capture::{expand_paths, read_capture},
-    };
-    let table = DeviceTable::from_csv_path(&args.devices)?;
-    let files = expand_paths(&args.captures)?;
-    // (device, time_ns, direction, size, udp, file)
-    let mut rows: Vec<(i64, i64, i8, i64, u8, i64)> = Vec::new();
-    let mut stats = crate::traffic::CaptureStats::default();
-    for (i, file) in files.iter().enumerate() {
-        let f = std::fs::File::open(file).map_err(|e| Error::io(format!("opening {}", file.display()), e))?;
-        read_capture(f, &file.display().to_string(), &table, &mut stats, |d, _, p| {
-            let dir = if p.direction == Direction::Out { 1 } else { -1 };
-            rows.push((d as i64, p.time_ns, dir, i64::from(p.size), u8::from(p.transport == Transport::Udp), i as i64));
-        })?;
-    }
-    rows.sort_by_key(|r| (r.0, r.1));
-    std::fs::create_dir_all(&args.out).map_err(|e| Error::io(format!("creating {}", args.out.display()), e))?;
-    let write = |name: &str, r: std::result::Result<(), ndarray_npy::WriteNpyError>| {
-        r.map_err(|e| Error::Internal(format!("writing {name}: {e}")))
-    };
-    let col = |f: &dyn Fn(&(i64, i64, i8, i64, u8, i64)) -> i64| ndarray::Array1::from_iter(rows.iter().map(f));
-    write("device.npy", ndarray_npy::write_npy(args.out.join("device.npy"), &col(&|r| r.0)))?;
-    let time = ndarray::Array1::from_iter(rows.iter().map(|r| r.1 as f64 * 1e-9));
-    write("time.npy", ndarray_npy::write_npy(args.out.join("time.npy"), &time))?;
-    let direction = ndarray::Array1::from_iter(rows.iter().map(|r| r.2));
-    write("direction.npy", ndarray_npy::write_npy(args.out.join("direction.npy"), &direction))?;
-    write("size.npy", ndarray_npy::write_npy(args.out.join("size.npy"), &col(&|r| r.3)))?;
-    let udp = ndarray::Array1::from_iter(rows.iter().map(|r| r.4));
-    write("udp.npy", ndarray_npy::write_npy(args.out.join("udp.npy"), &udp))?;
-    write("file.npy", ndarray_npy::write_npy(args.out.join("file.npy"), &col(&|r| r.5)))?;
-    let meta = serde_json::json!({
-        "files": files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
-        "devices": table.devices().iter().map(|d| &d.name).collect::<Vec<_>>(),
-        "stats": stats,
-    });
-    std::fs::write(
-        args.out.join("packets.json"),
-        serde_json::to_vec_pretty(&meta).map_err(|e| Error::Internal(e.to_string()))?,
-    )
-    .map_err(|e| Error::io("writing packets.json", e))?;
-    eprintln!("{} packets of {} devices written to {}", rows.len(), table.len(), args.out.display());
     Ok(())
 }
