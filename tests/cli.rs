@@ -41,3 +41,36 @@ fn predict_names_bad_arguments() {
         assert!(err.contains(needle), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn packets_writes_every_kept_packet_with_its_transport() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_ipet"))
+        .args([
+            "packets",
+            "--captures",
+            "data/tj-oconnor-2021-slice/pcaps",
+            "--devices",
+            "data/tj-oconnor-2021-slice/devices.csv",
+            "--out",
+        ])
+        .arg(dir.path())
+        .current_dir(repo())
+        .output()
+        .expect("ipet packets");
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let device: ndarray::Array1<i64> = ndarray_npy::read_npy(dir.path().join("device.npy")).expect("device");
+    let time: ndarray::Array1<f64> = ndarray_npy::read_npy(dir.path().join("time.npy")).expect("time");
+    let udp: ndarray::Array1<u8> = ndarray_npy::read_npy(dir.path().join("udp.npy")).expect("udp");
+    let direction: ndarray::Array1<i8> = ndarray_npy::read_npy(dir.path().join("direction.npy")).expect("direction");
+    // The slice README's kept-packet counts, per device.
+    let expected = [1540, 1377, 1976, 1459, 153, 581, 1817];
+    for (d, &n) in expected.iter().enumerate() {
+        assert_eq!(device.iter().filter(|&&x| x == d as i64).count(), n, "device {d}");
+    }
+    for i in 1..device.len() {
+        assert!(device[i - 1] < device[i] || (device[i - 1] == device[i] && time[i - 1] <= time[i]), "sorted at {i}");
+    }
+    assert!(udp.iter().all(|&u| u <= 1) && udp.iter().any(|&u| u == 1) && udp.iter().any(|&u| u == 0));
+    assert!(direction.iter().all(|&d| d == 1 || d == -1));
+}
