@@ -53,14 +53,21 @@ pub struct TokenArgs {
     pub scopes: String,
 }
 
-#[derive(Debug, Args)]
-pub struct PacketsArgs {
+/// Captures and the device table they are read with.
+#[derive(Debug, Clone, Args)]
+pub struct CaptureArgs {
     /// Capture files (pcap, pcapng, tshark CSV) or directories holding them.
     #[arg(long, required = true, num_args = 1..)]
     pub captures: Vec<PathBuf>,
     /// Device table: CSV with a header naming `name` and `mac` and/or `ip`.
     #[arg(long)]
     pub devices: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct PacketsArgs {
+    #[command(flatten)]
+    pub input: CaptureArgs,
     /// Output directory: device.npy (id in the table), time.npy (Unix s), direction.npy (+1 out,
     /// -1 in), size.npy (payload bytes), udp.npy (1 UDP, 0 TCP), file.npy (index into
     /// packets.json's `files`), sorted by device then time.
@@ -95,12 +102,8 @@ pub struct OpenapiArgs {
 
 #[derive(Debug, Args)]
 pub struct WindowsArgs {
-    /// Capture files (pcap, pcapng, tshark CSV) or directories holding them.
-    #[arg(long, required = true, num_args = 1..)]
-    pub captures: Vec<PathBuf>,
-    /// Device table: CSV with a header naming `name` and `mac` and/or `ip`.
-    #[arg(long)]
-    pub devices: PathBuf,
+    #[command(flatten)]
+    pub input: CaptureArgs,
     /// Output directory.
     #[arg(long)]
     pub out: PathBuf,
@@ -149,8 +152,8 @@ pub fn init_tracing() {
 
 fn windows(args: WindowsArgs) -> Result<()> {
     let settings = WindowSettings::new(args.window.total_time, args.window.omega)?;
-    let table = DeviceTable::from_csv_path(&args.devices)?;
-    let traffic = read_captures(&args.captures, &table)?;
+    let table = DeviceTable::from_csv_path(&args.input.devices)?;
+    let traffic = read_captures(&args.input.captures, &table)?;
     let mut windows = Windows::new(&settings);
     for d in table.devices() {
         windows.push_device(&traffic.packets[d.id], d.id as i64, &settings);

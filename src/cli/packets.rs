@@ -19,8 +19,8 @@ struct Row {
 }
 
 pub fn run(args: PacketsArgs) -> Result<()> {
-    let table = DeviceTable::from_csv_path(&args.devices)?;
-    let files = expand_paths(&args.captures)?;
+    let table = DeviceTable::from_csv_path(&args.input.devices)?;
+    let files = expand_paths(&args.input.captures)?;
     let mut rows: Vec<Row> = Vec::new();
     let mut stats = CaptureStats::default();
     for (i, file) in files.iter().enumerate() {
