@@ -98,6 +98,26 @@ impl Store {
         &self.pool
     }
 
+    /// The row of a job with this id, and its owner, if `requester` may see it (`None` sees every
+    /// job): one ownership rule for every kind of job. `sql` selects `requester` and takes the id
+    /// as `$1`.
+    pub(crate) async fn fetch_visible(
+        &self,
+        sql: &'static str,
+        id: uuid::Uuid,
+        requester: Option<&str>,
+    ) -> Result<Option<(sqlx::any::AnyRow, String)>> {
+        use sqlx::Row;
+        let Some(row) = sqlx::query(sql).bind(id.to_string()).fetch_optional(&self.pool).await? else {
+            return Ok(None);
+        };
+        let owner: String = row.try_get("requester")?;
+        if requester.is_some_and(|r| r != owner) {
+            return Ok(None);
+        }
+        Ok(Some((row, owner)))
+    }
+
     /// Whether the database answers.
     pub async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;

@@ -49,18 +49,9 @@ impl Store {
 
     /// The job with this id, if `requester` may see it (`None` sees every job).
     pub async fn get_perturbation(&self, id: Uuid, requester: Option<&str>) -> Result<Option<PerturbationJob>> {
-        let row = sqlx::query(
-            "SELECT device, generation, n, seed, model_set, created_at, requester, slots, generations, element_bytes, vectors \
-             FROM perturbation_jobs WHERE id = $1",
-        )
-        .bind(id.to_string())
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        let owner: String = row.try_get("requester")?;
-        if requester.is_some_and(|r| r != owner) {
-            return Ok(None);
-        }
+        let sql = "SELECT device, generation, n, seed, model_set, created_at, requester, slots, generations, \
+                   element_bytes, vectors FROM perturbation_jobs WHERE id = $1";
+        let Some((row, owner)) = self.fetch_visible(sql, id, requester).await? else { return Ok(None) };
         let slots: i64 = row.try_get("slots")?;
         let width: i64 = row.try_get("element_bytes")?;
         let generations: Vec<u8> = row.try_get("generations")?;

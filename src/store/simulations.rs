@@ -186,18 +186,9 @@ impl Store {
 
     /// The job, if `requester` may see it (`None` sees every job).
     pub async fn get_simulation(&self, id: Uuid, requester: Option<&str>) -> Result<Option<SimulationRecord>> {
-        let row = sqlx::query(
-            "SELECT status, requester, params, trace_packets, created_at, started_at, finished_at, attempts, error, \
-                 summary, output_rows FROM simulation_jobs WHERE id = $1",
-        )
-        .bind(id.to_string())
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(row) = row else { return Ok(None) };
-        let owner: String = row.try_get("requester")?;
-        if requester.is_some_and(|r| r != owner) {
-            return Ok(None);
-        }
+        let sql = "SELECT status, requester, params, trace_packets, created_at, started_at, finished_at, attempts, \
+                   error, summary, output_rows FROM simulation_jobs WHERE id = $1";
+        let Some((row, owner)) = self.fetch_visible(sql, id, requester).await? else { return Ok(None) };
         let opt_time = |c: &str| -> Result<Option<DateTime<Utc>>> {
             row.try_get::<Option<i64>, _>(c)?.map(time_from_ms).transpose()
         };
