@@ -354,7 +354,57 @@ async fn bad_submissions_are_named_and_create_no_job(app: &TestApp) {
     app.get("/simulations/nope/output").await.assert_error(StatusCode::BAD_REQUEST, "invalid_job_id", "nope");
 }
 
+/// A stored result is the CLI's, bit for bit: reference mode lays fractional sizes, and every
+/// summary float comes back with its last digit.
+async fn stored_results_are_the_cli_bits(app: &TestApp) {
+    let p = app.get("/perturbations/sifely-hub-01/mix?n=400&seed=9").await.json();
+    let job = p["job_id"].as_str().expect("id");
+    let npy = app.get(&format!("/perturbations/jobs/{job}?format=npy")).await.body;
+    let trace = slice("sifely-hub-01");
+    let id = submit_ok(
+        app,
+        &[
+            ("trace", Some("t.pcap"), &trace),
+            ("device", None, b"sifely-hub-01"),
+            ("schedule", Some("rows.npy"), &npy),
+            ("mode", None, b"reference"),
+        ],
+    )
+    .await;
+    let v = app.wait_simulation(&id, 60).await;
+    assert_eq!(v["status"], "succeeded", "{v}");
+    let served = npy_rows(&app.get(&format!("/simulations/{id}/output?format=npy")).await.body);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("rows.npy"), &npy).expect("write");
+    let slice_dir = repo().join("data/tj-oconnor-2021-slice");
+    let out = dir.path().join("out.npy");
+    let result = std::process::Command::new(env!("CARGO_BIN_EXE_ipet"))
+        .args(["simulate", "--trace"])
+        .arg(slice_dir.join("pcaps/sifely-hub-01.pcap"))
+        .arg("--devices")
+        .arg(slice_dir.join("devices.csv"))
+        .args(["--device", "sifely-hub-01", "--mode", "reference", "--schedule"])
+        .arg(dir.path().join("rows.npy"))
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .expect("ipet simulate runs");
+    assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
+    let cli_summary: serde_json::Value = serde_json::from_slice(&result.stdout).expect("summary");
+    let cli: ndarray::Array2<f64> = ndarray_npy::read_npy(&out).expect("npy");
+
+    let fractional = cli.column(2).iter().filter(|s| s.fract() != 0.0).count();
+    assert!(fractional > 0, "reference mode lays fractional sizes");
+    assert_eq!(served.shape(), cli.shape());
+    let bits = |a: &ndarray::Array2<f64>| a.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert!(bits(&served) == bits(&cli), "the stored output differs from ipet simulate's");
+    // serde_json compares numbers exactly: every float of the summary has all its bits.
+    assert_eq!(v["summary"], cli_summary);
+}
+
 on_both_backends!(
+    stored_results_are_the_cli_bits,
     ipet_mix_on_a_real_capture,
     baselines_report_latency,
     reference_mode_keeps_its_defects,

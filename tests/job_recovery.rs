@@ -168,8 +168,8 @@ async fn a_job_killed_mid_run_completes_after_restart_exactly_once() {
     let served: ndarray::Array2<f64> = ndarray_npy::ReadNpyExt::read_npy(&served[..]).expect("npy");
     let local: ndarray::Array2<f64> = ndarray_npy::read_npy(&out).expect("npy");
     assert_eq!(served.shape(), local.shape());
-    let max_diff = (&served - &local).iter().fold(0f64, |m, d| m.max(d.abs()));
-    assert!(max_diff < 1e-6, "outputs differ by {max_diff}");
+    let bits = |a: &ndarray::Array2<f64>| a.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert!(bits(&served) == bits(&local), "the stored output is not ipet simulate's, bit for bit");
 }
 
 fn slow_workers() -> WorkerConfig {
@@ -304,4 +304,131 @@ async fn claims_on_sqlite() {
 #[tokio::test]
 async fn claims_on_postgres() {
     a_lost_claim_cannot_finish_and_a_crashing_job_is_given_up(Db::Postgres).await;
+}
+
+/// A job that takes its process down on every run (a kill -9 loop) is failed after
+/// `max_attempts` claims, once, with its reason, on both backends: SQLite re-queues the jobs a
+/// dead process left running at every start, PostgreSQL takes them over after the lease.
+async fn a_poison_job_fails_once_with_its_reason(db: Db) {
+    let app = TestApp::without_workers(db).await;
+    let store = &app.state.store;
+    let id = queued_job(store).await;
+    let config = WorkerConfig { workers: 0, max_attempts: 3, ..common::worker_config() };
+    let lease = config.lease.as_millis() as i64;
+    let mut now = Utc::now().timestamp_millis();
+    let mut claims = 0;
+    for restart in 0..8 {
+        // The process starts again (what `ipet serve` does before its workers run) ...
+        worker::start(common::engine(), store.clone(), config.clone()).await.expect("start");
+        now += 10 * lease;
+        store.fail_abandoned_simulations(now, now - lease, config.max_attempts).await.expect("sweep");
+        // ... and a worker claims the job and dies with the process.
+        if let Some(job) =
+            store.claim_simulation(&format!("W{restart}"), now, now - lease, config.max_attempts).await.expect("claim")
+        {
+            assert_eq!(job.id, id);
+            claims += 1;
+        }
+    }
+    assert_eq!(claims, 3, "claimed max_attempts times, never more");
+    let r = store.get_simulation(id, None).await.expect("get").expect("job");
+    assert_eq!((r.status.as_str(), r.attempts), ("failed", 3));
+    assert!(r.error.as_deref().expect("reason").contains("stopped 3 times"), "{:?}", r.error);
+    let finished = r.finished_at;
+    worker::start(common::engine(), store.clone(), config.clone()).await.expect("start");
+    let again = store.get_simulation(id, None).await.expect("get").expect("job");
+    assert_eq!((again.status, again.finished_at), ("failed".to_string(), finished), "failed once");
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn poison_job_on_sqlite() {
+    a_poison_job_fails_once_with_its_reason(Db::Sqlite).await;
+}
+
+#[tokio::test]
+async fn poison_job_on_postgres() {
+    a_poison_job_fails_once_with_its_reason(Db::Postgres).await;
+}
+
+/// A writer the test's log lines go to.
+#[derive(Clone, Default)]
+struct Lines(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Lines {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("lock").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Workers that share a thread interleave at every `.await`: each job's lines still carry its
+/// own id, and only its own.
+#[tokio::test(flavor = "current_thread")]
+async fn each_job_logs_under_its_own_id() {
+    let lines = Lines::default();
+    let writer = lines.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let app = TestApp::without_workers(Db::Sqlite).await;
+    let store = app.state.store.clone();
+    let config = WorkerConfig { workers: 3, ..common::worker_config() };
+    let packets: Vec<ipet::traffic::Packet> = (0..400)
+        .map(|i| ipet::traffic::Packet {
+            time_ns: i64::from(i) * 37_000_000,
+            size: 100 + i as u32,
+            direction: if i % 3 == 0 { ipet::traffic::Direction::In } else { ipet::traffic::Direction::Out },
+            transport: ipet::traffic::Transport::Tcp,
+        })
+        .collect();
+    let engine = common::engine();
+    let set = engine.model_set();
+    let mut ids = Vec::new();
+    for i in 0..9 {
+        let s = Submission {
+            device: "blink-cam-01".into(),
+            addresses: None,
+            trace: TraceInput::Packets(packets.clone()),
+            cover: CoverRequest::Generation((i % 5).to_string()),
+            mode: Mode::Slotted,
+            seed: Some(i),
+            active_gap: 5.0,
+        };
+        ids.push(submit(set, &store, &ipet::auth::Caller::anonymous(), s).await.expect("submitted"));
+    }
+    worker::start(common::engine(), store.clone(), config).await.expect("workers");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for id in &ids {
+        loop {
+            let r = store.get_simulation(*id, None).await.expect("get").expect("exists");
+            if r.status == "succeeded" {
+                break;
+            }
+            assert_ne!(r.status, "failed", "{:?}", r.error);
+            assert!(Instant::now() < deadline, "jobs did not finish");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let text = String::from_utf8(lines.0.lock().expect("lock").clone()).expect("utf-8");
+    for line in text.lines() {
+        assert!(line.matches("simulation{").count() <= 1, "a line under two jobs' spans: {line}");
+    }
+    for id in &ids {
+        for what in ["claimed", "succeeded"] {
+            let own = text
+                .lines()
+                .filter(|l| l.contains(&format!("job={id}")) && l.contains(&format!("worker: {what}")))
+                .count();
+            assert_eq!(own, 1, "job {id}: {own} {what:?} lines under its own id\n{text}");
+        }
+    }
+    app.cleanup().await;
 }

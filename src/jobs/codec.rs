@@ -52,6 +52,12 @@ impl Reader<'_> {
         Ok(f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }
 
+    fn f64(&mut self) -> Result<f64> {
+        let b: [u8; 8] = self.bytes.get(self.at..self.at + 8).ok_or_else(corrupt)?.try_into().map_err(|_| corrupt())?;
+        self.at += 8;
+        Ok(f64::from_le_bytes(b))
+    }
+
     fn done(&self) -> bool {
         self.at >= self.bytes.len()
     }
@@ -60,7 +66,10 @@ impl Reader<'_> {
 const OUT: u8 = 1;
 const UDP: u8 = 2;
 const DUMMY: u8 = 2;
-const FRACTIONAL: u8 = 4;
+/// A size stored as an f32 (records written before sizes kept their full precision).
+const FRACTIONAL_F32: u8 = 4;
+/// A size stored as the simulator's f64, bit for bit.
+const FRACTIONAL: u8 = 8;
 
 /// Packets sorted by time.
 pub fn encode_packets(packets: &[Packet]) -> Vec<u8> {
@@ -138,7 +147,7 @@ impl OutputEncoder {
         if whole {
             put_varint(&mut self.bytes, p.size as u64);
         } else {
-            self.bytes.extend_from_slice(&(p.size as f32).to_le_bytes());
+            self.bytes.extend_from_slice(&p.size.to_le_bytes());
         }
         self.rows += 1;
         Ok(())
@@ -159,7 +168,13 @@ pub fn decode_output(bytes: &[u8], mut each: impl FnMut([f64; 4]) -> Result<()>)
     while !r.done() {
         time += r.varint()? as i64;
         let flags = r.byte()?;
-        let size = if flags & FRACTIONAL != 0 { f64::from(r.f32()?) } else { r.varint()? as f64 };
+        let size = if flags & FRACTIONAL != 0 {
+            r.f64()?
+        } else if flags & FRACTIONAL_F32 != 0 {
+            f64::from(r.f32()?)
+        } else {
+            r.varint()? as f64
+        };
         let p = OutputPacket {
             time_ns: time,
             direction: if flags & OUT != 0 { Direction::Out } else { Direction::In },
@@ -232,6 +247,24 @@ mod tests {
         })
         .expect("decode");
         assert_eq!(back, vec![[1.0, 0.0, 120.0, 0.0], [-1.0, 1.0, 33.5, 0.025], [-1.0, 1.0, 0.0, 0.025]]);
+    }
+
+    #[test]
+    fn fractional_sizes_keep_every_bit() {
+        let sizes = [0.1, 1.0 / 3.0, 1234.567_890_123_456_7, 2.0_f64.powi(-40), 1e15 + 0.5];
+        let mut enc = OutputEncoder::new(0);
+        for (k, &size) in sizes.iter().enumerate() {
+            let p = OutputPacket { time_ns: k as i64, direction: Direction::In, dummy: true, size, delay_ns: 0 };
+            enc.push(&p).expect("push");
+        }
+        let (bytes, _) = enc.finish();
+        let mut back = Vec::new();
+        decode_output(&bytes, |r| {
+            back.push(r[2].to_bits());
+            Ok(())
+        })
+        .expect("decode");
+        assert_eq!(back, sizes.iter().map(|s| s.to_bits()).collect::<Vec<_>>());
     }
 
     #[test]

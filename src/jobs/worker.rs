@@ -11,6 +11,7 @@ use std::{
 
 use chrono::Utc;
 use tokio::sync::Notify;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use super::{
@@ -51,12 +52,20 @@ impl JobSignal {
     }
 }
 
-/// Starts the workers; on SQLite (single process) first re-queues jobs a dead process left running.
+/// Starts the workers; on SQLite (single process) first re-queues the jobs a dead process left
+/// running, and fails those already claimed `max_attempts` times.
 pub async fn start(engine: Arc<Engine>, store: Store, config: WorkerConfig) -> Result<JobSignal> {
     if store.backend() == Backend::Sqlite {
-        let n = store.requeue_running_simulations().await?;
-        if n > 0 {
-            tracing::warn!(jobs = n, "re-queued simulation jobs left running by a previous process");
+        let (failed, requeued) = store.recover_after_restart(now_ms(), config.max_attempts).await?;
+        if failed > 0 {
+            tracing::warn!(
+                jobs = failed,
+                max_attempts = config.max_attempts,
+                "failed simulation jobs whose runs kept stopping the process"
+            );
+        }
+        if requeued > 0 {
+            tracing::warn!(jobs = requeued, "re-queued simulation jobs left running by a previous process");
         }
     }
     let signal = JobSignal::default();
@@ -100,8 +109,21 @@ pub async fn claim_and_run(engine: &Arc<Engine>, store: &Store, config: &WorkerC
     let Some(job) = store.claim_simulation(&claim, now, stale, config.max_attempts).await? else {
         return Ok(false);
     };
-    let span = tracing::info_span!("simulation", job = %job.id, attempt = job.attempts);
-    let _enter = span.enter();
+    // The span is attached to the future, never entered across an `.await`: a worker that
+    // yields would otherwise leave it entered on a thread where another job's lines are logged.
+    let span = tracing::info_span!("simulation", job = %job.id, attempt = job.attempts, worker = %worker);
+    finish(engine, store, config, job, claim).instrument(span).await?;
+    Ok(true)
+}
+
+/// Runs a claimed job and stores its result (inside the job's span).
+async fn finish(
+    engine: &Arc<Engine>,
+    store: &Store,
+    config: &WorkerConfig,
+    job: ClaimedSimulation,
+    claim: String,
+) -> Result<()> {
     tracing::info!("claimed");
     let id = job.id;
     let result = execute(engine, store, config, &job).await;
@@ -122,7 +144,7 @@ pub async fn claim_and_run(engine: &Arc<Engine>, store: &Store, config: &WorkerC
     if !stored {
         tracing::warn!("the claim was taken over before the result was stored; the other worker finishes it");
     }
-    Ok(true)
+    Ok(())
 }
 
 enum RunError {
@@ -159,23 +181,28 @@ async fn execute(
     let heartbeat = {
         let (store, cancelled, id, claim) = (store.clone(), cancelled.clone(), job.id, job.claim.clone());
         let every = (config.lease / 3).max(Duration::from_millis(100));
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(every).await;
-                match store.heartbeat_simulation(id, &claim, now_ms()).await {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        cancelled.store(true, Ordering::Relaxed);
-                        return;
+        tokio::spawn(
+            async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    match store.heartbeat_simulation(id, &claim, now_ms()).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            cancelled.store(true, Ordering::Relaxed);
+                            return;
+                        }
+                        Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
                     }
-                    Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
                 }
             }
-        })
+            .instrument(tracing::Span::current()),
+        )
     };
     let (engine, trace, rate_limit, chunk, flag) =
         (engine.clone(), job.trace.clone(), config.rate_limit, config.chunk, cancelled.clone());
+    let span = tracing::Span::current();
     let result = tokio::task::spawn_blocking(move || {
+        let _in_job = span.enter();
         run(RunInputs {
             engine: &engine,
             params: &params,

@@ -90,7 +90,8 @@ impl Store {
             "UPDATE simulation_jobs SET status = 'running', claim = $1, heartbeat_at = $2, \
                  started_at = COALESCE(started_at, $2), attempts = attempts + 1 \
              WHERE id = (SELECT id FROM simulation_jobs \
-                 WHERE status = 'queued' OR (status = 'running' AND heartbeat_at < $3 AND attempts < $4) \
+                 WHERE (status = 'queued' AND attempts < $4) \
+                    OR (status = 'running' AND heartbeat_at < $3 AND attempts < $4) \
                  ORDER BY created_at, id LIMIT 1{lock}) \
              RETURNING id, params, trace, schedule, attempts"
         );
@@ -133,13 +134,24 @@ impl Store {
         Ok(done.rows_affected())
     }
 
-    /// Puts every running job back in the queue. Only for a single-process store (SQLite) at
-    /// start-up, when no worker can be alive.
-    pub async fn requeue_running_simulations(&self) -> Result<u64> {
-        let done = sqlx::query("UPDATE simulation_jobs SET status = 'queued', claim = NULL WHERE status = 'running'")
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected())
+    /// After a restart of a single-process store (SQLite), when no worker can be alive: fails the
+    /// running jobs that were already claimed `max_attempts` times (they took the process down
+    /// with them each time) and puts the others back in the queue. (failed, re-queued)
+    pub async fn recover_after_restart(&self, now_ms: i64, max_attempts: i64) -> Result<(u64, u64)> {
+        let failed = sqlx::query(
+            "UPDATE simulation_jobs SET status = 'failed', finished_at = $1, claim = NULL, \
+                 error = 'the worker running this job stopped ' || CAST(attempts AS TEXT) || ' times; given up' \
+             WHERE (status = 'running' OR status = 'queued') AND attempts >= $2",
+        )
+        .bind(now_ms)
+        .bind(max_attempts)
+        .execute(&self.pool)
+        .await?;
+        let requeued =
+            sqlx::query("UPDATE simulation_jobs SET status = 'queued', claim = NULL WHERE status = 'running'")
+                .execute(&self.pool)
+                .await?;
+        Ok((failed.rows_affected(), requeued.rows_affected()))
     }
 
     /// Renews a claim's lease; false when the claim is no longer the job's.
