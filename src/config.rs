@@ -18,6 +18,10 @@ pub struct ServeConfig {
     /// Most database connections in the pool.
     #[arg(long, env = "IPET_DB_MAX_CONNECTIONS", default_value_t = 8)]
     pub db_max_connections: u32,
+    /// Milliseconds a request waits for a database connection; past it (the database is down or
+    /// saturated) it is answered 503 with Retry-After.
+    #[arg(long, env = "IPET_DB_ACQUIRE_TIMEOUT_MS", default_value_t = 1000)]
+    pub db_acquire_timeout_ms: u64,
     #[command(flatten)]
     pub models: ModelArgs,
     /// Largest `n` (windows) one perturbation request may ask for.
@@ -29,6 +33,15 @@ pub struct ServeConfig {
     /// Seconds before a request is answered 503.
     #[arg(long, env = "IPET_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
     pub request_timeout_secs: u64,
+    /// Connections held open at once; further ones wait in the listen backlog until one closes.
+    /// The open-files limit is raised (or this lowered) at start to leave room for them.
+    #[arg(long, env = "IPET_MAX_CONNECTIONS", default_value_t = 2048)]
+    pub max_connections: usize,
+    /// Seconds a connection may take to send a request's headers, counted from its opening or
+    /// from the end of its previous response: idle keep-alive connections, and half-sent or
+    /// dripped headers, are closed after it.
+    #[arg(long, env = "IPET_HEADER_TIMEOUT_SECS", default_value_t = 10)]
+    pub header_timeout_secs: u64,
     /// Largest request body in bytes (trace uploads).
     #[arg(long, env = "IPET_MAX_BODY_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub max_body_bytes: usize,

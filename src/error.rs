@@ -30,6 +30,18 @@ pub enum Error {
     #[error("{0}")]
     TooLarge(String),
 
+    /// A route that exists, asked with a method it does not take.
+    #[error("{0}")]
+    MethodNotAllowed(String),
+
+    /// A request target (path and query) longer than the service reads.
+    #[error("{0}")]
+    UriTooLong(String),
+
+    /// Request headers larger or more numerous than the service reads.
+    #[error("{0}")]
+    HeadersTooLarge(String),
+
     /// The resource exists but is not in a state that allows this (e.g. a job still running).
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
@@ -74,6 +86,22 @@ pub enum Error {
     Internal(String),
 }
 
+/// Whether a database error means the database cannot be reached now (down, restarting, the
+/// network cut, every connection busy past the acquire timeout), rather than a wrong query.
+pub fn unreachable_database(e: &sqlx::Error) -> bool {
+    matches!(
+        e,
+        sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+    ) || matches!(e, sqlx::Error::Database(d) if d.code().is_some_and(|c| {
+        // PostgreSQL: admin shutdown, crash shutdown, cannot connect now, too many connections.
+        matches!(c.as_ref(), "57P01" | "57P02" | "57P03" | "53300")
+    }))
+}
+
 impl Error {
     pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {
         Error::InvalidInput { code, message: message.into() }
@@ -92,6 +120,9 @@ impl Error {
         match self {
             Error::InvalidInput { code, .. } | Error::NotFound { code, .. } => code,
             Error::TooLarge(_) => "too_large",
+            Error::MethodNotAllowed(_) => "method_not_allowed",
+            Error::UriTooLong(_) => "uri_too_long",
+            Error::HeadersTooLarge(_) => "headers_too_large",
             Error::Timeout(_) => "timeout",
             Error::Unauthorized(_) => "unauthorized",
             Error::Forbidden(_) => "forbidden",
@@ -101,6 +132,7 @@ impl Error {
             Error::Model(_) => "model_set_invalid",
             Error::Overloaded(_) => "overloaded",
             Error::Onnx(_) => "inference_failed",
+            Error::Database(e) if unreachable_database(e) => "storage_unavailable",
             Error::Database(_) | Error::Migrate(_) => "storage_failed",
             Error::Io { .. } => "io_failed",
             Error::Internal(_) => "internal",
@@ -113,12 +145,16 @@ impl Error {
             Error::NotFound { .. } => StatusCode::NOT_FOUND,
             Error::Overloaded(_) => StatusCode::TOO_MANY_REQUESTS,
             Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Error::UriTooLong(_) => StatusCode::URI_TOO_LONG,
+            Error::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Error::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::Conflict { .. } => StatusCode::CONFLICT,
+            Error::Database(e) if unreachable_database(e) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -48,9 +48,10 @@ async fn readiness_fails_when_the_database_is_gone(app: &TestApp) {
     let r = app.get("/readyz").await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(r.json()["status"], "unavailable");
-    // And a schedule request says so without leaking the cause.
+    // And a schedule request says so, to retry later, without leaking the cause.
     let r = app.get("/perturbations/blink-cam-01/0?n=1").await;
-    r.assert_error(StatusCode::INTERNAL_SERVER_ERROR, "storage_failed", "log");
+    r.assert_error(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", "retry");
+    assert_eq!(r.header("retry-after"), "1");
 }
 
 async fn metrics_count_requests_per_route(app: &TestApp) {
@@ -146,4 +147,17 @@ fn the_spec_is_complete_enough_for_client_generators() {
             }
         }
     }
+}
+
+/// The spec bounds `n` and states the one-cover rule of simulations.
+#[test]
+fn the_spec_states_the_limits_and_the_one_cover_rule() {
+    let spec: serde_json::Value = serde_json::from_str(&ipet::cli::openapi_json()).expect("json");
+    let params = spec["paths"]["/perturbations/{dev_id}/{generation}"]["get"]["parameters"].as_array().expect("params");
+    let n = params.iter().find(|p| p["name"] == "n").expect("n");
+    assert_eq!(n["schema"]["minimum"], 1);
+    assert_eq!(n["schema"]["maximum"], 50_000);
+    let post = &spec["paths"]["/simulations"]["post"];
+    let text = format!("{} {}", post["summary"], post["description"]);
+    assert!(text.contains("exactly one of") && text.contains("ambiguous_cover"), "{text}");
 }

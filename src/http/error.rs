@@ -31,12 +31,16 @@ impl IntoResponse for Error {
         };
         let message = if self.is_client_error() {
             self.to_string()
+        } else if status == axum::http::StatusCode::SERVICE_UNAVAILABLE {
+            tracing::warn!(error = %self, code = self.code(), "request refused: the database does not answer");
+            "the database does not answer; retry shortly".to_string()
         } else {
             tracing::error!(error = %self, code = self.code(), "request failed");
             "internal error; the cause is in the service's log".to_string()
         };
         let mut response = (status, Json(ErrorBody { code: self.code().to_string(), message })).into_response();
-        if status == axum::http::StatusCode::TOO_MANY_REQUESTS {
+        if status == axum::http::StatusCode::TOO_MANY_REQUESTS || status == axum::http::StatusCode::SERVICE_UNAVAILABLE
+        {
             response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(retry_after));
         }
         response

@@ -100,6 +100,13 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async {
             Error::not_found("no_route", "no such route; the API is described at /openapi.json and /docs")
         })
+        .method_not_allowed_fallback(|req: Request| async move {
+            Error::MethodNotAllowed(format!(
+                "{} is not a method of {}; the API is described at /openapi.json and /docs",
+                req.method(),
+                req.uri().path()
+            ))
+        })
         .layer(middleware::from_fn_with_state(state.clone(), crate::auth::authenticate))
         .with_state(state)
         .layer(middleware::from_fn(record_metrics))
@@ -112,6 +119,7 @@ pub fn router(state: AppState) -> Router {
                 }))
                 .timeout(timeout),
         )
+        .layer(middleware::from_fn(limit_head))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
@@ -124,6 +132,33 @@ pub fn router(state: AppState) -> Router {
 /// A job id from a path: 400 naming it when it is not a UUID.
 pub(crate) fn parse_job_id(raw: &str) -> crate::error::Result<uuid::Uuid> {
     uuid::Uuid::parse_str(raw).map_err(|_| Error::invalid("invalid_job_id", format!("job id {raw:?} is not a UUID")))
+}
+
+/// Longest request target (path and query) read, in bytes.
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+/// Most header fields, and their largest total size in bytes (names and values).
+pub const MAX_HEADERS: usize = 100;
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+
+/// Refuses request heads over the limits with the JSON error body (414, 431), before any work.
+/// The HTTP server's own limits sit above these (see `app::serve`), so that it is this answer a
+/// client gets, not a bare status line.
+async fn limit_head(req: Request, next: Next) -> Response {
+    let uri = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    if uri > MAX_URI_BYTES {
+        return Error::UriTooLong(format!("the request target is {uri} bytes; at most {MAX_URI_BYTES} are read"))
+            .into_response();
+    }
+    let headers = req.headers();
+    let bytes: usize = headers.iter().map(|(k, v)| k.as_str().len() + v.len()).sum();
+    if headers.len() > MAX_HEADERS || bytes > MAX_HEADER_BYTES {
+        return Error::HeadersTooLarge(format!(
+            "the request has {} header fields of {bytes} bytes; at most {MAX_HEADERS} fields of {MAX_HEADER_BYTES} bytes are read",
+            headers.len()
+        ))
+        .into_response();
+    }
+    next.run(req).await
 }
 
 async fn record_metrics(req: Request, next: Next) -> Response {

@@ -42,7 +42,8 @@ pub async fn healthz() -> Json<Health> {
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     let model_set = Some(state.engine.model_set().label());
     let database = Some(format!("{:?}", state.store.backend()).to_lowercase());
-    match state.store.ping().await {
+    // Answered within a second whatever the database does: a hung probe is no answer.
+    match state.store.ping(std::time::Duration::from_secs(1)).await {
         Ok(()) => (StatusCode::OK, Json(Health { status: "ok".into(), detail: None, model_set, database })),
         Err(e) => {
             tracing::warn!(error = %e, "readiness: database does not answer");

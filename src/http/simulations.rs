@@ -269,6 +269,10 @@ fn from_json(r: SimulationRequest) -> Result<Submission> {
 
 /// Queues a simulation: a device's trace defended by iPET cover (generators, a stored schedule,
 /// or an uploaded .npy) or by a baseline. Bad uploads are refused and create no job.
+///
+/// One cover per simulation: give exactly one of `generation`, `schedule_job`, `schedule` (an
+/// upload, multipart only) or `baseline`. None is 400 `missing_cover`; two or more is 400
+/// `ambiguous_cover`.
 #[utoipa::path(
     post,
     path = "/simulations",
@@ -283,7 +287,7 @@ fn from_json(r: SimulationRequest) -> Result<Submission> {
                 ("status" = (operation_id = "get_simulation", parameters(("id" = "$response.body#/id")), description = "The job's status")),
                 ("output" = (operation_id = "get_simulation_output", parameters(("id" = "$response.body#/id")), description = "The defended trace, once succeeded")),
             )),
-        (status = 400, description = "Not a capture, wrong CSV columns, no packets of the device, bad field", body = ErrorBody),
+        (status = 400, description = "Not a capture, wrong CSV columns, no packets of the device, bad field, no cover or more than one", body = ErrorBody),
         (status = 401, description = "No valid bearer token", body = ErrorBody),
         (status = 403, description = "The token may not run simulations", body = ErrorBody),
         (status = 404, description = "Unknown device, generation or perturbation job", body = ErrorBody),

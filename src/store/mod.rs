@@ -7,7 +7,7 @@
 mod perturbations;
 mod simulations;
 
-use std::str::FromStr;
+use std::{str::FromStr, time::Duration};
 
 use sqlx::{
     AnyPool,
@@ -44,9 +44,24 @@ pub struct Store {
     backend: Backend,
 }
 
+/// How long a query waits for a pooled connection by default: a database that does not answer
+/// within it gets 503 + Retry-After, not a request hanging for the pool's 30 s default.
+pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How long the service waits at start for a database that does not answer yet.
+const START_PATIENCE: Duration = Duration::from_secs(30);
+
 impl Store {
-    /// Connects (creating a SQLite file when missing) and applies the migrations.
+    /// Connects (creating a SQLite file when missing) and applies the migrations, with the default
+    /// acquire timeout.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self> {
+        Self::connect_with(url, max_connections, DEFAULT_ACQUIRE_TIMEOUT).await
+    }
+
+    /// Connects and migrates; every later query waits at most `acquire_timeout` for a connection.
+    /// At start a database that does not answer yet (a container starting beside this one) is
+    /// waited for up to 30 s.
+    pub async fn connect_with(url: &str, max_connections: u32, acquire_timeout: Duration) -> Result<Self> {
         sqlx::any::install_default_drivers();
         let bad = |m: String| Error::invalid("invalid_database_url", m);
         let (backend, url) = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
@@ -67,7 +82,7 @@ impl Store {
         // SQLite has one writer at a time: several pooled writers only meet in its busy handler,
         // which sleeps for milliseconds. One connection queues them without sleeping.
         let connections = if backend == Backend::Sqlite { 1 } else { max_connections.max(1) };
-        let mut pool = AnyPoolOptions::new().max_connections(connections);
+        let mut pool = AnyPoolOptions::new().max_connections(connections).acquire_timeout(acquire_timeout);
         if memory {
             // An in-memory database lives as long as its one connection.
             pool = pool.min_connections(1).idle_timeout(None).max_lifetime(None);
@@ -82,7 +97,17 @@ impl Store {
                 })
             });
         }
-        let pool = pool.connect_with(options).await?;
+        let started = std::time::Instant::now();
+        let pool = loop {
+            match pool.clone().connect_with(options.clone()).await {
+                Ok(pool) => break pool,
+                Err(e) if crate::error::unreachable_database(&e) && started.elapsed() < START_PATIENCE => {
+                    tracing::warn!(error = %e, "the database does not answer yet; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
         match backend {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
@@ -118,9 +143,11 @@ impl Store {
         Ok(Some((row, owner)))
     }
 
-    /// Whether the database answers.
-    pub async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
+    /// Whether the database answers within `within`.
+    pub async fn ping(&self, within: Duration) -> Result<()> {
+        match tokio::time::timeout(within, sqlx::query("SELECT 1").execute(&self.pool)).await {
+            Ok(done) => done.map(|_| ()).map_err(Error::from),
+            Err(_) => Err(Error::Database(sqlx::Error::PoolTimedOut)),
+        }
     }
 }

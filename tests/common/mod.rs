@@ -96,6 +96,12 @@ impl TestApp {
         Self::build(db, 64, None).await
     }
 
+    /// No worker, on a database URL of the test's own (its `cleanup` drops nothing).
+    pub async fn on_url(url: &str) -> Self {
+        let store = Store::connect(url, 4).await.expect("store connects");
+        Self::on_store(store, Db::Postgres, None, 64, None).await
+    }
+
     async fn build(db: Db, max_concurrent: usize, workers: Option<WorkerConfig>) -> Self {
         let (url, database) = match db {
             Db::Sqlite => ("sqlite::memory:".to_string(), None),
@@ -114,6 +120,16 @@ impl TestApp {
             }
         };
         let store = Store::connect(&url, 4).await.expect("store connects");
+        Self::on_store(store, db, database, max_concurrent, workers).await
+    }
+
+    async fn on_store(
+        store: Store,
+        db: Db,
+        database: Option<String>,
+        max_concurrent: usize,
+        workers: Option<WorkerConfig>,
+    ) -> Self {
         let limits = Limits {
             max_n: MAX_N,
             max_concurrent_requests: max_concurrent,
