@@ -7,7 +7,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{
     app::AppState,
-    models::manifest::{Generation, ManifestDevice, Settings},
+    models::manifest::{AnonymitySet, Family, Generation, ManifestDevice, Settings},
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -21,10 +21,14 @@ pub struct ModelSetInfo {
     /// Hash of the manifest and every generator file.
     pub version: String,
     pub created: Option<String>,
+    /// The defense family: `ipet` (rows are cover) or `set-targets` (rows are targets).
+    pub family: Family,
     pub columns: Vec<String>,
     pub caps: Vec<f64>,
     pub settings: Settings,
     pub devices: Vec<ManifestDevice>,
+    /// The anonymity sets and their members (family `set-targets`; empty otherwise).
+    pub sets: Vec<AnonymitySet>,
     pub generations: Vec<Generation>,
     /// Per-device names accepted by the perturbation endpoint's `generation`: indices and `mix`.
     pub generation_choices: Vec<String>,
@@ -44,10 +48,12 @@ pub async fn get_devices(State(state): State<AppState>) -> Json<ModelSetInfo> {
         name: m.name.clone(),
         version: set.version.clone(),
         created: m.created.clone(),
+        family: m.family,
         columns: m.columns.clone(),
         caps: m.caps.clone(),
         settings: m.settings.clone(),
         devices: m.devices.clone(),
+        sets: m.sets.clone(),
         generations: m.generations.clone(),
         generation_choices: choices,
         metrics: m.metrics.clone(),

@@ -19,7 +19,7 @@ use crate::{
     app::AppState,
     auth::{Caller, Scope},
     error::{Error, Result},
-    models::{GenerationChoice, schedule},
+    models::{GenerationChoice, manifest::ScheduleKind, schedule},
     store::PerturbationJob,
     traffic::COLUMNS,
 };
@@ -76,8 +76,15 @@ pub struct PerturbationResponse {
     /// Names of the four numbers of each row, in order.
     #[schema(example = json!(["in_packets", "in_bytes", "out_packets", "out_bytes"]))]
     pub columns: Vec<String>,
+    /// What the rows are: `cover` (added to the device's real traffic; family `ipet`) or
+    /// `targets` (packets and bytes the device's traffic is padded up to; family `set-targets`).
+    /// Also in the header X-Schedule-Kind.
+    pub kind: ScheduleKind,
+    /// The device's anonymity set, for `targets` (shared by every member of the set). Also in the
+    /// header X-Anonymity-Set.
+    pub set: Option<String>,
     // Keep `rows` the last field: `respond` writes it into the serialized text.
-    /// Whole numbers of cover packets and payload bytes per slot.
+    /// Whole numbers of packets and payload bytes per slot: cover, or targets (see `kind`).
     pub rows: Vec<[i32; 4]>,
 }
 
@@ -111,7 +118,7 @@ fn parse_seed(raw: Option<&str>) -> Result<Option<u64>> {
         PerturbationQuery,
     ),
     responses(
-        (status = 200, description = "The schedule (JSON, or npy: a [n*slots, 4] int32 array, or CSV with a header). Headers X-Job-Id and Location name the stored job.", content(
+        (status = 200, description = "The schedule (JSON, or npy: a [n*slots, 4] int32 array, or CSV with a header). Headers X-Job-Id and Location name the stored job; X-Schedule-Kind says whether the rows are `cover` or `targets`, and X-Anonymity-Set names the device's set for targets.", content(
             (PerturbationResponse = "application/json"),
             (String = "application/x-npy"),
             (String = "text/csv"),
@@ -199,9 +206,11 @@ pub async fn get_perturbation_job(
 
 fn respond(state: &AppState, job: PerturbationJob, format: Format) -> Result<Response> {
     let location = format!("/perturbations/jobs/{}", job.id);
+    let set = state.engine.model_set();
+    let kind = set.manifest.family.schedule_kind();
+    let anonymity_set = set.device_index(&job.device).and_then(|d| set.set_of(d)).map(|s| s.name.clone());
     let mut response = match format {
         Format::Json => {
-            let set = state.engine.model_set();
             let head = PerturbationResponse {
                 job_id: job.id,
                 device: job.device,
@@ -214,6 +223,8 @@ fn respond(state: &AppState, job: PerturbationJob, format: Format) -> Result<Res
                 omega: set.manifest.settings.omega,
                 slots_per_window: job.schedule.slots,
                 columns: COLUMNS.iter().map(|c| c.to_string()).collect(),
+                kind,
+                set: anonymity_set.clone(),
                 rows: Vec::new(),
             };
             // The rows (thousands of small arrays) are written directly into the document: serde's
@@ -240,6 +251,10 @@ fn respond(state: &AppState, job: PerturbationJob, format: Format) -> Result<Res
     }
     if let Ok(v) = HeaderValue::from_str(&COLUMNS.join(",")) {
         h.insert("x-columns", v);
+    }
+    h.insert("x-schedule-kind", HeaderValue::from_static(kind.as_str()));
+    if let Some(v) = anonymity_set.and_then(|s| HeaderValue::from_str(&s).ok()) {
+        h.insert("x-anonymity-set", v);
     }
     Ok(response)
 }

@@ -165,8 +165,8 @@ impl Engine {
 
     /// Every generator, on a batch of 64 fixed noise vectors: whole numbers within the caps.
     fn probe(&self) -> Result<()> {
-        let caps = &self.set.manifest.caps;
         for device in 0..self.set.files.len() {
+            let caps = self.set.caps_of(device);
             for generation in 0..self.set.generations() {
                 let (_, z) = draw(64, self.set.latent_dim(), GenerationChoice::Index(generation), 1, &mut rng(Some(0)));
                 let out = self.run_blocking(device, generation, z)?;

@@ -2,6 +2,11 @@
 //!
 //! Validated at load: a model set the service cannot serve is refused with a message that names
 //! the mismatch (schema version, columns, slot geometry, caps, devices, generation files).
+//!
+//! A model set holds one defense family: `ipet` (the default when `family` is absent): per-device
+//! generators of additive COVER; or `set-targets`: one generator per anonymity set whose rows are
+//! TARGETS that every member's traffic is padded up to. A `set-targets` manifest lists its `sets`
+//! (name, members, caps); every device is in exactly one set and points at its set's generator.
 
 use std::{
     collections::BTreeMap,
@@ -22,6 +27,9 @@ pub const SCHEMA_VERSION: u32 = 1;
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Manifest {
     pub schema_version: u32,
+    /// The defense family; `ipet` when absent.
+    #[serde(default)]
+    pub family: Family,
     pub name: String,
     #[serde(default)]
     pub created: Option<String>,
@@ -30,10 +38,66 @@ pub struct Manifest {
     pub caps: Vec<f64>,
     pub onnx: OnnxInfo,
     pub devices: Vec<ManifestDevice>,
+    /// The anonymity sets (family `set-targets` only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sets: Vec<AnonymitySet>,
     pub generations: Vec<Generation>,
     #[serde(default)]
     #[schema(value_type = Object)]
     pub metrics: serde_json::Value,
+}
+
+/// Which defense a model set holds, and so what its rows mean.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Family {
+    /// Per-device generators of additive cover traffic (the published iPET design).
+    #[default]
+    Ipet,
+    /// One generator per anonymity set; rows are targets each member is padded up to.
+    SetTargets,
+}
+
+impl Family {
+    /// What a schedule's rows are: `cover` (added to real traffic) or `targets` (padded up to).
+    pub fn schedule_kind(self) -> ScheduleKind {
+        match self {
+            Self::Ipet => ScheduleKind::Cover,
+            Self::SetTargets => ScheduleKind::Targets,
+        }
+    }
+}
+
+/// What the rows of a schedule are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ScheduleKind {
+    /// Cover packets and bytes added to the device's real traffic (family `ipet`).
+    Cover,
+    /// Per-slot packets and bytes the device's traffic is padded up to (family `set-targets`).
+    Targets,
+}
+
+impl ScheduleKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Cover => "cover",
+            Self::Targets => "targets",
+        }
+    }
+}
+
+/// An anonymity set of a `set-targets` model set.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AnonymitySet {
+    pub name: String,
+    /// Device names (from `devices`); at least two.
+    pub members: Vec<String>,
+    /// Most [in_packets, in_bytes, out_packets, out_bytes] per slot of this set's targets.
+    pub caps: Vec<f64>,
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub other: BTreeMap<String, serde_json::Value>,
 }
 
 /// Training settings; the ones the service relies on are typed, the rest kept as written.
@@ -138,6 +202,17 @@ impl ModelSet {
         })
     }
 
+    /// The device's anonymity set (family `set-targets`), by device index.
+    pub fn set_of(&self, device: usize) -> Option<&AnonymitySet> {
+        let name = &self.manifest.devices.get(device)?.name;
+        self.manifest.sets.iter().find(|s| s.members.iter().any(|m| m == name))
+    }
+
+    /// The caps of the device's rows: its set's for `set-targets`, the model set's otherwise.
+    pub fn caps_of(&self, device: usize) -> &[f64] {
+        self.set_of(device).map_or(&self.manifest.caps, |s| &s.caps)
+    }
+
     pub fn device_names(&self) -> Vec<&str> {
         self.manifest.devices.iter().map(|d| d.name.as_str()).collect()
     }
@@ -216,6 +291,7 @@ impl Manifest {
                 return Err(format!("device name {:?} is empty or repeated", d.name));
             }
         }
+        self.validate_sets()?;
         if self.generations.is_empty() {
             return Err("the manifest lists no generation".into());
         }
@@ -243,7 +319,69 @@ impl Manifest {
             if let Some(extra) = g.files.keys().find(|n| !self.devices.iter().any(|d| &d.name == *n)) {
                 return Err(format!("generation {k} has a file for {extra:?}, which is not a listed device"));
             }
+            for set in &self.sets {
+                let first = &g.files[&set.members[0]];
+                if let Some(other) = set.members.iter().find(|m| &g.files[*m] != first) {
+                    return Err(format!(
+                        "generation {k}: set {:?} member {other:?} points at {:?}, not at the set's generator {first:?}",
+                        set.name, g.files[other]
+                    ));
+                }
+            }
         }
         Ok(files)
+    }
+
+    /// `set-targets`: sets named once, of at least two listed members, every device in exactly
+    /// one set (and in the set its own `set` field names, when it has one), caps within the model
+    /// set's. `ipet`: no sets.
+    fn validate_sets(&self) -> std::result::Result<(), String> {
+        if self.family == Family::Ipet {
+            if !self.sets.is_empty() {
+                return Err(
+                    "the manifest lists anonymity sets but its family is \"ipet\" (sets need \"set-targets\")".into()
+                );
+            }
+            return Ok(());
+        }
+        if self.sets.is_empty() {
+            return Err("family \"set-targets\" needs at least one anonymity set in `sets`".into());
+        }
+        let mut set_of: BTreeMap<&str, &str> = BTreeMap::new();
+        for (i, set) in self.sets.iter().enumerate() {
+            if set.name.is_empty() || self.sets[..i].iter().any(|o| o.name == set.name) {
+                return Err(format!("set name {:?} is empty or repeated", set.name));
+            }
+            if set.members.len() < 2 {
+                return Err(format!("set {:?} has {} member(s); a set needs at least 2", set.name, set.members.len()));
+            }
+            for m in &set.members {
+                if !self.devices.iter().any(|d| &d.name == m) {
+                    return Err(format!("set {:?} lists {m:?}, which is not a listed device", set.name));
+                }
+                if let Some(other) = set_of.insert(m, &set.name) {
+                    return Err(format!("device {m:?} is in two sets ({other:?} and {:?})", set.name));
+                }
+            }
+            if set.caps.len() != 4
+                || set.caps.iter().zip(&self.caps).any(|(c, top)| !(0.0..=*top).contains(c) || c.fract() != 0.0)
+            {
+                return Err(format!(
+                    "set {:?}: caps {:?} must be 4 whole numbers within the model set's caps {:?}",
+                    set.name, set.caps, self.caps
+                ));
+            }
+        }
+        for d in &self.devices {
+            let Some(set) = set_of.get(d.name.as_str()) else {
+                return Err(format!("device {:?} is in no anonymity set", d.name));
+            };
+            if let Some(own) = d.other.get("set")
+                && own.as_str() != Some(set)
+            {
+                return Err(format!("device {:?} says set {own}, but set {set:?} lists it", d.name));
+            }
+        }
+        Ok(())
     }
 }

@@ -99,10 +99,19 @@ impl TestApp {
     /// No worker, on a database URL of the test's own (its `cleanup` drops nothing).
     pub async fn on_url(url: &str) -> Self {
         let store = Store::connect(url, 4).await.expect("store connects");
-        Self::on_store(store, Db::Postgres, None, 64, None).await
+        Self::on_store(store, Db::Postgres, None, 64, None, engine()).await
+    }
+
+    /// Over another model set's engine (no simulation worker).
+    pub async fn with_engine(db: Db, engine: Arc<Engine>) -> Self {
+        Self::build_with(db, 64, None, engine).await
     }
 
     async fn build(db: Db, max_concurrent: usize, workers: Option<WorkerConfig>) -> Self {
+        Self::build_with(db, max_concurrent, workers, engine()).await
+    }
+
+    async fn build_with(db: Db, max_concurrent: usize, workers: Option<WorkerConfig>, engine: Arc<Engine>) -> Self {
         let (url, database) = match db {
             Db::Sqlite => ("sqlite::memory:".to_string(), None),
             Db::Postgres => {
@@ -120,7 +129,7 @@ impl TestApp {
             }
         };
         let store = Store::connect(&url, 4).await.expect("store connects");
-        Self::on_store(store, db, database, max_concurrent, workers).await
+        Self::on_store(store, db, database, max_concurrent, workers, engine).await
     }
 
     async fn on_store(
@@ -129,6 +138,7 @@ impl TestApp {
         database: Option<String>,
         max_concurrent: usize,
         workers: Option<WorkerConfig>,
+        engine: Arc<Engine>,
     ) -> Self {
         let limits = Limits {
             max_n: MAX_N,
@@ -136,7 +146,7 @@ impl TestApp {
             request_timeout_secs: 30,
             max_body_bytes: 8 << 20,
         };
-        let mut state = AppState::new(engine(), store, limits);
+        let mut state = AppState::new(engine, store, limits);
         if let Some(config) = workers {
             state = state.with_jobs(config).await.expect("workers start");
         }

@@ -109,6 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
                                                                  "target/{release,debug}/ipet)")
     _add_settings(p)
 
+    stp = sub.add_parser("set-targets", help="captures (or windows) + anonymity sets -> one learned target "
+                                             "generator per set (family set-targets)")
+    from .targets.settings import add_arguments as _targets_args
+    _targets_args(stp)
+
     tb = sub.add_parser("table", help="print the metrics table of a model set")
     tb.add_argument("modeldir")
     tb.add_argument("--markdown", action="store_true", help="print Markdown instead of plain text")
@@ -148,6 +153,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         manifest = json.loads((Path(args.modeldir) / "manifest.json").read_text())
         print(format_markdown(manifest) if args.markdown else format_table(manifest))
         return 0
+    if args.command == "set-targets":
+        from .targets.settings import run as _targets_run
+        return _targets_run(args)
     if args.command == "evaluate":
         from .evaluate.cli import run as _eval_run
         return _eval_run(args, argv)

@@ -1,0 +1,1 @@
+"""Learned anonymity-set targets (family `set-targets`): settings/CLI in `settings`, training in `train`."""
