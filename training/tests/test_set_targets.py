@@ -24,7 +24,7 @@ DEVICES = [{"name": n} for n in ("a", "b", "c", "d", "e")]
 
 
 def test_sets_from_argument_or_table_and_their_errors():
-    assert resolve_sets(DEVICES, "a,b;c,d,e") == [("set-0", ["a", "b"]), ("set-1", ["c", "d", "e"])]
+    assert resolve_sets(DEVICES, "a,b;c,d,e") == [("set-1", ["a", "b"]), ("set-2", ["c", "d", "e"])]
     table = [{"name": "a", "set": "x"}, {"name": "b", "set": "x"}, {"name": "c", "set": "y"}, {"name": "d", "set": "y"}]
     assert resolve_sets(table, None) == [("x", ["a", "b"]), ("y", ["c", "d"])]
     for arg, needle in [("a,b;b,c,d,e", "in two sets"), ("a,b,c;d", "needs at least 2"), ("a,b;c,d", "in no set"),
@@ -72,7 +72,7 @@ def test_smoke_run_writes_a_servable_set_targets_model(windows_dir, tmp_path):
     m = _train(windows_dir, tmp_path / "m", "cam-a,hub-b,lock-c")
     assert m["family"] == "set-targets" and m["metrics"]["status"] == "complete"
     assert [s["members"] for s in m["sets"]] == [["cam-a", "hub-b", "lock-c"]]
-    assert {d["set"] for d in m["devices"]} == {"set-0"}
+    assert {d["set"] for d in m["devices"]} == {"set-1"}
     files = m["generations"][0]["files"]
     assert set(files) == {"cam-a", "hub-b", "lock-c"} and len(set(files.values())) == 1
     caps = m["sets"][0]["caps"]
@@ -85,7 +85,7 @@ def test_smoke_run_writes_a_servable_set_targets_model(windows_dir, tmp_path):
     got = sess.run(["perturbation"], {"z": z})[0]
     assert got.shape == (9, 40, 4) and np.array_equal(got, np.round(got))
     assert (got >= 0).all() and (got <= np.array(caps)).all()
-    ev = m["metrics"]["sets"]["set-0"]
+    ev = m["metrics"]["sets"]["set-1"]
     assert set(ev["retrained"]) == {"mlp", "cnn"} and ev["proxy_costs"]["byte_overhead"] > 0
     # deterministic under the seed: the same run gives the same generator
     _train(windows_dir, tmp_path / "m2", "cam-a,hub-b,lock-c")

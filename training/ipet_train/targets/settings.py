@@ -116,7 +116,7 @@ def resolve_sets(devices: Sequence[dict[str, Any]], sets_arg: Optional[str | Seq
     names = [d["name"] for d in devices]
     if sets_arg:
         groups = parse_sets(sets_arg) if isinstance(sets_arg, str) else [list(g) for g in sets_arg]
-        named = [(f"set-{i}", g) for i, g in enumerate(groups)]
+        named = [(f"set-{i + 1}", g) for i, g in enumerate(groups)]  # as `ipet` names a --sets override
     else:
         by: dict[str, list[str]] = {}
         for d in devices:
