@@ -1,4 +1,5 @@
-//! `ipet simulate`: defend one device's trace with iPET cover or a baseline, print the summary.
+//! `ipet simulate`: defend one device's trace with iPET cover or a baseline, or a whole home in
+//! anonymity sets with pad-to-target (`--defense supersequence|regulator`), print the summary.
 
 use std::{path::PathBuf, sync::Arc};
 
@@ -9,10 +10,46 @@ use crate::{
     error::{Error, Result},
     models::{Engine, GenerationChoice, ModelSet},
     traffic::{
-        Baseline, BaselineKind, Defense, DeviceTable, FixedRows, GeneratorRows, Mode, OutputFile, Packet, SimSettings,
-        Transport, WindowSettings, Windows, capture::DeviceTraffic, read_captures, simulate, windows::WindowsMeta,
+        Baseline, BaselineKind, Defense, DeviceTable, FixedRows, GeneratorRows, Mode, OutputFile, Packet, PadSettings,
+        RegulatorSettings, SetDefense, SimSettings, Transport, WindowSettings, Windows,
+        capture::DeviceTraffic,
+        defend_home, form_sets, parse_sets, read_captures,
+        sets::DEFAULT_K,
+        simulate,
+        windows::{WindowCutter, WindowsMeta},
     },
 };
+
+/// `--defense`: a baseline for one device, or a set defense for the whole home.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DefenseArg {
+    /// Baseline: constant-rate bursts (one device).
+    #[value(name = "constant")]
+    Constant,
+    /// Baseline: random-rate bursts (one device).
+    #[value(name = "random")]
+    Random,
+    /// Baseline: random-rate bursts with a random mean (one device).
+    #[value(name = "random+")]
+    RandomPlus,
+    /// Whole home in anonymity sets, every member padded to the set's per-slot maximum.
+    #[value(name = "supersequence")]
+    Supersequence,
+    /// Whole home in anonymity sets, every member padded to the set regulariser's targets.
+    #[value(name = "regulator")]
+    Regulator,
+}
+
+impl DefenseArg {
+    fn baseline(self) -> Option<BaselineKind> {
+        match self {
+            Self::Constant => Some(BaselineKind::Constant),
+            Self::Random => Some(BaselineKind::Random),
+            Self::RandomPlus => Some(BaselineKind::RandomPlus),
+            Self::Supersequence | Self::Regulator => None,
+        }
+    }
+}
 
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("cover").required(true).args(["generation", "schedule", "defense"])))]
@@ -23,9 +60,10 @@ pub struct SimulateArgs {
     /// Device table: CSV with a header naming `name` and `mac` and/or `ip`.
     #[arg(long)]
     pub devices: PathBuf,
-    /// The device whose traffic is defended (a name from the device table).
+    /// The device whose traffic is defended (a name from the device table); not with a set
+    /// defense, which defends every device of the table.
     #[arg(long)]
-    pub device: String,
+    pub device: Option<String>,
     /// iPET cover from the model set's generators: a generation index, or `mix` (a random
     /// generation for every window). Fresh noise for every window.
     #[arg(long)]
@@ -34,9 +72,11 @@ pub struct SimulateArgs {
     /// out_bytes] (what `ipet predict` writes). When it runs out, the rest gets no cover.
     #[arg(long)]
     pub schedule: Option<PathBuf>,
-    /// A baseline defense instead of iPET.
+    /// A baseline defense instead of iPET (`constant`, `random`, `random+`: one device), or a set
+    /// defense for the whole home (`supersequence`, `regulator`: every device of the table, in
+    /// anonymity sets, padded to shared per-slot targets).
     #[arg(long, value_enum)]
-    pub defense: Option<BaselineKind>,
+    pub defense: Option<DefenseArg>,
     /// How iPET cover is laid: `slotted` (correct) or `reference` (the published simulator,
     /// defects included).
     #[arg(long, value_enum, default_value_t = Mode::Slotted)]
@@ -56,9 +96,14 @@ pub struct SimulateArgs {
     /// Write the defended trace, [direction, is_dummy, size_bytes, time_s] rows, as .npy or .csv.
     #[arg(short, long)]
     pub out: Option<PathBuf>,
+    /// Set defenses: write each member's defended trace to DIR/<device>.npy ([direction,
+    /// is_dummy, size_bytes, time_s] rows, times relative to the home's first packet).
+    #[arg(long)]
+    pub out_dir: Option<PathBuf>,
     /// Also cut the defended trace into M_seq windows (the same files as `ipet windows`, labelled
     /// with the device's id in the device table), so that an attacker scores defended traffic
-    /// with the same feature code as undefended traffic.
+    /// with the same feature code as undefended traffic. With a set defense: one directory for
+    /// all members.
     #[arg(long)]
     pub windows: Option<PathBuf>,
     /// Window length in seconds for --windows.
@@ -69,16 +114,65 @@ pub struct SimulateArgs {
     #[arg(long, default_value_t = 1.0)]
     pub rate_scale: f64,
     #[command(flatten)]
+    pub home: HomeArgs,
+    #[command(flatten)]
     pub models: ModelArgs,
 }
 
+/// Settings of the set defenses (`--defense supersequence|regulator`).
+#[derive(Debug, Clone, Args)]
+pub struct HomeArgs {
+    /// Minimum anonymity set size when devices are grouped by clustering their traffic (devices
+    /// without a set in the table's `set` column or --sets).
+    #[arg(long, default_value_t = DEFAULT_K)]
+    pub k: usize,
+    /// Anonymity sets, overriding the table's `set` column: device names, sets separated by `;`,
+    /// members by `,` (e.g. `cam1,cam2,cam3;hub1,hub2,lock1,hub3`). Devices not named are
+    /// clustered.
+    #[arg(long)]
+    pub sets: Option<String>,
+    /// Seconds a real packet may wait for room in its targets before it is sent anyway (leaked).
+    /// 0: pure padding.
+    #[arg(long, default_value_t = 0.0)]
+    pub latency_budget: f64,
+    /// Regulator: quantisation ladder ratio (targets rounded up to 0, u, u*r, u*r^2, ...).
+    #[arg(long, default_value_t = RegulatorSettings::default().levels)]
+    pub levels: f64,
+    /// Regulator: a surge raises the rate to this many times the largest pending demand.
+    #[arg(long, default_value_t = RegulatorSettings::default().surge)]
+    pub surge: f64,
+    /// Regulator: surge when a member's pending traffic exceeds this many times the target (1:
+    /// never wait while the rate is too low).
+    #[arg(long, default_value_t = RegulatorSettings::default().threshold)]
+    pub threshold: f64,
+    /// Regulator: seconds for the rate to halve after a surge.
+    #[arg(long, default_value_t = RegulatorSettings::default().half_life)]
+    pub half_life: f64,
+    /// Regulator: cover packets per second and direction in silence (0: none).
+    #[arg(long, default_value_t = RegulatorSettings::default().floor_rate)]
+    pub floor_rate: f64,
+}
+
 pub fn run(args: SimulateArgs) -> Result<()> {
+    if matches!(args.defense, Some(DefenseArg::Supersequence | DefenseArg::Regulator)) {
+        return run_home(args);
+    }
     let table = DeviceTable::from_csv_path(&args.devices)?;
-    let device = table.by_name(&args.device).ok_or_else(|| {
+    let Some(device_name) = args.device.clone() else {
+        return Err(Error::invalid(
+            "no_device",
+            "give --device (the device to defend), or a set defense (--defense supersequence|regulator) for the \
+             whole home",
+        ));
+    };
+    if args.out_dir.is_some() {
+        return Err(Error::invalid("invalid_output", "--out-dir is for set defenses; give --out for one device"));
+    }
+    let device = table.by_name(&device_name).ok_or_else(|| {
         let names: Vec<&str> = table.devices().iter().map(|d| d.name.as_str()).collect();
         Error::not_found(
             "unknown_device",
-            format!("device {:?} is not in {}; devices: {}", args.device, args.devices.display(), names.join(", ")),
+            format!("device {device_name:?} is not in {}; devices: {}", args.devices.display(), names.join(", ")),
         )
     })?;
     let device_id = device.id;
@@ -89,7 +183,7 @@ pub fn run(args: SimulateArgs) -> Result<()> {
     let mut omega = args.omega.unwrap_or(0.1);
     if let Some(g) = &args.generation {
         let set = ModelSet::load(&args.models.models)?;
-        let index = set.require_device(&args.device)?;
+        let index = set.require_device(&device_name)?;
         let choice = GenerationChoice::parse(g, set.generations())?;
         omega = args.omega.unwrap_or(set.manifest.settings.omega);
         let engine = Arc::new(Engine::start(set, &args.models.engine_config())?);
@@ -102,13 +196,10 @@ pub fn run(args: SimulateArgs) -> Result<()> {
     let traffic = read_captures(&args.trace, &table)?;
     let packets = &traffic.packets[device_id];
     if packets.is_empty() {
-        return Err(Error::invalid(
-            "no_packets",
-            format!("the trace holds no kept packets of device {:?}", args.device),
-        ));
+        return Err(Error::invalid("no_packets", format!("the trace holds no kept packets of device {device_name:?}")));
     }
 
-    let defense = match (&mut generated, &mut fixed, args.defense) {
+    let defense = match (&mut generated, &mut fixed, args.defense.and_then(DefenseArg::baseline)) {
         (Some(rows), _, _) => Defense::Ipet { mode: args.mode, rows },
         (_, Some(rows), _) => Defense::Ipet { mode: args.mode, rows },
         (_, _, Some(kind)) => {
@@ -157,6 +248,93 @@ pub fn run(args: SimulateArgs) -> Result<()> {
         if let Some(p) = &args.out {
             eprintln!("{rows} rows of [direction, is_dummy, size_bytes, time_s] written to {}", p.display());
         }
+    }
+    println!("{}", serde_json::to_string_pretty(&summary).map_err(|e| Error::Internal(e.to_string()))?);
+    Ok(())
+}
+
+/// The home mode: every device of the table in anonymity sets, padded to shared targets.
+fn run_home(args: SimulateArgs) -> Result<()> {
+    let bad = |m: &str| Err(Error::invalid("invalid_simulation_settings", m.to_string()));
+    if args.device.is_some() {
+        return bad("a set defense defends every device of the table: leave out --device");
+    }
+    if args.generation.is_some() || args.schedule.is_some() {
+        return bad("--generation and --schedule are iPET cover; a set defense takes neither");
+    }
+    if args.out.is_some() {
+        return Err(Error::invalid("invalid_output", "a set defense writes one trace per member: give --out-dir"));
+    }
+    let table = DeviceTable::from_csv_path(&args.devices)?;
+    let assigned = match &args.home.sets {
+        Some(spec) => parse_sets(spec, &table)?,
+        None => table.devices().iter().map(|d| d.set.clone()).collect(),
+    };
+    let omega = args.omega.unwrap_or(0.1);
+    let settings = PadSettings::new(omega, args.home.latency_budget)?;
+    let defense = match args.defense {
+        Some(DefenseArg::Regulator) => {
+            let h = &args.home;
+            let r = RegulatorSettings {
+                levels: h.levels,
+                surge: h.surge,
+                threshold: h.threshold,
+                half_life: h.half_life,
+                floor_rate: h.floor_rate,
+            };
+            r.check()?;
+            SetDefense::Regulator(r)
+        }
+        _ => SetDefense::Supersequence,
+    };
+    let window_settings = args.windows.as_ref().map(|_| WindowSettings::new(args.total_time, omega)).transpose()?;
+
+    let traffic = read_captures(&args.trace, &table)?;
+    let partition = form_sets(&table, &assigned, &traffic.packets, args.home.k, settings.omega_ns)?;
+    let names: Vec<String> = table.devices().iter().map(|d| d.name.clone()).collect();
+    let origin = traffic.packets.iter().filter_map(|p| p.first()).map(|p| p.time_ns).min().unwrap_or(0);
+
+    let mut files: Vec<Option<OutputFile>> = (0..table.len()).map(|_| None).collect();
+    if let Some(dir) = &args.out_dir {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        for set in &partition.sets {
+            for &d in &set.members {
+                let mut f = OutputFile::create(&dir.join(format!("{}.npy", names[d])))?;
+                f.set_origin(origin);
+                files[d] = Some(f);
+            }
+        }
+    }
+    let mut cutters: Vec<Option<WindowCutter>> =
+        (0..table.len()).map(|d| window_settings.map(|ws| WindowCutter::new(&ws, d as i64))).collect();
+    let mut defended_packets = vec![0usize; table.len()];
+    let summary = defend_home(&names, &traffic.packets, &partition, defense, &settings, args.seed, |d, p| {
+        defended_packets[d] += 1;
+        if let Some(c) = &mut cutters[d] {
+            c.push(&p.to_packet(Transport::Udp));
+        }
+        match &mut files[d] {
+            Some(f) => f.write(p),
+            None => Ok(()),
+        }
+    })?;
+    for f in files.into_iter().flatten() {
+        f.finish()?;
+    }
+    if let Some(dir) = &args.out_dir {
+        eprintln!(
+            "defended traces of {} members written to {}",
+            defended_packets.iter().filter(|&&n| n > 0).count(),
+            dir.display()
+        );
+    }
+    if let (Some(dir), Some(ws)) = (&args.windows, window_settings) {
+        let mut windows = Windows::new(&ws);
+        for c in cutters.into_iter().flatten() {
+            windows.append(c.finish());
+        }
+        windows.write_dir(dir, &WindowsMeta::with_packets(&ws, &table, &traffic, &defended_packets, &windows))?;
+        eprintln!("{} windows of the defended home written to {}", windows.len(), dir.display());
     }
     println!("{}", serde_json::to_string_pretty(&summary).map_err(|e| Error::Internal(e.to_string()))?);
     Ok(())

@@ -3,7 +3,8 @@
 //! A CSV with a header naming at least `name` and one of `mac` / `ip` (other columns, such as a
 //! description, are kept aside). A device is recognised by its MAC address where the table gives
 //! one (DHCP changes IPs, MACs stay), else by its LAN IP; the `ip` cell may list several addresses
-//! separated by `;` or spaces.
+//! separated by `;` or spaces. An optional `set` column names each device's anonymity set (any
+//! string; empty = unassigned, see [`super::sets`]).
 
 use std::{collections::HashMap, net::IpAddr, path::Path};
 
@@ -20,6 +21,9 @@ pub struct Device {
     #[serde(serialize_with = "ser_mac")]
     pub mac: Option<Mac>,
     pub ips: Vec<IpAddr>,
+    /// The anonymity set named in the table's `set` column (None: unassigned).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub set: Option<String>,
 }
 
 fn ser_mac<S: serde::Serializer>(mac: &Option<Mac>, s: S) -> std::result::Result<S::Ok, S::Error> {
@@ -91,7 +95,7 @@ impl DeviceTable {
                     return Err(Error::invalid("invalid_device_table", format!("IP {ip} appears twice")));
                 }
             }
-            table.devices.push(Device { id, name, mac, ips });
+            table.devices.push(Device { id, name, mac, ips, set: None });
         }
         if table.devices.is_empty() {
             return Err(Error::invalid("invalid_device_table", "the device table lists no device"));
@@ -116,11 +120,12 @@ impl DeviceTable {
         let headers = reader.headers().map_err(|e| bad(format!("header: {e}")))?.clone();
         let col = |n: &str| headers.iter().position(|h| h.eq_ignore_ascii_case(n));
         let name_col = col("name").ok_or_else(|| bad("the header must name a `name` column".into()))?;
-        let (mac_col, ip_col) = (col("mac"), col("ip"));
+        let (mac_col, ip_col, set_col) = (col("mac"), col("ip"), col("set"));
         if mac_col.is_none() && ip_col.is_none() {
             return Err(bad("the header must name a `mac` or an `ip` column".into()));
         }
         let mut entries = Vec::new();
+        let mut sets = Vec::new();
         for (i, rec) in reader.records().enumerate() {
             let line = i + 2;
             let rec = rec.map_err(|e| bad(format!("line {line}: {e}")))?;
@@ -135,8 +140,13 @@ impl DeviceTable {
                 ips.push(s.parse().map_err(|_| bad(format!("line {line}: {s:?} is not an IP address")))?);
             }
             entries.push((name, mac, ips));
+            sets.push(Some(cell(set_col)).filter(|s| !s.is_empty()).map(str::to_string));
         }
-        Self::new(entries)
+        let mut table = Self::new(entries)?;
+        for (d, set) in table.devices.iter_mut().zip(sets) {
+            d.set = set;
+        }
+        Ok(table)
     }
 
     pub fn devices(&self) -> &[Device] {
@@ -188,6 +198,15 @@ mod tests {
         assert_eq!(t.len(), 3);
         assert_eq!(t.devices()[1].ips.len(), 2);
         assert_eq!(t.devices()[2].mac, parse_mac("a4:cf:12:32:5b:88"));
+    }
+
+    #[test]
+    fn the_optional_set_column_is_read_and_empty_means_unassigned() {
+        let t =
+            DeviceTable::from_csv_str("name,ip,Set\na,10.0.0.1,cams\nb,10.0.0.2,\nc,10.0.0.3, hubs \n").expect("table");
+        let sets: Vec<Option<&str>> = t.devices().iter().map(|d| d.set.as_deref()).collect();
+        assert_eq!(sets, vec![Some("cams"), None, Some("hubs")]);
+        assert!(DeviceTable::from_csv_str(TABLE).expect("table").devices().iter().all(|d| d.set.is_none()));
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod baselines;
 pub mod capture;
 pub mod devices;
 pub mod packet;
+pub mod sets;
 pub mod simulate;
 pub mod tshark_csv;
 pub mod windows;
@@ -16,7 +17,9 @@ pub use baselines::{Baseline, BaselineKind};
 pub use capture::{CaptureStats, read_captures};
 pub use devices::{Device, DeviceTable};
 pub use packet::{Direction, Packet, Transport};
+pub use sets::{AnonymitySet, SetPartition, form_sets, parse_sets};
 pub use simulate::{
-    Defense, FixedRows, GeneratorRows, Mode, OutputFile, OutputPacket, RowSource, SimSettings, Summary, simulate,
+    Defense, FixedRows, GeneratorRows, HomeSummary, Mode, OutputFile, OutputPacket, PadSettings, RegulatorSettings,
+    RowSource, SetDefense, SimSettings, Summary, defend_home, simulate,
 };
 pub use windows::{COLUMNS, WindowSettings, Windows};

@@ -94,34 +94,20 @@ impl Windows {
     /// Cuts one device's packets (sorted by time) into windows labelled `label`.
     pub fn push_device(&mut self, packets: &[Packet], label: i64, settings: &WindowSettings) {
         debug_assert!(packets.windows(2).all(|w| w[0].time_ns <= w[1].time_ns));
-        let slots = settings.slots();
-        let mut i = 0;
-        let mut previous_last: Option<i64> = None;
-        while i < packets.len() {
-            let start = packets[i].time_ns;
-            let end = start + settings.total_time_ns;
-            let base = self.features.len();
-            self.features.resize(base + slots * 4, 0.0);
-            let mut j = i;
-            while j < packets.len() && packets[j].time_ns < end {
-                let p = &packets[j];
-                let slot = ((p.time_ns - start) / settings.omega_ns) as usize;
-                let col = match p.direction {
-                    Direction::In => 0,
-                    Direction::Out => 2,
-                };
-                let at = base + slot * 4 + col;
-                self.features[at] += 1.0;
-                self.features[at + 1] += p.size as f32;
-                j += 1;
-            }
-            let silence = previous_last.map_or(0.0, |last| (start - last) as f64 * 1e-9);
-            self.silence.push(silence as f32);
-            self.labels.push(label);
-            self.start_time.push(start as f64 * 1e-9);
-            previous_last = Some(packets[j - 1].time_ns);
-            i = j;
+        let mut cutter = WindowCutter::new(settings, label);
+        for p in packets {
+            cutter.push(p);
         }
+        self.append(cutter.finish());
+    }
+
+    /// Appends another set of windows with the same slot count.
+    pub fn append(&mut self, other: Windows) {
+        debug_assert!(other.is_empty() || other.slots == self.slots);
+        self.features.extend(other.features);
+        self.silence.extend(other.silence);
+        self.labels.extend(other.labels);
+        self.start_time.extend(other.start_time);
     }
 
     /// Writes `features.npy`, `silence.npy`, `labels.npy`, `start_time.npy` and `windows.json`.
@@ -141,6 +127,67 @@ impl Windows {
         )?;
         let json = serde_json::to_vec_pretty(meta).map_err(|e| Error::Internal(e.to_string()))?;
         std::fs::write(dir.join("windows.json"), json).map_err(|e| Error::io("writing windows.json", e))
+    }
+}
+
+/// Cuts one device's packets into windows as they come (in time order), so that a defended
+/// trace never has to be held: the same windows as [`Windows::push_device`] on the whole trace.
+#[derive(Debug, Clone)]
+pub struct WindowCutter {
+    settings: WindowSettings,
+    label: i64,
+    windows: Windows,
+    start: Option<i64>,
+    base: usize,
+    last: i64,
+    previous_last: Option<i64>,
+}
+
+impl WindowCutter {
+    pub fn new(settings: &WindowSettings, label: i64) -> Self {
+        Self {
+            settings: *settings,
+            label,
+            windows: Windows::new(settings),
+            start: None,
+            base: 0,
+            last: 0,
+            previous_last: None,
+        }
+    }
+
+    /// The next packet of the device (not earlier than the previous one).
+    pub fn push(&mut self, p: &Packet) {
+        let start = match self.start {
+            Some(s) if p.time_ns < s + self.settings.total_time_ns => s,
+            open => {
+                if open.is_some() {
+                    self.previous_last = Some(self.last);
+                }
+                let w = &mut self.windows;
+                self.base = w.features.len();
+                w.features.resize(self.base + w.slots * 4, 0.0);
+                let silence = self.previous_last.map_or(0.0, |last| (p.time_ns - last) as f64 * 1e-9);
+                w.silence.push(silence as f32);
+                w.labels.push(self.label);
+                w.start_time.push(p.time_ns as f64 * 1e-9);
+                self.start = Some(p.time_ns);
+                p.time_ns
+            }
+        };
+        let slot = ((p.time_ns - start) / self.settings.omega_ns) as usize;
+        let col = match p.direction {
+            Direction::In => 0,
+            Direction::Out => 2,
+        };
+        let at = self.base + slot * 4 + col;
+        self.windows.features[at] += 1.0;
+        self.windows.features[at + 1] += p.size as f32;
+        self.last = p.time_ns;
+    }
+
+    pub fn finish(self) -> Windows {
+        self.windows
     }
 }
 
@@ -170,6 +217,19 @@ pub struct DeviceSummary {
 
 impl WindowsMeta {
     pub fn new(settings: &WindowSettings, table: &DeviceTable, traffic: &DeviceTraffic, windows: &Windows) -> Self {
+        let packets: Vec<usize> = traffic.packets.iter().map(Vec::len).collect();
+        Self::with_packets(settings, table, traffic, &packets, windows)
+    }
+
+    /// As [`WindowsMeta::new`] for windows of other packets than the captures' (a defended
+    /// trace): `packets[id]` is how many packets of device `id` were cut.
+    pub fn with_packets(
+        settings: &WindowSettings,
+        table: &DeviceTable,
+        traffic: &DeviceTraffic,
+        packets: &[usize],
+        windows: &Windows,
+    ) -> Self {
         let devices = table
             .devices()
             .iter()
@@ -179,7 +239,7 @@ impl WindowsMeta {
                 mac: d.mac.as_ref().map(super::devices::format_mac),
                 ip: (!d.ips.is_empty()).then(|| d.ips.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(";")),
                 matched_by: traffic.matched_by(d.id),
-                packets: traffic.packets[d.id].len(),
+                packets: packets.get(d.id).copied().unwrap_or(0),
                 windows: windows.labels.iter().filter(|&&l| l == d.id as i64).count(),
             })
             .collect();

@@ -13,6 +13,10 @@
 //!   defects included, for comparison);
 //! - the paper's baselines ([`super::baselines`]), which buffer real packets and so add latency.
 //!
+//! A whole home in anonymity sets goes through pad-to-target instead ([`defend_home`], module
+//! `pad`): every member padded up to its set's per-slot targets ([`TargetSource`]: the
+//! [`Supersequence`], the [`Regulator`], or target rows), with waiting and leaking accounted.
+//!
 //! Output rows are `[direction (+1 out / -1 in), is_dummy (0/1), size_bytes, time_s]`
 //! ([`OUTPUT_COLUMNS`]), `time_s` in seconds since the trace's first real packet (the reference's
 //! `time_relative_normalised`; the first packet's Unix time is [`Summary::start_time_s`]).
@@ -44,25 +48,35 @@
 //! either side), and an exhausted schedule gives no cover (counted in
 //! [`Summary::slots_without_cover`]) where the reference silently wraps around to row 0.
 
+mod home;
 mod input;
 mod output;
+mod pad;
+mod pad_summary;
 mod reference;
 mod rows;
+mod sizes;
 mod slotted;
 mod summary;
+mod targets;
 #[cfg(test)]
 mod testing;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+pub use self::home::{SetDefense, defend_home};
 pub(crate) use self::input::Input;
 pub use self::output::{CsvWriter, NpyWriter, OutputFile};
+pub use self::pad::{PadMember, PadSet, PadSettings};
+pub use self::pad_summary::{HomeSummary, MemberSummary, PadSummary, PadTraffic, SetSummary};
 use self::reference::reference;
 pub use self::rows::{FixedRows, GeneratorRows, RowSource};
+pub use self::sizes::SizeDistribution;
 use self::slotted::slotted;
 pub(crate) use self::summary::Emitter;
 pub use self::summary::{LatencySummary, Summary, TrafficSummary};
+pub use self::targets::{Pending, Regulator, RegulatorSettings, SlotView, Supersequence, Target, TargetSource};
 use super::{
     baselines::{self, Baseline},
     packet::{Direction, Packet, Transport, secs_to_ns},

@@ -144,6 +144,15 @@ impl OutputFile {
         })
     }
 
+    /// Times relative to `origin_ns` instead of the first packet written (pad-to-target writes
+    /// every member relative to the home's first packet).
+    pub fn set_origin(&mut self, origin_ns: i64) {
+        match self {
+            Self::Npy(w) => w.origin = Some(origin_ns),
+            Self::Csv(w) => w.origin = Some(origin_ns),
+        }
+    }
+
     #[inline]
     pub fn write(&mut self, p: &OutputPacket) -> Result<()> {
         match self {

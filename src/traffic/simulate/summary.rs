@@ -106,6 +106,16 @@ impl Latency {
         self.buckets[Self::index(v)] += 1;
     }
 
+    /// Adds another histogram's packets (for set and home totals).
+    pub(crate) fn merge(&mut self, other: &Latency) {
+        self.count += other.count;
+        self.sum_ns += other.sum_ns;
+        self.max_ns = self.max_ns.max(other.max_ns);
+        for (a, b) in self.buckets.iter_mut().zip(&other.buckets) {
+            *a += b;
+        }
+    }
+
     fn quantile_ns(&self, q: f64) -> u64 {
         if self.count == 0 {
             return 0;
@@ -121,7 +131,7 @@ impl Latency {
         self.max_ns
     }
 
-    fn summary(&self) -> LatencySummary {
+    pub(crate) fn summary(&self) -> LatencySummary {
         if self.count == 0 {
             return LatencySummary::default();
         }

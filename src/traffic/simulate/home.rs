@@ -1,0 +1,114 @@
+//! A whole home through pad-to-target: every set of a [`SetPartition`] with its own target
+//! source, one grid for the home, one summary.
+
+use super::{
+    OutputPacket,
+    pad::{PadMember, PadSet, PadSettings, pad_set, set_rng},
+    pad_summary::{HomeSummary, MemberSummary, PadCounts, SetSummary},
+    sizes::SizeDistribution,
+    targets::{Regulator, RegulatorSettings, Supersequence, TargetSource},
+};
+use crate::{
+    error::{Error, Result},
+    traffic::{
+        packet::Packet,
+        sets::{AnonymitySet, SetPartition},
+    },
+};
+
+/// Builds a set's target source from the set, its real size distributions and the settings.
+pub type MakeTargets<'a> =
+    Box<dyn FnMut(&AnonymitySet, &[SizeDistribution; 2], &PadSettings) -> Result<Box<dyn TargetSource + 'a>> + 'a>;
+
+/// Where a home's per-set targets come from.
+pub enum SetDefense<'a> {
+    /// Per slot, the largest demand of any member.
+    Supersequence,
+    /// The non-learned set regulariser.
+    Regulator(RegulatorSettings),
+    /// Any other source (e.g. target rows from a model), built per set.
+    Targets(MakeTargets<'a>),
+}
+
+impl SetDefense<'_> {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Supersequence => "supersequence",
+            Self::Regulator(_) => "regulator",
+            Self::Targets(_) => "targets",
+        }
+    }
+}
+
+/// Defends every set of `partition`. `packets[id]` are device `id`'s packets in time order,
+/// `names[id]` its name; `sink(device, packet)` gets each member's defended trace in time order
+/// (members of one set interleaved slot by slot, sets one after another).
+pub fn defend_home(
+    names: &[String],
+    packets: &[Vec<Packet>],
+    partition: &SetPartition,
+    mut defense: SetDefense<'_>,
+    settings: &PadSettings,
+    seed: Option<u64>,
+    mut sink: impl FnMut(usize, &OutputPacket) -> Result<()>,
+) -> Result<HomeSummary> {
+    let members = || partition.sets.iter().flat_map(|s| s.members.iter().copied());
+    if let Some(d) = members().find(|&d| d >= packets.len() || d >= names.len()) {
+        return Err(Error::Internal(format!("device {d} of a set has no packets or name")));
+    }
+    let origin = members().filter_map(|d| packets[d].first()).map(|p| p.time_ns).min();
+    let end = members().filter_map(|d| packets[d].last()).map(|p| p.time_ns).max();
+    let (Some(origin), Some(end)) = (origin, end) else {
+        return Err(Error::invalid("no_packets", "no member of any set has a kept packet"));
+    };
+    let mut total = PadCounts::default();
+    let mut sets = Vec::new();
+    let mut member_summaries = Vec::new();
+    for (i, set) in partition.sets.iter().enumerate() {
+        let sizes = SizeDistribution::per_direction(set.members.iter().flat_map(|&d| packets[d].iter()));
+        let targets: Box<dyn TargetSource + '_> = match &mut defense {
+            SetDefense::Supersequence => Box::new(Supersequence),
+            SetDefense::Regulator(r) => Box::new(Regulator::new(*r, settings.omega_ns, &sizes)?),
+            SetDefense::Targets(make) => make(set, &sizes, settings)?,
+        };
+        let pad = PadSet {
+            members: set
+                .members
+                .iter()
+                .map(|&d| PadMember { device: d, packets: packets[d].iter().copied() })
+                .collect(),
+            sizes,
+            targets,
+        };
+        let counts = pad_set(pad, origin, end, settings, &mut set_rng(seed, i), &mut sink)?;
+        let mut set_counts = PadCounts::default();
+        for (&d, c) in set.members.iter().zip(&counts.members) {
+            set_counts.add(c);
+            member_summaries.push(MemberSummary {
+                device: names[d].clone(),
+                id: d,
+                set: set.name.clone(),
+                summary: c.summary(),
+            });
+        }
+        total.add(&set_counts);
+        sets.push(SetSummary {
+            name: set.name.clone(),
+            members: set.members.iter().map(|&d| names[d].clone()).collect(),
+            target_slots: counts.target_slots,
+            summary: set_counts.summary(),
+        });
+    }
+    member_summaries.sort_by_key(|m| m.id);
+    Ok(HomeSummary {
+        defense: defense.name().to_string(),
+        start_time_s: Some(origin as f64 / 1e9),
+        omega_s: settings.omega_ns as f64 / 1e9,
+        latency_budget_s: settings.latency_budget_ns as f64 / 1e9,
+        slots: ((end - origin) / settings.omega_ns + 1) as u64,
+        total: total.summary(),
+        sets,
+        members: member_summaries,
+        excluded: partition.excluded.iter().filter_map(|&d| names.get(d).cloned()).collect(),
+    })
+}

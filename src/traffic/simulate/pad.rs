@@ -1,0 +1,528 @@
+//! Pad-to-target: a whole home defended in anonymity sets ([`crate::traffic::sets`]).
+//!
+//! The gateway sees every member's traffic as it happens. Time is cut into slots of `omega` on
+//! ONE grid for the home (slot k covers `[t0 + k*omega, t0 + (k+1)*omega)`, `t0` the home's first
+//! real packet), so all members of a set share slot boundaries. Sets are independent; within a
+//! set, slot by slot:
+//! 1. Arrivals: each member's real packets arriving in the slot join its queue of that direction
+//!    (first in, first out).
+//! 2. Target: the set's [`TargetSource`] gives one target per direction, `(packets, bytes)`,
+//!    the same for every member, from what the members have pending.
+//! 3. Serving, per member and direction: queued real packets go, in order, while they fit: one
+//!    more packet within the target's packets, its bytes within the target's bytes, and (so that
+//!    the bytes stay reachable) the bytes left no more than the packets left can carry at the
+//!    set's largest real size. A packet that arrived in the slot goes at its arrival time (no
+//!    delay); one that waited goes at the slot's start. The first that does not fit stops the
+//!    queue (no overtaking).
+//! 4. Leaking: a queued packet whose wait reaches the latency budget inside the slot is sent at
+//!    that moment (arrival + budget) in excess of the target and counted as leaked. Budget 0 is
+//!    pure padding: what does not fit its arrival slot leaks at once.
+//! 5. Cover: the member pads with dummies up to the target: `packets left` dummies carrying
+//!    exactly the `bytes left` ([`SizeDistribution::split`]: sizes drawn from the set's real
+//!    sizes of that direction, the last one adjusted; a seeded ChaCha20 stream per set). They are
+//!    spread evenly over the slot (incoming at `(4j+1)/(4n)` of it, outgoing at `(4j+3)/(4n)`,
+//!    as slotted iPET places its dummies), so each stays inside its slot.
+//!
+//! Each member's output is handed to the sink in time order, slot by slot: memory is the
+//! members' queues (bounded by the latency budget) and one slot's packets, flat in the trace's
+//! length. The grid runs from the home's first to its last real packet, and on while a queue
+//! still holds packets; slots in which no member has anything pending and the source would give
+//! a zero target anyway ([`TargetSource::quiet_slots`]) are skipped.
+//!
+//! Idealisation: a slot's target is decided from the traffic that arrives during the slot, and
+//! cover may sit before a real packet of the same slot. A gateway does this by holding cover to
+//! the slot's end, or by running one slot behind (adding at most `omega` to every packet).
+
+use std::collections::VecDeque;
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+
+use super::{
+    Input, OutputPacket,
+    pad_summary::PadCounts,
+    sizes::SizeDistribution,
+    targets::{Pending, SlotView, Target, TargetSource},
+};
+use crate::{
+    error::{Error, Result},
+    traffic::packet::{Direction, Packet, secs_to_ns},
+};
+
+/// Pad-to-target settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PadSettings {
+    /// Slot length of the home grid, in nanoseconds.
+    pub omega_ns: i64,
+    /// How long a real packet may wait for room in the targets before it is leaked.
+    pub latency_budget_ns: i64,
+}
+
+impl Default for PadSettings {
+    fn default() -> Self {
+        Self { omega_ns: 100_000_000, latency_budget_ns: 0 }
+    }
+}
+
+impl PadSettings {
+    /// From seconds: `omega > 0`, `latency_budget >= 0`.
+    pub fn new(omega: f64, latency_budget: f64) -> Result<Self> {
+        let bad = |m: String| Error::invalid("invalid_simulation_settings", m);
+        if !(omega.is_finite() && omega > 0.0 && secs_to_ns(omega) > 0) {
+            return Err(bad(format!("omega {omega} s must be positive")));
+        }
+        if !(latency_budget.is_finite() && latency_budget >= 0.0) {
+            return Err(bad(format!("latency budget {latency_budget} s must be zero or positive")));
+        }
+        Ok(Self { omega_ns: secs_to_ns(omega), latency_budget_ns: secs_to_ns(latency_budget) })
+    }
+}
+
+/// One member of a set: its device id and its packets in time order.
+pub struct PadMember<I> {
+    pub device: usize,
+    pub packets: I,
+}
+
+/// One set to defend.
+pub struct PadSet<'a, I> {
+    pub members: Vec<PadMember<I>>,
+    /// The set's real size distribution per direction (cover sizes come from it).
+    pub sizes: [SizeDistribution; 2],
+    pub targets: Box<dyn TargetSource + 'a>,
+}
+
+/// What one set sent: per member (in the order given) and the set's non-zero target slots.
+pub(crate) struct SetCounts {
+    pub(crate) members: Vec<PadCounts>,
+    pub(crate) target_slots: u64,
+}
+
+struct Member<I> {
+    device: usize,
+    input: Input<I>,
+    next: Option<Packet>,
+    queue: [VecDeque<Packet>; 2],
+    pending: [Pending; 2],
+    counts: PadCounts,
+    last_ns: i64,
+}
+
+/// An output packet on its way, with whether it leaked.
+struct Slotted {
+    p: OutputPacket,
+    leaked: bool,
+}
+
+/// Defends one set on the grid starting at `origin_ns`, up to the slot holding `end_ns` (and on
+/// while queues hold packets); `sink(device, packet)` gets each member's packets in time order.
+pub(crate) fn pad_set<I: Iterator<Item = Packet>>(
+    set: PadSet<'_, I>,
+    origin_ns: i64,
+    end_ns: i64,
+    settings: &PadSettings,
+    rng: &mut ChaCha20Rng,
+    sink: &mut dyn FnMut(usize, &OutputPacket) -> Result<()>,
+) -> Result<SetCounts> {
+    let omega = settings.omega_ns;
+    let budget = settings.latency_budget_ns;
+    let PadSet { members, sizes, mut targets } = set;
+    let mut members: Vec<Member<I>> = members
+        .into_iter()
+        .map(|m| Member {
+            device: m.device,
+            input: Input::new(m.packets),
+            next: None,
+            queue: [VecDeque::new(), VecDeque::new()],
+            pending: [Pending::default(); 2],
+            counts: PadCounts::default(),
+            last_ns: i64::MIN,
+        })
+        .collect();
+    for m in &mut members {
+        m.next = m.input.next()?;
+        if let Some(p) = m.next
+            && p.time_ns < origin_ns
+        {
+            return Err(Error::Internal("a packet before the home's first packet".into()));
+        }
+    }
+    let slot_of = |t: i64| (t - origin_ns).div_euclid(omega);
+    let end_slot = slot_of(end_ns) + 1;
+    let caps = [u64::from(sizes[0].max().max(1)), u64::from(sizes[1].max().max(1))];
+    let mut pending: Vec<[Pending; 2]> = vec![[Pending::default(); 2]; members.len()];
+    let mut buf: Vec<Slotted> = Vec::new();
+    let mut dummy_sizes: Vec<u32> = Vec::new();
+    let mut target_slots = 0;
+    let mut slot: i64 = 0;
+    loop {
+        let start = origin_ns + slot * omega;
+        let end = start + omega;
+        for m in &mut members {
+            while let Some(p) = m.next.filter(|p| p.time_ns < end) {
+                let d = p.direction.index();
+                m.queue[d].push_back(p);
+                m.pending[d].packets += 1;
+                m.pending[d].bytes += u64::from(p.size);
+                m.next = m.input.next()?;
+            }
+        }
+        if members.iter().all(|m| m.queue.iter().all(VecDeque::is_empty)) {
+            let next = members.iter().filter_map(|m| m.next).map(|p| slot_of(p.time_ns)).min();
+            if next.is_none() && slot >= end_slot {
+                break;
+            }
+            let horizon = next.unwrap_or(end_slot).min(end_slot).max(slot);
+            let quiet = targets.quiet_slots().min((horizon - slot) as u64);
+            if quiet > 0 {
+                targets.skip(quiet);
+                slot += quiet as i64;
+                continue;
+            }
+        }
+        for (p, m) in pending.iter_mut().zip(&members) {
+            *p = m.pending;
+        }
+        let target = targets.target(&SlotView { slot, pending: &pending, sizes: &sizes })?;
+        if target.iter().any(|t| t.packets > 0 || t.bytes > 0) {
+            target_slots += 1;
+        }
+        for m in &mut members {
+            buf.clear();
+            for (d, t) in target.iter().enumerate() {
+                let direction = if d == 0 { Direction::In } else { Direction::Out };
+                serve(m, d, *t, start, end, budget, caps[d], &mut buf);
+                let sent = buf.iter().filter(|s| !s.leaked && !s.p.dummy && s.p.direction == direction);
+                let (sp, sb) = sent.fold((0u64, 0u64), |(n, b), s| (n + 1, b + s.p.size as u64));
+                let (left_p, left_b) = (t.packets - sp, t.bytes - sb);
+                dummy_sizes.clear();
+                sizes[d].split(left_p as u32, left_b, rng, &mut dummy_sizes);
+                let carried: u64 = dummy_sizes.iter().map(|&s| u64::from(s)).sum();
+                m.counts.missed(d, left_b - carried);
+                let quarter = if d == 0 { 1 } else { 3 };
+                let n = i128::from(dummy_sizes.len() as u32);
+                for (j, &size) in dummy_sizes.iter().enumerate() {
+                    let at = start + ((4 * j as i128 + quarter) * i128::from(omega) / (4 * n)) as i64;
+                    buf.push(Slotted {
+                        p: OutputPacket { time_ns: at, direction, dummy: true, size: f64::from(size), delay_ns: 0 },
+                        leaked: false,
+                    });
+                }
+            }
+            buf.sort_by_key(|s| (s.p.time_ns, s.p.dummy));
+            for s in &buf {
+                if s.p.time_ns < m.last_ns {
+                    return Err(Error::Internal(format!(
+                        "pad-to-target output out of order: {} ns after {} ns",
+                        s.p.time_ns, m.last_ns
+                    )));
+                }
+                m.last_ns = s.p.time_ns;
+                m.counts.count(&s.p, s.leaked);
+                sink(m.device, &s.p)?;
+            }
+        }
+        slot += 1;
+    }
+    Ok(SetCounts { members: members.into_iter().map(|m| m.counts).collect(), target_slots })
+}
+
+/// Serves one member's queue of direction `d` against its target (steps 3 and 4 of the module
+/// doc), pushing the real packets it sends into `buf`.
+#[allow(clippy::too_many_arguments)]
+fn serve<I>(
+    m: &mut Member<I>,
+    d: usize,
+    t: Target,
+    start: i64,
+    end: i64,
+    budget: i64,
+    cap: u64,
+    buf: &mut Vec<Slotted>,
+) {
+    let shortfall = |p: u64, b: u64| (t.bytes - b).saturating_sub((t.packets - p) * cap);
+    let (mut sp, mut sb) = (0u64, 0u64);
+    let queue = &mut m.queue[d];
+    while let Some(h) = queue.front().copied() {
+        let size = u64::from(h.size);
+        let fits = sp < t.packets && sb + size <= t.bytes && shortfall(sp + 1, sb + size) <= shortfall(sp, sb);
+        if !fits {
+            break;
+        }
+        queue.pop_front();
+        let at = h.time_ns.max(start);
+        buf.push(Slotted { p: real(&h, at), leaked: false });
+        sp += 1;
+        sb += size;
+        m.pending[d].packets -= 1;
+        m.pending[d].bytes -= size;
+    }
+    while let Some(h) = queue.front().copied() {
+        let deadline = h.time_ns + budget;
+        if deadline >= end {
+            break;
+        }
+        queue.pop_front();
+        buf.push(Slotted { p: real(&h, deadline.max(start)), leaked: true });
+        m.pending[d].packets -= 1;
+        m.pending[d].bytes -= u64::from(h.size);
+    }
+}
+
+fn real(p: &Packet, at: i64) -> OutputPacket {
+    OutputPacket {
+        time_ns: at,
+        direction: p.direction,
+        dummy: false,
+        size: f64::from(p.size),
+        delay_ns: at - p.time_ns,
+    }
+}
+
+/// The random stream of set number `index`: from `seed` (reproducible) or the operating system.
+pub(crate) fn set_rng(seed: Option<u64>, index: usize) -> ChaCha20Rng {
+    match seed {
+        Some(s) => {
+            let mut rng = ChaCha20Rng::seed_from_u64(s);
+            rng.set_stream(index as u64 + 1);
+            rng
+        }
+        None => ChaCha20Rng::from_os_rng(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::super::targets::{Regulator, RegulatorSettings, Supersequence};
+    use super::super::testing::{MS, S, pkt};
+    use super::*;
+    use crate::traffic::packet::Transport;
+
+    /// The same target in every slot.
+    struct Fixed {
+        t: [Target; 2],
+    }
+
+    impl TargetSource for Fixed {
+        fn target(&mut self, _: &SlotView<'_>) -> Result<[Target; 2]> {
+            Ok(self.t)
+        }
+
+        fn quiet_slots(&self) -> u64 {
+            0
+        }
+    }
+
+    fn t(packets: u64, bytes: u64) -> Target {
+        Target { packets, bytes }
+    }
+
+    /// Runs one set; returns each member's output (tagged with whether it leaked is not visible
+    /// in the output: leaks are read from the summary).
+    fn run_set(
+        members: Vec<Vec<Packet>>,
+        sizes: [SizeDistribution; 2],
+        targets: Box<dyn TargetSource>,
+        budget_s: f64,
+    ) -> (Vec<Vec<OutputPacket>>, Vec<super::super::PadSummary>) {
+        let origin = members.iter().filter_map(|m| m.first()).map(|p| p.time_ns).min().expect("packets");
+        let end = members.iter().filter_map(|m| m.last()).map(|p| p.time_ns).max().expect("packets");
+        let n = members.len();
+        let set = PadSet {
+            members: members
+                .into_iter()
+                .enumerate()
+                .map(|(i, p)| PadMember { device: i, packets: p.into_iter() })
+                .collect(),
+            sizes,
+            targets,
+        };
+        let mut out = vec![Vec::new(); n];
+        let settings = PadSettings::new(0.1, budget_s).expect("settings");
+        let counts = pad_set(set, origin, end, &settings, &mut set_rng(Some(7), 0), &mut |d, p| {
+            out[d].push(*p);
+            Ok(())
+        })
+        .expect("pad");
+        (out, counts.members.iter().map(PadCounts::summary).collect())
+    }
+
+    /// Per home slot: [in packets, in bytes, out packets, out bytes] (all packets, real and dummy).
+    fn per_slot(out: &[OutputPacket], origin: i64) -> BTreeMap<i64, [u64; 4]> {
+        let mut m: BTreeMap<i64, [u64; 4]> = BTreeMap::new();
+        for p in out {
+            let e = m.entry((p.time_ns - origin).div_euclid(100 * MS)).or_default();
+            let c = 2 * p.direction.index();
+            e[c] += 1;
+            e[c + 1] += p.size as u64;
+        }
+        m
+    }
+
+    fn sizes(s: &[u32]) -> [SizeDistribution; 2] {
+        [SizeDistribution::from_sizes(s.iter().copied()), SizeDistribution::from_sizes(s.iter().copied())]
+    }
+
+    #[test]
+    fn members_are_padded_up_to_the_target_in_every_slot() {
+        let trace = vec![pkt(0, Direction::In, 100), pkt(250 * MS, Direction::Out, 40), pkt(S - 1, Direction::In, 10)];
+        let (out, s) =
+            run_set(vec![trace.clone()], sizes(&[10, 40, 200]), Box::new(Fixed { t: [t(3, 300), t(2, 90)] }), 0.0);
+        let slots = per_slot(&out[0], 0);
+        assert_eq!(slots.len(), 10, "slots 0..=9 of the 1 s home");
+        assert!(slots.values().all(|v| *v == [3, 300, 2, 90]), "{slots:?}");
+        // Real packets untouched, at their own time.
+        let real: Vec<Packet> = out[0].iter().filter(|p| !p.dummy).map(|p| p.to_packet(Transport::Tcp)).collect();
+        assert_eq!(real, trace);
+        assert_eq!(s[0].total.real_packets, 3);
+        assert_eq!(s[0].total.dummy_packets, 10 * 5 - 3);
+        assert_eq!(s[0].total.dummy_bytes, 10 * 390 - 150);
+        assert_eq!((s[0].total.leaked_packets, s[0].total.delayed_packets, s[0].total.missed_target_bytes), (0, 0, 0));
+        assert_eq!(s[0].total.bandwidth_overhead, Some((3900.0 - 150.0) / 150.0));
+        assert!(out[0].windows(2).all(|w| w[0].time_ns <= w[1].time_ns));
+    }
+
+    #[test]
+    fn excess_waits_for_room_within_the_budget() {
+        // Three packets at once; room for one per slot; budget 1 s: sent at slots 0, 1, 2.
+        let trace =
+            vec![pkt(10 * MS, Direction::Out, 50), pkt(20 * MS, Direction::Out, 50), pkt(30 * MS, Direction::Out, 50)];
+        let (out, s) = run_set(vec![trace], sizes(&[50]), Box::new(Fixed { t: [t(0, 0), t(1, 50)] }), 1.0);
+        let real: Vec<(i64, i64)> = out[0].iter().filter(|p| !p.dummy).map(|p| (p.time_ns, p.delay_ns)).collect();
+        assert_eq!(real, vec![(10 * MS, 0), (110 * MS, 90 * MS), (210 * MS, 180 * MS)]);
+        assert_eq!(s[0].total.delayed_packets, 2);
+        assert_eq!(s[0].total.leaked_packets, 0);
+        assert!((s[0].latency.mean_s - 0.09).abs() < 1e-9);
+        assert_eq!(s[0].latency.max_s, 0.18);
+        // The run goes on past the last packet's slot until the queue is empty.
+        assert_eq!(per_slot(&out[0], 10 * MS).len(), 3);
+    }
+
+    #[test]
+    fn excess_leaks_at_once_with_budget_zero_and_at_the_budget_otherwise() {
+        let trace =
+            vec![pkt(10 * MS, Direction::In, 80), pkt(20 * MS, Direction::In, 80), pkt(30 * MS, Direction::In, 80)];
+        let target = || Box::new(Fixed { t: [t(1, 80), t(0, 0)] });
+        let (out, s) = run_set(vec![trace.clone()], sizes(&[80]), target(), 0.0);
+        let real: Vec<(i64, i64)> = out[0].iter().filter(|p| !p.dummy).map(|p| (p.time_ns, p.delay_ns)).collect();
+        assert_eq!(real, vec![(10 * MS, 0), (20 * MS, 0), (30 * MS, 0)]);
+        assert_eq!((s[0].total.leaked_packets, s[0].total.leaked_bytes, s[0].total.delayed_packets), (2, 160, 0));
+        assert_eq!(s[0].total.dummy_packets, 0);
+        // Budget 0.15 s: the second goes at slot 1's start (0.11 s, waited 0.09 s), the third
+        // leaks at 0.03 + 0.15 s, in excess of slot 1's target.
+        let (out, s) = run_set(vec![trace], sizes(&[80]), target(), 0.15);
+        let real: Vec<(i64, i64)> = out[0].iter().filter(|p| !p.dummy).map(|p| (p.time_ns, p.delay_ns)).collect();
+        assert_eq!(real, vec![(10 * MS, 0), (110 * MS, 90 * MS), (180 * MS, 150 * MS)]);
+        assert_eq!((s[0].total.leaked_packets, s[0].total.delayed_packets), (1, 2));
+        assert_eq!(s[0].latency.max_s, 0.15);
+        // With nothing to carry, a target of 0 leaks everything at the budget.
+        let lone = vec![pkt(0, Direction::Out, 5), pkt(S, Direction::Out, 5)];
+        let (out, s) = run_set(vec![lone], sizes(&[5]), Box::new(Fixed { t: [t(0, 0); 2] }), 0.25);
+        assert_eq!(out[0].iter().map(|p| p.time_ns).collect::<Vec<_>>(), vec![250 * MS, S + 250 * MS]);
+        assert_eq!(s[0].total.leaked_packets, 2);
+    }
+
+    #[test]
+    fn cover_sizes_come_from_the_sets_real_sizes_and_carry_the_bytes_exactly() {
+        let real_sizes = [60u32, 60, 60, 1200];
+        let trace = vec![pkt(0, Direction::Out, 60), pkt(100 * S, Direction::Out, 60)];
+        let (out, s) = run_set(vec![trace], sizes(&real_sizes), Box::new(Fixed { t: [t(0, 0), t(6, 1500)] }), 0.0);
+        let slots = per_slot(&out[0], 0);
+        assert!(slots.values().all(|v| v[2..] == [6, 1500]));
+        // All but the last dummy of a slot are drawn from {60, 1200}, clamped only where the rest
+        // of the slot's bytes would be out of reach.
+        let dummies: Vec<u32> = out[0].iter().filter(|p| p.dummy).map(|p| p.size as u32).collect();
+        let drawn = dummies.iter().filter(|&&s| s == 60 || s == 1200).count();
+        assert!(drawn as f64 > 0.6 * dummies.len() as f64, "{drawn} of {}", dummies.len());
+        assert!(dummies.iter().all(|&s| s <= 1200));
+        assert!(dummies.contains(&1200) && dummies.contains(&60));
+        assert_eq!(s[0].total.missed_target_bytes, 0);
+    }
+
+    #[test]
+    fn the_supersequence_makes_members_identical_per_slot_without_delay() {
+        let mut x: u64 = 99;
+        let mut members = vec![Vec::new(), Vec::new(), Vec::new()];
+        for (m, trace) in members.iter_mut().enumerate() {
+            let mut t = m as i64 * 7 * MS;
+            for _ in 0..300 {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                t += ((x >> 33) % 400) as i64 * MS * (m as i64 + 1);
+                let d = if x & 4 == 0 { Direction::In } else { Direction::Out };
+                trace.push(pkt(t, d, ((x >> 40) % 1400) as u32 + 1));
+            }
+        }
+        let all: Vec<Packet> = members.iter().flatten().copied().collect();
+        let origin = all.iter().map(|p| p.time_ns).min().expect("packets");
+        let (out, s) =
+            run_set(members.clone(), SizeDistribution::per_direction(all.iter()), Box::new(Supersequence), 0.0);
+        let first = per_slot(&out[0], origin);
+        for (m, o) in out.iter().enumerate().skip(1) {
+            assert_eq!(per_slot(o, origin), first, "member {m}");
+        }
+        for (m, summary) in s.iter().enumerate() {
+            assert_eq!(summary.total.real_packets, 300);
+            assert_eq!((summary.total.leaked_packets, summary.total.delayed_packets), (0, 0));
+            assert_eq!(summary.total.missed_target_bytes, 0);
+            let mut real: Vec<Packet> =
+                out[m].iter().filter(|p| !p.dummy).map(|p| p.to_packet(Transport::Tcp)).collect();
+            let mut want = members[m].clone();
+            for v in [&mut real, &mut want] {
+                v.sort_by_key(|p| (p.time_ns, p.direction.index(), p.size));
+            }
+            assert_eq!(real, want, "member {m}: every real packet at its own time");
+        }
+    }
+
+    #[test]
+    fn the_regulator_covers_silence_at_its_floor_rate() {
+        // One packet at 0 and one at 100 s: in between, only the floor (1 per second and
+        // direction) once the surge has decayed.
+        let trace = vec![pkt(0, Direction::In, 300), pkt(100 * S, Direction::In, 300)];
+        let settings =
+            RegulatorSettings { floor_rate: 1.0, half_life: 0.5, surge: 2.0, ..RegulatorSettings::default() };
+        let sz = sizes(&[300]);
+        let reg = Regulator::new(settings, 100 * MS, &sz).expect("regulator");
+        let (out, s) = run_set(vec![trace], sz, Box::new(reg), 0.0);
+        let silent: Vec<&OutputPacket> = out[0].iter().filter(|p| p.time_ns >= 20 * S && p.time_ns < 90 * S).collect();
+        assert!(silent.iter().all(|p| p.dummy && p.size == 300.0));
+        for d in [Direction::In, Direction::Out] {
+            let n = silent.iter().filter(|p| p.direction == d).count();
+            assert!((69..=71).contains(&n), "{d:?}: {n} dummies in 70 s");
+        }
+        assert_eq!((s[0].total.real_packets, s[0].total.leaked_packets), (2, 0));
+        // With no floor, silence stays silent.
+        let no_floor = RegulatorSettings { floor_rate: 0.0, ..settings };
+        let sz = sizes(&[300]);
+        let reg = Regulator::new(no_floor, 100 * MS, &sz).expect("regulator");
+        let (out, _) =
+            run_set(vec![vec![pkt(0, Direction::In, 300), pkt(100 * S, Direction::In, 300)]], sz, Box::new(reg), 0.0);
+        assert_eq!(out[0].iter().filter(|p| p.time_ns >= 20 * S && p.time_ns < 90 * S).count(), 0);
+    }
+
+    #[test]
+    fn settings_are_checked() {
+        assert!(PadSettings::new(0.1, 0.0).is_ok());
+        for (o, b) in [(0.0, 0.0), (0.1, -1.0), (f64::NAN, 0.0), (0.1, f64::INFINITY)] {
+            assert_eq!(PadSettings::new(o, b).expect_err("bad").code(), "invalid_simulation_settings");
+        }
+    }
+
+    #[test]
+    fn an_unsorted_member_is_refused() {
+        let set = PadSet {
+            members: vec![PadMember {
+                device: 0,
+                packets: vec![pkt(S, Direction::In, 1), pkt(0, Direction::In, 1)].into_iter(),
+            }],
+            sizes: sizes(&[1]),
+            targets: Box::new(Supersequence),
+        };
+        let err = pad_set(set, 0, S, &PadSettings::default(), &mut set_rng(Some(1), 0), &mut |_, _| Ok(()))
+            .err()
+            .expect("unsorted");
+        assert_eq!(err.code(), "unsorted_trace");
+    }
+}
