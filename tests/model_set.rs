@@ -120,3 +120,44 @@ fn the_service_refuses_to_start_on_a_broken_set() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("model_set_invalid") && err.contains("columns"), "{err}");
 }
+
+/// The shipped set as training writes it when a middle device (lockly-hub-01, row 3 of the
+/// table) had too few windows: ids are positions, table rows apart as `table_id`.
+fn without_middle_device(legacy_ids: bool) -> tempfile::TempDir {
+    broken(move |m, _| {
+        let devices = m["devices"].as_array_mut().expect("devices");
+        let gone = devices.remove(3);
+        let gone_name = gone["name"].as_str().expect("name").to_string();
+        for (position, d) in devices.iter_mut().enumerate() {
+            let table_row = if position < 3 { position } else { position + 1 };
+            d["class_index"] = position.into();
+            d["table_id"] = table_row.into();
+            // Sets trained before ids were positions kept the table row as `id`.
+            d["id"] = if legacy_ids { table_row } else { position }.into();
+        }
+        for g in m["generations"].as_array_mut().expect("generations") {
+            g["files"].as_object_mut().expect("files").remove(&gone_name);
+        }
+        m["skipped_devices"] =
+            serde_json::json!([{"table_id": 3, "name": gone_name, "windows": 4, "reason": "too_few_windows"}]);
+    })
+}
+
+#[test]
+fn a_set_with_a_middle_device_skipped_is_served() {
+    for legacy in [false, true] {
+        let dir = without_middle_device(legacy);
+        let set = ModelSet::load(dir.path()).unwrap_or_else(|e| panic!("legacy ids {legacy}: {e}"));
+        let names: Vec<_> = set.manifest.devices.iter().map(|d| (d.id, d.name.as_str())).collect();
+        assert_eq!(names.len(), 6);
+        assert_eq!(names[3], (3, "schlage-lock-01"), "ids are positions once loaded");
+        assert_eq!(set.manifest.devices[3].other["table_id"], 4);
+        assert_eq!(set.device_index("schlage-lock-01"), Some(3));
+    }
+    // An id that is neither the position nor backed by class_index is still refused.
+    let dir = broken(|m, _| {
+        m["devices"][2]["id"] = 9.into();
+        m["devices"][2]["class_index"] = 9.into();
+    });
+    assert!(load_error(dir.path()).contains("ids are positions"), "{}", load_error(dir.path()));
+}

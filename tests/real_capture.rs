@@ -239,3 +239,103 @@ fn ipet_windows_writes_the_five_files() {
     assert_eq!(meta["stats"]["kept"], EXPECTED.iter().map(|e| e.2).sum::<usize>());
     assert_eq!(meta["stats"]["skipped_truncated"], 0);
 }
+
+/// Another home's layout: one folder per device, the device table inside the dataset folder,
+/// a note beside the captures; `gateway` is a host that only ever talks to the LAN.
+fn dataset(extra_rows: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, ..) in EXPECTED {
+        let sub = dir.path().join(name);
+        std::fs::create_dir_all(&sub).unwrap();
+        std::fs::copy(slice_dir().join(format!("pcaps/{name}.pcap")), sub.join(format!("{name}.pcap"))).unwrap();
+    }
+    let mut table = std::fs::read_to_string(slice_dir().join("devices.csv")).unwrap();
+    table.push_str(extra_rows);
+    std::fs::write(dir.path().join("devices.csv"), table).unwrap();
+    std::fs::write(dir.path().join("blink-cam-01/README.txt"), "captured 2021-03\n").unwrap();
+    dir
+}
+
+fn ipet_windows(args: &[&std::ffi::OsStr]) -> (std::process::Output, serde_json::Value) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ipet")).arg("windows").args(args).output().unwrap();
+    let meta = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+    (out, meta)
+}
+
+#[test]
+fn a_dataset_folder_is_walked_and_non_captures_are_skipped_with_a_note() {
+    let data = dataset("");
+    let out = tempfile::tempdir().unwrap();
+    let table = data.path().join("devices.csv");
+    let (run, meta) = ipet_windows(&[
+        "--captures".as_ref(),
+        data.path().as_os_str(),
+        "--devices".as_ref(),
+        table.as_os_str(),
+        "--out".as_ref(),
+        out.path().as_os_str(),
+    ]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    assert!(stderr.contains("devices.csv: skipped, not a capture"), "{stderr}");
+    assert!(stderr.contains("README.txt: skipped, not a capture"), "{stderr}");
+    assert_eq!(meta["skipped_files"].as_array().unwrap().len(), 2);
+    // The same windows as the slice's flat folder of captures.
+    let devices = meta["devices"].as_array().unwrap();
+    for (d, (name, _, packets, windows)) in devices.iter().zip(EXPECTED) {
+        assert_eq!((d["name"].as_str().unwrap(), d["packets"].as_u64().unwrap() as usize), (name, packets));
+        assert_eq!(d["windows"].as_u64().unwrap() as usize, windows, "{name}");
+    }
+    assert_eq!(meta["dropped_devices"], serde_json::json!([]));
+    // A capture named directly that is not one still ends the run, naming it.
+    let (run, _) = ipet_windows(&[
+        "--captures".as_ref(),
+        table.as_os_str(),
+        "--devices".as_ref(),
+        table.as_os_str(),
+        "--out".as_ref(),
+        out.path().as_os_str(),
+    ]);
+    assert!(!run.status.success());
+    assert!(String::from_utf8_lossy(&run.stderr).contains("not_a_capture"));
+}
+
+#[test]
+fn lan_only_devices_are_reported_and_lan_traffic_counts_when_asked() {
+    let data = dataset(
+        "gateway,,192.168.1.1,\"the home router: LAN only\"\nghost,02:00:00:00:00:99,,\"not in the captures\"\n",
+    );
+    let out = tempfile::tempdir().unwrap();
+    let table = data.path().join("devices.csv");
+    let base: Vec<&std::ffi::OsStr> = vec![
+        "--captures".as_ref(),
+        data.path().as_os_str(),
+        "--devices".as_ref(),
+        table.as_os_str(),
+        "--out".as_ref(),
+        out.path().as_os_str(),
+    ];
+    let (run, meta) = ipet_windows(&base);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    let dropped = meta["dropped_devices"].as_array().unwrap();
+    assert_eq!(dropped.len(), 2, "{dropped:?}");
+    assert_eq!((dropped[0]["name"].as_str(), dropped[0]["reason"].as_str()), (Some("gateway"), Some("lan_only")));
+    assert!(dropped[0]["lan_packets"].as_u64().unwrap() > 0);
+    assert_eq!((dropped[1]["name"].as_str(), dropped[1]["reason"].as_str()), (Some("ghost"), Some("not_seen")));
+    assert!(stderr.contains("warning: device gateway (id 7) kept no packet"), "{stderr}");
+    assert_eq!(meta["lan_traffic"], false);
+
+    // Counting LAN traffic: the gateway keeps its packets, the others gain their LAN packets.
+    let mut lan = base.clone();
+    lan.push("--lan-traffic".as_ref());
+    let (run, with_lan) = ipet_windows(&lan);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert_eq!(with_lan["lan_traffic"], true);
+    let gateway = &with_lan["devices"][7];
+    assert_eq!(gateway["packets"].as_u64(), dropped[0]["lan_packets"].as_u64());
+    assert_eq!(with_lan["dropped_devices"].as_array().unwrap().len(), 1, "only the ghost");
+    for k in 0..7 {
+        assert!(with_lan["devices"][k]["packets"].as_u64() >= meta["devices"][k]["packets"].as_u64());
+    }
+}

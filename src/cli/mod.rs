@@ -62,6 +62,18 @@ pub struct CaptureArgs {
     /// Device table: CSV with a header naming `name` and `mac` and/or `ip`.
     #[arg(long)]
     pub devices: PathBuf,
+    /// Count a device's traffic with other hosts of the LAN too (by default only traffic
+    /// crossing the LAN boundary counts, as an observer outside the home sees it; devices that
+    /// talk only to the LAN then keep no packet and are reported as dropped).
+    #[arg(long)]
+    pub lan_traffic: bool,
+}
+
+impl CaptureArgs {
+    /// The device table, with the LAN-traffic choice.
+    pub fn table(&self) -> Result<DeviceTable> {
+        Ok(DeviceTable::from_csv_path(&self.devices)?.with_lan_traffic(self.lan_traffic))
+    }
 }
 
 #[derive(Debug, Args)]
@@ -152,8 +164,11 @@ pub fn init_tracing() {
 
 fn windows(args: WindowsArgs) -> Result<()> {
     let settings = WindowSettings::new(args.window.total_time, args.window.omega)?;
-    let table = DeviceTable::from_csv_path(&args.input.devices)?;
+    let table = args.input.table()?;
     let traffic = read_captures(&args.input.captures, &table)?;
+    for note in &traffic.skipped_files {
+        eprintln!("note: {note}");
+    }
     let mut windows = Windows::new(&settings);
     for d in table.devices() {
         windows.push_device(&traffic.packets[d.id], d.id as i64, &settings);
@@ -161,6 +176,16 @@ fn windows(args: WindowsArgs) -> Result<()> {
     let meta = WindowsMeta::new(&settings, &table, &traffic, &windows);
     windows.write_dir(&args.out, &meta)?;
     println!("{}", serde_json::to_string_pretty(&meta).unwrap_or_default());
+    for d in &meta.dropped_devices {
+        let why = match d.reason.as_str() {
+            "lan_only" => format!(
+                "it talked only to hosts inside the LAN ({} packets), which do not count without --lan-traffic",
+                d.lan_packets
+            ),
+            _ => "no packet of it is in the captures (check its MAC/IP in the device table)".to_string(),
+        };
+        eprintln!("warning: device {} (id {}) kept no packet and is dropped: {why}", d.name, d.id);
+    }
     eprintln!("{} windows of {} devices written to {}", windows.len(), table.len(), args.out.display());
     Ok(())
 }

@@ -4,8 +4,8 @@ use crate::{
     cli::PacketsArgs,
     error::{Error, Result},
     traffic::{
-        CaptureStats, DeviceTable, Direction, Transport,
-        capture::{expand_paths, read_capture},
+        CaptureStats, Direction, Transport,
+        capture::{expand_paths, read_capture_file},
     },
 };
 
@@ -19,13 +19,13 @@ struct Row {
 }
 
 pub fn run(args: PacketsArgs) -> Result<()> {
-    let table = DeviceTable::from_csv_path(&args.input.devices)?;
+    let table = args.input.table()?;
     let files = expand_paths(&args.input.captures)?;
     let mut rows: Vec<Row> = Vec::new();
     let mut stats = CaptureStats::default();
+    let mut skipped_files = Vec::new();
     for (i, file) in files.iter().enumerate() {
-        let f = std::fs::File::open(file).map_err(|e| Error::io(format!("opening {}", file.display()), e))?;
-        read_capture(f, &file.display().to_string(), &table, &mut stats, |d, _, p| {
+        let note = read_capture_file(file, &table, &mut stats, |d, _, p| {
             rows.push(Row {
                 device: d as i64,
                 time_ns: p.time_ns,
@@ -35,6 +35,7 @@ pub fn run(args: PacketsArgs) -> Result<()> {
                 file: i as i64,
             });
         })?;
+        skipped_files.extend(note);
     }
     rows.sort_by_key(|r| (r.device, r.time_ns));
     std::fs::create_dir_all(&args.out).map_err(|e| Error::io(format!("creating {}", args.out.display()), e))?;
@@ -53,7 +54,8 @@ pub fn run(args: PacketsArgs) -> Result<()> {
     write("udp.npy", ndarray_npy::write_npy(out.join("udp.npy"), &udp))?;
     write("file.npy", ndarray_npy::write_npy(out.join("file.npy"), &column(|r| r.file)))?;
     let meta = serde_json::json!({
-        "files": files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
+        "files": files.iter().map(|f| f.path.display().to_string()).collect::<Vec<_>>(),
+        "skipped_files": skipped_files,
         "devices": table.devices().iter().map(|d| &d.name).collect::<Vec<_>>(),
         "stats": stats,
     });

@@ -238,8 +238,12 @@ pub fn run(args: SimulateArgs) -> Result<()> {
         windows.push_device(&defended, device_id as i64, &ws);
         let mut by_device = vec![Vec::new(); table.len()];
         by_device[device_id] = defended;
-        let defended_traffic =
-            DeviceTraffic { packets: by_device, matched: traffic.matched.clone(), stats: traffic.stats.clone() };
+        let defended_traffic = DeviceTraffic {
+            packets: by_device,
+            matched: traffic.matched.clone(),
+            stats: traffic.stats.clone(),
+            skipped_files: traffic.skipped_files.clone(),
+        };
         windows.write_dir(dir, &WindowsMeta::new(&ws, &table, &defended_traffic, &windows))?;
         eprintln!("{} windows of the defended trace written to {}", windows.len(), dir.display());
     }

@@ -168,9 +168,17 @@ impl ModelSet {
     pub fn load(dir: &Path) -> Result<Self> {
         let path = dir.join("manifest.json");
         let bytes = std::fs::read(&path).map_err(|e| invalid(dir, format!("cannot read manifest.json: {e}")))?;
-        let manifest: Manifest = serde_json::from_slice(&bytes)
+        let mut manifest: Manifest = serde_json::from_slice(&bytes)
             .map_err(|e| invalid(dir, format!("manifest.json is not a valid manifest: {e}")))?;
         let files = manifest.validate().map_err(|m| invalid(dir, m))?;
+        // One definition from here on: ids are positions; an older set's table rows move to
+        // `table_id`.
+        for (i, d) in manifest.devices.iter_mut().enumerate() {
+            if d.id != i {
+                d.other.entry("table_id".to_string()).or_insert_with(|| d.id.into());
+                d.id = i;
+            }
+        }
         let mut hash = Sha256::new();
         hash.update(&bytes);
         let mut absolute = Vec::with_capacity(files.len());
@@ -284,8 +292,19 @@ impl Manifest {
             return Err("the manifest lists no device".into());
         }
         for (i, d) in self.devices.iter().enumerate() {
-            if d.id != i {
-                return Err(format!("device {:?} has id {}, expected {i} (ids are positions)", d.name, d.id));
+            // A device's id is its position in `devices` (ipet_train's `device_ids` writes it so,
+            // its row in the device table apart as `table_id`). Sets trained before that kept the
+            // table row as `id` and the position as `class_index`: the position is what counts.
+            // (Table rows keep the table's order, so they increase.)
+            let legacy = d.other.get("class_index").and_then(serde_json::Value::as_u64) == Some(i as u64)
+                && d.id > i
+                && self.devices.get(i + 1).is_none_or(|next| next.id > d.id)
+                && (i == 0 || self.devices[i - 1].id < d.id);
+            if d.id != i && !legacy {
+                return Err(format!(
+                    "device {:?} has id {}, expected {i} (ids are positions in `devices`; a device's row in the device table is `table_id`)",
+                    d.name, d.id
+                ));
             }
             if d.name.is_empty() || self.devices[..i].iter().any(|o| o.name == d.name) {
                 return Err(format!("device name {:?} is empty or repeated", d.name));

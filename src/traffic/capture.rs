@@ -43,6 +43,10 @@ pub struct CaptureStats {
     pub skipped_unknown_device: u64,
     pub matched_by_mac: u64,
     pub matched_by_ip: u64,
+    /// Per device of the table: packets skipped because both ends were inside the LAN (a device
+    /// with these and no kept packet talks only to the LAN).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lan_packets_by_device: Vec<u64>,
 }
 
 impl CaptureStats {
@@ -57,6 +61,12 @@ impl CaptureStats {
         self.skipped_unknown_device += other.skipped_unknown_device;
         self.matched_by_mac += other.matched_by_mac;
         self.matched_by_ip += other.matched_by_ip;
+        if self.lan_packets_by_device.len() < other.lan_packets_by_device.len() {
+            self.lan_packets_by_device.resize(other.lan_packets_by_device.len(), 0);
+        }
+        for (a, b) in self.lan_packets_by_device.iter_mut().zip(&other.lan_packets_by_device) {
+            *a += b;
+        }
     }
 }
 
@@ -89,6 +99,10 @@ pub fn attribute(p: &IpPacket, table: &DeviceTable) -> std::result::Result<(usiz
     let (lan_ip, lan_mac, direction) = match (scope(p.src), scope(p.dst)) {
         (Scope::Lan, Scope::Internet) => (p.src, p.src_mac, Direction::Out),
         (Scope::Internet, Scope::Lan) => (p.dst, p.dst_mac, Direction::In),
+        (Scope::Lan, Scope::Lan) if table.counts_lan_traffic() => match table.attribute(p.src, p.src_mac) {
+            Some(_) => (p.src, p.src_mac, Direction::Out),
+            None => (p.dst, p.dst_mac, Direction::In),
+        },
         _ => return Err(Skip::NotLanBoundary),
     };
     if p.payload == 0 && p.transport == Transport::Tcp {
@@ -171,6 +185,7 @@ pub fn read_capture<R: Read>(
     let head = reader.fill_buf().map_err(|e| Error::io(format!("reading {name}"), e))?;
     let mut on_ip = |p: std::result::Result<IpPacket, Skip>, stats: &mut CaptureStats| {
         stats.frames += 1;
+        let p_copy = p;
         match p.and_then(|p| attribute(&p, table)) {
             Ok((device, by, packet)) => {
                 stats.kept += 1;
@@ -181,6 +196,18 @@ pub fn read_capture<R: Read>(
                 sink(device, by, packet);
             }
             Err(skip) => {
+                if skip == Skip::NotLanBoundary
+                    && let Ok(p) = &p_copy
+                    && scope(p.src) == Scope::Lan
+                    && scope(p.dst) == Scope::Lan
+                    && let Some((device, _)) =
+                        table.attribute(p.src, p.src_mac).or_else(|| table.attribute(p.dst, p.dst_mac))
+                {
+                    if stats.lan_packets_by_device.len() < table.len() {
+                        stats.lan_packets_by_device.resize(table.len(), 0);
+                    }
+                    stats.lan_packets_by_device[device] += 1;
+                }
                 let c = match skip {
                     Skip::NonIp => &mut stats.skipped_non_ip,
                     Skip::Truncated => &mut stats.skipped_truncated,
@@ -326,9 +353,41 @@ pub struct DeviceTraffic {
     /// Per device, how many packets were recognised by MAC and by IP.
     pub matched: Vec<[u64; 2]>,
     pub stats: CaptureStats,
+    /// Files found in folders that were no captures, each with its note.
+    pub skipped_files: Vec<String>,
+}
+
+/// A device of the table that kept no packet, and why.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct DroppedDevice {
+    pub id: usize,
+    pub name: String,
+    /// `lan_only` (it talked only to hosts inside the LAN, which do not count unless asked) or
+    /// `not_seen` (no packet of it in the captures).
+    pub reason: String,
+    /// Its packets inside the LAN (skipped unless LAN traffic counts).
+    pub lan_packets: u64,
 }
 
 impl DeviceTraffic {
+    /// The devices that kept no packet, with the reason.
+    pub fn dropped_devices(&self, table: &DeviceTable) -> Vec<DroppedDevice> {
+        table
+            .devices()
+            .iter()
+            .filter(|d| self.packets[d.id].is_empty())
+            .map(|d| {
+                let lan_packets = self.stats.lan_packets_by_device.get(d.id).copied().unwrap_or(0);
+                DroppedDevice {
+                    id: d.id,
+                    name: d.name.clone(),
+                    reason: if lan_packets > 0 { "lan_only" } else { "not_seen" }.to_string(),
+                    lan_packets,
+                }
+            })
+            .collect()
+    }
+
     /// "mac", "ip", "mac+ip", or None for a device that was not seen.
     pub fn matched_by(&self, device: usize) -> Option<String> {
         match self.matched[device] {
@@ -340,30 +399,49 @@ impl DeviceTraffic {
     }
 }
 
-/// Capture files named directly, and the `.pcap`, `.pcapng`, `.cap`, `.csv` files inside named
-/// directories (sorted, not recursive).
-pub fn expand_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+/// A capture file to read, and whether it was found by walking a folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaptureFile {
+    pub path: PathBuf,
+    /// Found inside a named folder: a file there that is no capture (a device table, notes) is
+    /// skipped with a note instead of ending the run.
+    pub walked: bool,
+}
+
+const CAPTURE_EXTENSIONS: [&str; 3] = ["pcap", "pcapng", "cap"];
+
+fn extension(path: &Path) -> Option<String> {
+    path.extension().and_then(|x| x.to_str()).map(str::to_ascii_lowercase)
+}
+
+/// Capture files named directly, and every file inside named folders and their subfolders (a
+/// dataset: one folder per device, the device table beside them), sorted by path.
+pub fn expand_paths(paths: &[PathBuf]) -> Result<Vec<CaptureFile>> {
     let mut files = Vec::new();
     for p in paths {
         if p.is_dir() {
-            let mut inside: Vec<PathBuf> = std::fs::read_dir(p)
-                .map_err(|e| Error::io(format!("listing {}", p.display()), e))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|f| {
-                    f.is_file()
-                        && matches!(
-                            f.extension().and_then(|x| x.to_str()).map(str::to_ascii_lowercase).as_deref(),
-                            Some("pcap" | "pcapng" | "cap" | "csv" | "tsv")
-                        )
-                })
-                .collect();
-            if inside.is_empty() {
-                return Err(Error::invalid("no_captures", format!("{}: no capture files inside", p.display())));
+            let mut inside = Vec::new();
+            for entry in walkdir::WalkDir::new(p).follow_links(true).sort_by_file_name() {
+                let entry = entry.map_err(|e| {
+                    let path = e.path().map_or_else(|| p.display().to_string(), |q| q.display().to_string());
+                    Error::invalid("no_captures", format!("{path}: cannot be listed: {e}"))
+                })?;
+                if entry.file_type().is_file() {
+                    inside.push(CaptureFile { path: entry.into_path(), walked: true });
+                }
             }
-            inside.sort();
+            let looks_like_capture = |f: &CaptureFile| {
+                extension(&f.path).is_some_and(|x| CAPTURE_EXTENSIONS.contains(&x.as_str()) || x == "csv" || x == "tsv")
+            };
+            if !inside.iter().any(looks_like_capture) {
+                return Err(Error::invalid(
+                    "no_captures",
+                    format!("{}: no capture files (.pcap, .pcapng, .cap, .csv) inside", p.display()),
+                ));
+            }
             files.extend(inside);
         } else if p.is_file() {
-            files.push(p.clone());
+            files.push(CaptureFile { path: p.clone(), walked: false });
         } else {
             return Err(Error::invalid("no_captures", format!("{}: no such file or directory", p.display())));
         }
@@ -371,25 +449,56 @@ pub fn expand_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// Reads one capture file into `sink`. A file found by walking a folder that is no capture (and
+/// is not named like one: a `.pcap` that is not one is damaged, and fatal) is skipped: returns
+/// the note saying so.
+pub fn read_capture_file(
+    file: &CaptureFile,
+    table: &DeviceTable,
+    stats: &mut CaptureStats,
+    sink: impl FnMut(usize, MatchedBy, Packet),
+) -> Result<Option<String>> {
+    let f = File::open(&file.path).map_err(|e| Error::io(format!("opening {}", file.path.display()), e))?;
+    match read_capture(f, &file.path.display().to_string(), table, stats, sink) {
+        Ok(()) => Ok(None),
+        Err(e)
+            if e.code() == "not_a_capture"
+                && file.walked
+                && !extension(&file.path).is_some_and(|x| CAPTURE_EXTENSIONS.contains(&x.as_str())) =>
+        {
+            let note = format!("{}: skipped, not a capture", file.path.display());
+            tracing::warn!(file = %file.path.display(), "skipped: not a pcap, pcapng or tshark CSV file");
+            Ok(Some(note))
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Reads every capture and groups the kept packets by device.
 pub fn read_captures(paths: &[PathBuf], table: &DeviceTable) -> Result<DeviceTraffic> {
     let mut packets = vec![Vec::new(); table.len()];
     let mut matched = vec![[0u64; 2]; table.len()];
     let mut stats = CaptureStats::default();
+    let mut skipped_files = Vec::new();
     for file in expand_paths(paths)? {
-        let f = File::open(&file).map_err(|e| Error::io(format!("opening {}", file.display()), e))?;
         let mut file_stats = CaptureStats::default();
-        read_capture(f, &file.display().to_string(), table, &mut file_stats, |d, by, p| {
+        let note = read_capture_file(&file, table, &mut file_stats, |d, by, p| {
             packets[d].push(p);
             matched[d][by as usize] += 1;
         })?;
-        tracing::info!(file = %file.display(), frames = file_stats.frames, kept = file_stats.kept, "capture read");
+        match note {
+            Some(note) => skipped_files.push(note),
+            None => {
+                tracing::info!(file = %file.path.display(), frames = file_stats.frames, kept = file_stats.kept, "capture read")
+            }
+        }
         stats.add(&file_stats);
     }
     for p in &mut packets {
         p.sort_by_key(|p| p.time_ns);
     }
-    Ok(DeviceTraffic { packets, matched, stats })
+    stats.lan_packets_by_device.resize(table.len(), 0);
+    Ok(DeviceTraffic { packets, matched, stats, skipped_files })
 }
 
 /// Reads one capture file.

@@ -46,6 +46,9 @@ pub struct DeviceTable {
     devices: Vec<Device>,
     by_mac: HashMap<Mac, usize>,
     by_ip: HashMap<IpAddr, usize>,
+    /// Whether a device's traffic with other hosts of the LAN counts as its traffic (default:
+    /// only traffic crossing the LAN boundary, the reference's rule).
+    lan_traffic: bool,
 }
 
 pub fn parse_mac(s: &str) -> Option<Mac> {
@@ -147,6 +150,17 @@ impl DeviceTable {
             d.set = set;
         }
         Ok(table)
+    }
+
+    /// Counts the devices' traffic inside the LAN too (a gateway that sees it; devices that
+    /// never talk to the internet then keep their packets).
+    pub fn with_lan_traffic(mut self, lan: bool) -> Self {
+        self.lan_traffic = lan;
+        self
+    }
+
+    pub fn counts_lan_traffic(&self) -> bool {
+        self.lan_traffic
     }
 
     pub fn devices(&self) -> &[Device] {

@@ -201,6 +201,12 @@ pub struct WindowsMeta {
     pub columns: [&'static str; 4],
     pub devices: Vec<DeviceSummary>,
     pub stats: CaptureStats,
+    /// Whether a device's traffic inside the LAN counted (`--lan-traffic`).
+    pub lan_traffic: bool,
+    /// Devices of the table that kept no packet (no windows), and why.
+    pub dropped_devices: Vec<super::capture::DroppedDevice>,
+    /// Files in the capture folders that were no captures, skipped.
+    pub skipped_files: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -251,6 +257,9 @@ impl WindowsMeta {
             columns: COLUMNS,
             devices,
             stats: traffic.stats.clone(),
+            lan_traffic: table.counts_lan_traffic(),
+            dropped_devices: traffic.dropped_devices(table),
+            skipped_files: traffic.skipped_files.clone(),
         }
     }
 }

@@ -323,6 +323,16 @@ def _safe_name(name: str) -> str:
     return out
 
 
+
+def device_ids(position: int, table_id: int) -> dict[str, int]:
+    """The one definition of a served device's ids, shared with the Rust service (manifest.rs):
+    `id` is the device's position in the manifest's `devices` (what every Rust command and the
+    generators' class index use); `table_id` is its row in the device table (the windows' label),
+    which differs once a device before it was skipped. `class_index` repeats `id` for readers of
+    older manifests."""
+    return {"id": int(position), "class_index": int(position), "table_id": int(table_id)}
+
+
 def train(windows_dir: str | Path, out_dir: str | Path, st: Settings,
           windows_info: Optional[dict[str, Any]] = None) -> dict[str, Any]:
     """Train a model set from a windows directory into out_dir; returns the manifest."""
@@ -352,11 +362,25 @@ def train(windows_dir: str | Path, out_dir: str | Path, st: Settings,
     devices_meta = {int(d["id"]): d for d in meta["devices"]}
     counts = np.bincount(w.labels, minlength=max(devices_meta, default=-1) + 1)
     class_ids = [i for i in sorted(devices_meta) if counts[i] >= st.min_windows_per_device]
-    skipped = [{"id": i, "name": devices_meta[i]["name"], "windows": int(counts[i])}
-               for i in sorted(devices_meta) if counts[i] < st.min_windows_per_device]
+    # Devices of the table left out of the set. Their `table_id` is their row in the device table;
+    # a served device's `id` is its position in the manifest (see device_entry).
+    dropped = {int(d["id"]): d for d in meta.get("dropped_devices", [])}
+    skipped = []
+    for i in sorted(devices_meta):
+        if counts[i] >= st.min_windows_per_device:
+            continue
+        entry = {"table_id": i, "name": devices_meta[i]["name"], "windows": int(counts[i]),
+                 "reason": "too_few_windows"}
+        if i in dropped:  # no packet at all: say why (LAN-only, or not in the captures)
+            entry["reason"] = dropped[i]["reason"]
+            entry["lan_packets"] = int(dropped[i].get("lan_packets", 0))
+        skipped.append(entry)
     for s_ in skipped:
+        why = {"lan_only": f"it talked only to the LAN ({s_.get('lan_packets', 0)} packets; "
+                           "`ipet windows --lan-traffic` counts them)",
+               "not_seen": "it has no packet in the captures"}.get(s_["reason"], "")
         _log(f"warning: device {s_['name']} has {s_['windows']} windows (< min_windows_per_device="
-             f"{st.min_windows_per_device}); no generator is trained for it")
+             f"{st.min_windows_per_device}); no generator is trained for it{'; ' + why if why else ''}")
     if len(class_ids) < 2:
         raise ValueError(f"need at least 2 devices with >= {st.min_windows_per_device} windows, got {len(class_ids)}")
     keep = np.flatnonzero(np.isin(w.labels, class_ids))
@@ -393,7 +417,7 @@ def train(windows_dir: str | Path, out_dir: str | Path, st: Settings,
     for c, i in enumerate(class_ids):
         d = devices_meta[i]
         devices_out.append({
-            "id": int(i), "class_index": c, "name": d["name"], "mac": d.get("mac"), "ip": d.get("ip"),
+            **device_ids(c, i), "name": d["name"], "mac": d.get("mac"), "ip": d.get("ip"),
             "matched_by": d.get("matched_by"),
             "train_windows": int((y_np[split.train] == c).sum() + (y_np[split.val] == c).sum()),
             "val_windows": int((y_np[split.val] == c).sum()),
@@ -413,6 +437,7 @@ def train(windows_dir: str | Path, out_dir: str | Path, st: Settings,
                  "rounding": "half_to_even"},
         "devices": devices_out,
         "skipped_devices": skipped,
+        "lan_traffic": bool(meta.get("lan_traffic", False)),
         "discriminators": {"static": "discriminators/static.pt", "adapted": [], "config": dcfg},
         "generations": [],
         "metrics": {"chance": chance, "status": "running"},

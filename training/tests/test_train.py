@@ -123,8 +123,43 @@ def test_device_with_too_few_windows_is_skipped(tmp_path):
     d = fabricate_windows(tmp_path / "w", per_device=(60, 90, 5))
     m = train(d, tmp_path / "m", Settings(**TINY))
     assert [x["name"] for x in m["devices"]] == ["cam-a", "hub-b"]
-    assert m["skipped_devices"] == [{"id": 2, "name": "lock-c", "windows": 5}]
+    assert m["skipped_devices"] == [{"table_id": 2, "name": "lock-c", "windows": 5, "reason": "too_few_windows"}]
     assert m["metrics"]["chance"] == pytest.approx(0.5)
+
+
+def test_a_set_with_a_middle_device_skipped_is_servable(tmp_path):
+    """Ids are positions in the manifest (what the Rust service checks), table rows are kept
+    apart: the set trained without a middle device is served by the Rust binary."""
+    from conftest import fabricate_windows
+    from ipet_train.data import find_ipet_binary
+    d = fabricate_windows(tmp_path / "w", per_device=(60, 5, 90))
+    out = tmp_path / "m"
+    m = train(d, out, Settings(**TINY))
+    assert [(x["name"], x["id"], x["class_index"], x["table_id"]) for x in m["devices"]] == \
+        [("cam-a", 0, 0, 0), ("lock-c", 1, 1, 2)]
+    assert m["skipped_devices"] == [{"table_id": 1, "name": "hub-b", "windows": 5, "reason": "too_few_windows"}]
+    try:
+        binary = find_ipet_binary()
+    except FileNotFoundError as e:
+        pytest.skip(f"ipet binary absent: {e}")
+    npy = tmp_path / "p.npy"
+    proc = subprocess.run([str(binary), "predict", "3", "lock-c", "0", "--models", str(out), "-o", str(npy),
+                           "--seed", "1"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert np.load(npy).shape == (3 * 40, 4)
+
+
+def test_devices_without_packets_say_why(tmp_path):
+    from conftest import fabricate_windows
+    d = fabricate_windows(tmp_path / "w", per_device=(60, 0, 90))
+    meta = json.loads((d / "windows.json").read_text())
+    meta["dropped_devices"] = [{"id": 1, "name": meta["devices"][1]["name"], "reason": "lan_only", "lan_packets": 42}]
+    meta["lan_traffic"] = False
+    (d / "windows.json").write_text(json.dumps(meta))
+    m = train(d, tmp_path / "m", Settings(**TINY))
+    assert m["skipped_devices"] == [{"table_id": 1, "name": "hub-b", "windows": 0, "reason": "lan_only",
+                                     "lan_packets": 42}]
+    assert m["lan_traffic"] is False
 
 
 def test_silence_only_attacker_separates_by_silence():
