@@ -30,8 +30,13 @@ fn ms(d: f64) -> String {
 
 async fn serve(engine: Arc<Engine>, url: &str) -> (String, tokio::task::JoinHandle<()>) {
     let store = Store::connect(url, 8).await.expect("store");
-    let limits =
-        Limits { max_n: 50_000, max_concurrent_requests: 1024, request_timeout_secs: 60, max_body_bytes: 1 << 20 };
+    let limits = Limits {
+        max_n: 50_000,
+        max_concurrent_requests: 1024,
+        request_timeout_secs: 60,
+        max_body_bytes: 1 << 20,
+        jobs: Default::default(),
+    };
     let state = AppState::new(engine, store, limits);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");

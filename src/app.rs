@@ -25,6 +25,8 @@ pub struct Limits {
     pub max_concurrent_requests: usize,
     pub request_timeout_secs: u64,
     pub max_body_bytes: usize,
+    /// Work one simulation job may ask for.
+    pub jobs: crate::jobs::submit::JobLimits,
 }
 
 #[derive(Clone)]
@@ -87,6 +89,7 @@ impl AppState {
             max_concurrent_requests: config.max_concurrent_requests,
             request_timeout_secs: config.request_timeout_secs,
             max_body_bytes: config.max_body_bytes,
+            jobs: config.jobs.job_limits(),
         };
         let a = &config.access;
         let auth = Auth::from_config(a.tokens_file.as_deref(), a.tokens.as_deref(), a.rate_limit_per_minute)?;

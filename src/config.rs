@@ -83,6 +83,16 @@ pub struct JobArgs {
     /// Claims after which a job whose worker keeps dying is failed.
     #[arg(long, env = "IPET_SIM_MAX_ATTEMPTS", default_value_t = 3)]
     pub sim_max_attempts: i64,
+    /// Longest trace span one simulation may cover, seconds (first to last packet).
+    #[arg(long, env = "IPET_SIM_MAX_SPAN_SECS", default_value_t = 7 * 86_400)]
+    pub sim_max_span_secs: u64,
+    /// Most output rows one simulation may produce (bounded before it is accepted; a run past it
+    /// is stopped).
+    #[arg(long, env = "IPET_SIM_MAX_OUTPUT_ROWS", default_value_t = 10_000_000)]
+    pub sim_max_output_rows: u64,
+    /// Unfinished (queued or running) simulations one caller may hold.
+    #[arg(long, env = "IPET_SIM_MAX_ACTIVE_JOBS", default_value_t = 16)]
+    pub sim_max_active_jobs: u64,
     /// Output packets per second one job may produce (0: unlimited), to keep simulations from
     /// starving schedule requests on a small machine.
     #[arg(long, env = "IPET_SIM_RATE_LIMIT", default_value_t = 0)]
@@ -98,6 +108,15 @@ impl JobArgs {
             max_attempts: self.sim_max_attempts.max(1),
             rate_limit: self.sim_rate_limit,
             chunk: 256,
+            max_output_rows: self.sim_max_output_rows,
+        }
+    }
+
+    pub fn job_limits(&self) -> crate::jobs::submit::JobLimits {
+        crate::jobs::submit::JobLimits {
+            max_span_secs: self.sim_max_span_secs,
+            max_output_rows: self.sim_max_output_rows,
+            max_active_per_caller: self.sim_max_active_jobs.max(1),
         }
     }
 }

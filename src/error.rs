@@ -62,6 +62,10 @@ pub enum Error {
     #[error("model set: {0}")]
     Model(String),
 
+    /// A caller holding as many unfinished jobs as it may.
+    #[error("{0}")]
+    QuotaExceeded(String),
+
     /// The service is saturated; try again later.
     #[error("{0}")]
     Overloaded(String),
@@ -131,6 +135,7 @@ impl Error {
             Error::Conflict { code, .. } => code,
             Error::Model(_) => "model_set_invalid",
             Error::Overloaded(_) => "overloaded",
+            Error::QuotaExceeded(_) => "quota_exceeded",
             Error::Onnx(_) => "inference_failed",
             Error::Database(e) if unreachable_database(e) => "storage_unavailable",
             Error::Database(_) | Error::Migrate(_) => "storage_failed",
@@ -144,6 +149,7 @@ impl Error {
             Error::InvalidInput { .. } => StatusCode::BAD_REQUEST,
             Error::NotFound { .. } => StatusCode::NOT_FOUND,
             Error::Overloaded(_) => StatusCode::TOO_MANY_REQUESTS,
+            Error::QuotaExceeded(_) => StatusCode::TOO_MANY_REQUESTS,
             Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Error::UriTooLong(_) => StatusCode::URI_TOO_LONG,

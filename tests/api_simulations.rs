@@ -429,3 +429,47 @@ async fn output_of_an_unfinished_job_is_a_conflict() {
         "queued",
     );
 }
+
+/// A small request cannot demand unbounded work: the span, the output rows it may produce and
+/// the caller's unfinished jobs are bounded before a job is accepted, with a 4xx naming the limit.
+#[tokio::test]
+async fn a_jobs_work_is_bounded_before_it_is_accepted() {
+    let app = TestApp::without_workers(Db::Sqlite).await;
+    let two_packets = |seconds_apart: f64| {
+        serde_json::json!({"device": "blink-cam-01", "baseline": "constant", "packets": [
+            {"time": 0.0, "size": 100, "direction": "out"},
+            {"time": seconds_apart, "size": 100, "direction": "in"},
+        ]})
+    };
+    // The 157-byte request: ten days.
+    let body = two_packets(10.0 * 86_400.0);
+    assert!(body.to_string().len() < 200);
+    app.post_json("/simulations", &body).await.assert_error(
+        StatusCode::BAD_REQUEST,
+        "span_too_long",
+        "--sim-max-span-secs",
+    );
+    // Six days of a constant baseline: within the span, not within the output rows.
+    app.post_json("/simulations", &two_packets(6.0 * 86_400.0)).await.assert_error(
+        StatusCode::BAD_REQUEST,
+        "output_too_large",
+        "--sim-max-output-rows",
+    );
+    // iPET cover over the same six days covers only the activity: accepted.
+    let ipet = serde_json::json!({"device": "blink-cam-01", "generation": "0", "packets": [
+        {"time": 0.0, "size": 100, "direction": "out"},
+        {"time": 6.0 * 86_400.0, "size": 100, "direction": "in"},
+    ]});
+    assert_eq!(app.post_json("/simulations", &ipet).await.status, StatusCode::ACCEPTED);
+    for status in ["queued"] {
+        assert_eq!(app.state.store.count_simulations(status).await.expect("count"), 1, "only the accepted job");
+    }
+    // One caller holds at most 16 unfinished jobs (the default quota).
+    for _ in 1..16 {
+        assert_eq!(app.post_json("/simulations", &two_packets(60.0)).await.status, StatusCode::ACCEPTED);
+    }
+    let r = app.post_json("/simulations", &two_packets(60.0)).await;
+    r.assert_error(StatusCode::TOO_MANY_REQUESTS, "quota_exceeded", "--sim-max-active-jobs");
+    assert!(!r.header("retry-after").is_empty());
+    assert_eq!(app.state.store.count_simulations("queued").await.expect("count"), 16);
+}

@@ -180,6 +180,7 @@ fn slow_workers() -> WorkerConfig {
         max_attempts: 3,
         rate_limit: 40_000,
         chunk: 64,
+        max_output_rows: 5_000_000,
     }
 }
 
@@ -206,7 +207,11 @@ async fn two_worker_pools_on_one_postgres_never_run_a_job_twice() {
             seed: Some(i),
             active_gap: 5.0,
         };
-        ids.push(submit(set, &app.state.store, &ipet::auth::Caller::anonymous(), s).await.expect("submitted"));
+        ids.push(
+            submit(set, &app.state.store, &ipet::auth::Caller::anonymous(), &Default::default(), s)
+                .await
+                .expect("submitted"),
+        );
     }
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut claims = std::collections::BTreeSet::new();
@@ -402,7 +407,9 @@ async fn each_job_logs_under_its_own_id() {
             seed: Some(i),
             active_gap: 5.0,
         };
-        ids.push(submit(set, &store, &ipet::auth::Caller::anonymous(), s).await.expect("submitted"));
+        ids.push(
+            submit(set, &store, &ipet::auth::Caller::anonymous(), &Default::default(), s).await.expect("submitted"),
+        );
     }
     worker::start(common::engine(), store.clone(), config).await.expect("workers");
     let deadline = Instant::now() + Duration::from_secs(120);

@@ -287,12 +287,13 @@ fn from_json(r: SimulationRequest) -> Result<Submission> {
                 ("status" = (operation_id = "get_simulation", parameters(("id" = "$response.body#/id")), description = "The job's status")),
                 ("output" = (operation_id = "get_simulation_output", parameters(("id" = "$response.body#/id")), description = "The defended trace, once succeeded")),
             )),
-        (status = 400, description = "Not a capture, wrong CSV columns, no packets of the device, bad field, no cover or more than one", body = ErrorBody),
+        (status = 400, description = "Not a capture, wrong CSV columns, no packets of the device, bad field, no cover or more than one; a trace spanning more than the service accepts (`span_too_long`) or a simulation that may produce more rows than it accepts (`output_too_large`)", body = ErrorBody),
         (status = 401, description = "No valid bearer token", body = ErrorBody),
         (status = 403, description = "The token may not run simulations", body = ErrorBody),
         (status = 404, description = "Unknown device, generation or perturbation job", body = ErrorBody),
         (status = 413, description = "Upload too large", body = ErrorBody),
         (status = 415, description = "Neither multipart/form-data nor JSON", body = ErrorBody),
+        (status = 429, description = "The caller holds as many unfinished simulations as it may (`quota_exceeded`), or the service is saturated", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds"))),
     )
 )]
 pub async fn post_simulation(State(state): State<AppState>, caller: Caller, request: Request) -> Result<Response> {
@@ -319,7 +320,7 @@ pub async fn post_simulation(State(state): State<AppState>, caller: Caller, requ
         )));
     };
     let _permit = state.admit()?;
-    let id = submit(state.engine.model_set(), &state.store, &caller, submission).await?;
+    let id = submit(state.engine.model_set(), &state.store, &caller, &state.limits.jobs, submission).await?;
     state.jobs.wake();
     let location = format!("/simulations/{id}");
     let mut response =

@@ -36,6 +36,8 @@ pub struct RunInputs<'a> {
     pub rate_limit: u64,
     /// Windows drawn from the generators per inference call.
     pub chunk: usize,
+    /// Most output rows (0: no limit): a run past it stops and fails.
+    pub max_output_rows: u64,
     /// Set when the job's claim was lost: stop early.
     pub cancelled: &'a AtomicBool,
 }
@@ -52,6 +54,12 @@ pub fn run(inputs: RunInputs<'_>) -> Result<Outcome> {
     let sink = |pkt: &crate::traffic::simulate::OutputPacket| -> Result<()> {
         encoder.push(pkt)?;
         emitted += 1;
+        if inputs.max_output_rows > 0 && emitted > inputs.max_output_rows {
+            return Err(Error::invalid(
+                "output_too_large",
+                format!("the defended trace passed {} rows (--sim-max-output-rows); stopped", inputs.max_output_rows),
+            ));
+        }
         if emitted.is_multiple_of(1024) {
             if inputs.cancelled.load(Ordering::Relaxed) {
                 return Err(Error::Internal("the job's claim was taken over; stopping".into()));

@@ -16,9 +16,10 @@ use crate::{
     models::{GenerationChoice, ModelSet},
     store::{NewSimulation, Store},
     traffic::{
-        BaselineKind, CaptureStats, DeviceTable, FixedRows, Mode, Packet, SimSettings,
+        Baseline, BaselineKind, CaptureStats, DeviceTable, FixedRows, Mode, Packet, SimSettings,
         capture::read_capture,
         devices::{Mac, parse_mac},
+        work::{self, CoverKind},
     },
 };
 
@@ -37,6 +38,27 @@ pub enum CoverRequest {
     UploadedSchedule(Vec<u8>),
     Baseline(BaselineKind),
 }
+
+/// How much work one job may ask for, checked before it is accepted.
+#[derive(Debug, Clone)]
+pub struct JobLimits {
+    /// Longest trace span (first to last packet), seconds.
+    pub max_span_secs: u64,
+    /// Most output rows (real and cover packets) the job may produce, by the bound of
+    /// [`crate::traffic::work::output_rows_bound`]; the worker also stops a run past it.
+    pub max_output_rows: u64,
+    /// Unfinished (queued or running) jobs one caller may hold.
+    pub max_active_per_caller: u64,
+}
+
+impl Default for JobLimits {
+    fn default() -> Self {
+        Self { max_span_secs: 7 * 86_400, max_output_rows: 10_000_000, max_active_per_caller: 16 }
+    }
+}
+
+/// Bytes one output row takes in the store at most (time delta, flags, size).
+pub const MAX_BYTES_PER_OUTPUT_ROW: u64 = 10 + 1 + 8;
 
 pub struct Submission {
     pub device: String,
@@ -74,7 +96,7 @@ fn device_table(device: &str, addresses: &str) -> Result<DeviceTable> {
 }
 
 /// Checks a submission and stores it as a queued job; returns its id.
-pub async fn submit(set: &ModelSet, store: &Store, caller: &Caller, s: Submission) -> Result<Uuid> {
+pub async fn submit(set: &ModelSet, store: &Store, caller: &Caller, limits: &JobLimits, s: Submission) -> Result<Uuid> {
     let known = set.device_index(&s.device).map(|i| &set.manifest.devices[i]);
     // The simulator's settings are checked now, so that a job never fails on them later.
     SimSettings::new(set.manifest.settings.omega, s.active_gap)?;
@@ -146,6 +168,44 @@ pub async fn submit(set: &ModelSet, store: &Store, caller: &Caller, s: Submissio
                 if addresses.is_empty() { "as given".to_string() } else { addresses.join(", ") }
             ),
         ));
+    }
+    // The work is bounded before the job is accepted.
+    let settings = SimSettings::new(set.manifest.settings.omega, s.active_gap)?;
+    let span = work::span_ns(&packets) as f64 / 1e9;
+    if span > limits.max_span_secs as f64 {
+        return Err(Error::invalid(
+            "span_too_long",
+            format!(
+                "the trace spans {:.0} s (first to last packet); a simulation may span at most {} s (--sim-max-span-secs); split the trace",
+                span, limits.max_span_secs
+            ),
+        ));
+    }
+    let baseline;
+    let kind = match &cover {
+        Cover::Baseline { baseline: b } => {
+            baseline = Baseline::new(*b);
+            CoverKind::Baseline(&baseline)
+        }
+        _ => CoverKind::Ipet { mode: s.mode, cap_packets: set.manifest.settings.max_packets_per_omega },
+    };
+    let rows = work::output_rows_bound(&packets, kind, &settings);
+    if rows > limits.max_output_rows {
+        return Err(Error::invalid(
+            "output_too_large",
+            format!(
+                "this simulation may produce up to {rows} output rows (about {} MB stored); at most {} rows are accepted (--sim-max-output-rows); shorten the trace",
+                rows.saturating_mul(MAX_BYTES_PER_OUTPUT_ROW) / 1_000_000,
+                limits.max_output_rows
+            ),
+        ));
+    }
+    let active = store.count_active_simulations(&caller.name).await?;
+    if active >= limits.max_active_per_caller as i64 {
+        return Err(Error::QuotaExceeded(format!(
+            "{} holds {active} unfinished simulations; at most {} at once (--sim-max-active-jobs); retry when one has finished",
+            caller.name, limits.max_active_per_caller
+        )));
     }
     let params = SimulationParams {
         device: s.device,

@@ -40,6 +40,8 @@ pub struct WorkerConfig {
     pub rate_limit: u64,
     /// Windows drawn from the generators per inference call.
     pub chunk: usize,
+    /// A run producing more output rows than this is stopped and the job failed.
+    pub max_output_rows: u64,
 }
 
 /// Wakes the workers of this process.
@@ -198,8 +200,8 @@ async fn execute(
             .instrument(tracing::Span::current()),
         )
     };
-    let (engine, trace, rate_limit, chunk, flag) =
-        (engine.clone(), job.trace.clone(), config.rate_limit, config.chunk, cancelled.clone());
+    let (engine, trace, rate_limit, chunk, flag, max_rows) =
+        (engine.clone(), job.trace.clone(), config.rate_limit, config.chunk, cancelled.clone(), config.max_output_rows);
     let span = tracing::Span::current();
     let result = tokio::task::spawn_blocking(move || {
         let _in_job = span.enter();
@@ -210,6 +212,7 @@ async fn execute(
             schedule,
             rate_limit,
             chunk,
+            max_output_rows: max_rows,
             cancelled: &flag,
         })
     })

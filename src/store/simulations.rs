@@ -232,6 +232,17 @@ impl Store {
         })
     }
 
+    /// Queued and running jobs of one requester.
+    pub async fn count_active_simulations(&self, requester: &str) -> Result<i64> {
+        Ok(sqlx::query(
+            "SELECT COUNT(*) AS c FROM simulation_jobs WHERE requester = $1 AND (status = 'queued' OR status = 'running')",
+        )
+        .bind(requester)
+        .fetch_one(&self.pool)
+        .await?
+        .try_get("c")?)
+    }
+
     pub async fn count_simulations(&self, status: &str) -> Result<i64> {
         Ok(sqlx::query("SELECT COUNT(*) AS c FROM simulation_jobs WHERE status = $1")
             .bind(status)

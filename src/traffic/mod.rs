@@ -12,6 +12,7 @@ pub mod sets;
 pub mod simulate;
 pub mod tshark_csv;
 pub mod windows;
+pub mod work;
 
 pub use baselines::{Baseline, BaselineKind};
 pub use capture::{CaptureStats, read_captures};

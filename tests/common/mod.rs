@@ -79,6 +79,7 @@ pub fn worker_config() -> WorkerConfig {
         max_attempts: 3,
         rate_limit: 0,
         chunk: 64,
+        max_output_rows: 5_000_000,
     }
 }
 
@@ -145,6 +146,7 @@ impl TestApp {
             max_concurrent_requests: max_concurrent,
             request_timeout_secs: 30,
             max_body_bytes: 8 << 20,
+            jobs: Default::default(),
         };
         let mut state = AppState::new(engine, store, limits);
         if let Some(config) = workers {
