@@ -161,3 +161,54 @@ fn the_spec_states_the_limits_and_the_one_cover_rule() {
     let text = format!("{} {}", post["summary"], post["description"]);
     assert!(text.contains("exactly one of") && text.contains("ambiguous_cover"), "{text}");
 }
+
+/// Under overload a request is refused before any work: 429 at once, before its token is even
+/// looked at; health and readiness still answer; capacity comes back when requests finish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overload_is_shed_before_any_work() {
+    use axum::body::Body;
+    let mut app = TestApp::with_limits(Db::Sqlite, 1).await;
+    let token = "s3cret-token";
+    app.require_tokens(
+        ipet::auth::Auth::new(&format!("gw {} perturbations,simulations", ipet::auth::hash_token(token)), 0)
+            .expect("tokens"),
+    );
+    app.use_token(Some(token));
+    // Two uploads that never finish hold the service's two slots (twice max_concurrent_requests).
+    let mut senders = Vec::new();
+    let mut pending = Vec::new();
+    for _ in 0..2 {
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
+        tx.send(Ok(b"--b\r\n".to_vec())).await.expect("send");
+        senders.push(tx);
+        let body = Body::from_stream(tokio_stream_from(rx));
+        let req = axum::http::Request::post("/simulations")
+            .header("content-type", "multipart/form-data; boundary=b")
+            .header("authorization", format!("Bearer {token}"))
+            .body(body)
+            .expect("request");
+        let router = app.router.clone();
+        pending.push(tokio::spawn(async move { tower::ServiceExt::oneshot(router, req).await }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let started = std::time::Instant::now();
+    let r = app.get_with("/devices", ("authorization", "Bearer wrong")).await;
+    r.assert_error(StatusCode::TOO_MANY_REQUESTS, "overloaded", "capacity");
+    assert_eq!(r.header("retry-after"), "1");
+    assert!(started.elapsed() < std::time::Duration::from_millis(500));
+    assert_eq!(app.get("/healthz").await.status, StatusCode::OK);
+    assert_eq!(app.get("/readyz").await.status, StatusCode::OK);
+    drop(senders);
+    for p in pending {
+        let _ = p.await;
+    }
+    assert_eq!(app.get("/devices").await.status, StatusCode::OK);
+    assert_eq!(app.get_with("/devices", ("authorization", "Bearer wrong")).await.status, StatusCode::UNAUTHORIZED);
+}
+
+/// A body stream from a channel.
+fn tokio_stream_from(
+    mut rx: tokio::sync::mpsc::Receiver<Result<Vec<u8>, std::io::Error>>,
+) -> impl futures::Stream<Item = Result<Vec<u8>, std::io::Error>> {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}

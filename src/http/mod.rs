@@ -95,6 +95,11 @@ pub fn router(state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     let timeout = Duration::from_secs(state.limits.request_timeout_secs);
     let body_limit = state.limits.max_body_bytes;
+    // Twice the expensive requests admitted at once: room for cheap ones (job status, devices)
+    // beside them, none for an unbounded queue.
+    let shed = Shed(std::sync::Arc::new(tokio::sync::Semaphore::new(
+        state.limits.max_concurrent_requests.max(1).saturating_mul(2),
+    )));
     routes
         .merge(SwaggerUi::new("/docs").url("/openapi.json", spec))
         .fallback(|| async {
@@ -127,6 +132,30 @@ pub fn router(state: AppState) -> Router {
         }))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         .layer(CatchPanicLayer::custom(|_| Error::Internal("a handler panicked".into()).into_response()))
+        .layer(middleware::from_fn_with_state(shed, shed_load))
+}
+
+/// Requests in the service at once, counted before any work (tracing, request ids, tokens,
+/// bodies, the database, the generators); one more is answered 429 at once, at the cost of a
+/// semaphore check. Health, readiness and metrics are never shed.
+#[derive(Clone)]
+struct Shed(std::sync::Arc<tokio::sync::Semaphore>);
+
+async fn shed_load(axum::extract::State(shed): axum::extract::State<Shed>, req: Request, next: Next) -> Response {
+    if matches!(req.uri().path(), "/healthz" | "/readyz" | "/metrics") {
+        return next.run(req).await;
+    }
+    match shed.0.clone().try_acquire_owned() {
+        Ok(permit) => {
+            let response = next.run(req).await;
+            drop(permit);
+            response
+        }
+        Err(_) => {
+            metrics::counter!("ipet_http_shed_total").increment(1);
+            Error::Overloaded("the service is at capacity; retry shortly".into()).into_response()
+        }
+    }
 }
 
 /// A job id from a path: 400 naming it when it is not a UUID.
