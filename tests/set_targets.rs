@@ -63,8 +63,14 @@ fn edited(edit: impl FnOnce(&mut serde_json::Value)) -> tempfile::TempDir {
 }
 
 #[test]
-fn the_shipped_set_targets_set_is_complete_and_every_member_points_at_its_set() {
-    let set = ModelSet::load(&repo().join(SETS)).expect("loads");
+fn the_shipped_set_targets_sets_are_complete_and_every_member_points_at_its_set() {
+    for dir in [SETS, "models/tj-oconnor-2021-sets-light"] {
+        shipped_set_is_complete(dir);
+    }
+}
+
+fn shipped_set_is_complete(dir: &str) {
+    let set = ModelSet::load(&repo().join(dir)).expect("loads");
     let m = &set.manifest;
     assert_eq!(m.family, Family::SetTargets);
     assert_eq!(m.devices.len(), 7);
@@ -78,6 +84,8 @@ fn the_shipped_set_targets_set_is_complete_and_every_member_points_at_its_set() 
     }
     // Per-set caps come from the set's traffic, so the sets differ (cameras move far more bytes).
     assert_ne!(m.sets[0].caps, m.sets[1].caps);
+    // Every generator gives whole numbers within its set's caps (the engine's probe).
+    Engine::start(set, &common::model_args().engine_config()).expect("the engine starts");
     // The iPET set stays what it was.
     let ipet = ModelSet::load(&repo().join("models/tj-oconnor-2021")).expect("loads");
     assert_eq!(ipet.manifest.family, Family::Ipet);
