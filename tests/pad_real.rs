@@ -134,6 +134,41 @@ fn ipet_simulate_runs_a_home_and_refuses_a_bad_k() {
     let again = run(&["--defense", "regulator", "--k", "3", "--latency-budget", "0.5", "--seed", "4"]);
     assert_eq!(serde_json::from_slice::<serde_json::Value>(&again.stdout).unwrap(), summary);
 
+    // Target rows from a fixed schedule: 10 packets of 1000 bytes per slot and direction, in
+    // windows of 40 slots started by demand, no fake windows: every member gets the same rows.
+    let rows = ndarray::Array2::<i32>::from_shape_fn((400_000, 4), |(_, c)| if c % 2 == 0 { 10 } else { 10_000 });
+    let schedule = dir.path().join("rows.npy");
+    ndarray_npy::write_npy(&schedule, &rows).unwrap();
+    let o = run(&[
+        "--defense",
+        "targets",
+        "--schedule",
+        schedule.to_str().unwrap(),
+        "--sets",
+        SETS,
+        "--fake-window-rate",
+        "0",
+        "--latency-budget",
+        "1",
+        "--seed",
+        "1",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(summary["defense"], "targets");
+    for set in summary["sets"].as_array().unwrap() {
+        let r = &set["target_rows"];
+        assert_eq!(r["fake_windows"], 0);
+        // Whole windows of 40 rows, the last one cut where the home's trace ends.
+        let (used, windows) = (r["rows_used"].as_u64().unwrap(), r["windows"].as_u64().unwrap());
+        assert!(used <= 40 * windows && used > 40 * (windows - 1), "{used} rows in {windows} windows");
+        assert_eq!(set["target_slots"], r["rows_used"]);
+        assert!(set["total"]["real_packets"].as_u64().unwrap() > 0);
+    }
+    assert_eq!(summary["total"]["total"]["missed_target_bytes"], 0);
+    let bad = run(&["--defense", "targets", "--sets", SETS]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("invalid_simulation_settings"));
+
     let bad = run(&["--defense", "supersequence", "--k", "8"]);
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("invalid_set_size"));

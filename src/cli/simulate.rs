@@ -8,14 +8,16 @@ use clap::{ArgGroup, Args};
 use crate::{
     config::ModelArgs,
     error::{Error, Result},
-    models::{Engine, GenerationChoice, ModelSet},
+    models::{Engine, GenerationChoice, ModelSet, manifest::Family},
     traffic::{
         Baseline, BaselineKind, Defense, DeviceTable, FixedRows, GeneratorRows, Mode, OutputFile, Packet, PadSettings,
-        RegulatorSettings, SetDefense, SimSettings, Transport, WindowSettings, Windows,
+        RegulatorSettings, RowSource, SetDefense, SimSettings, Transport, WindowSettings, Windows,
         capture::DeviceTraffic,
         defend_home, form_sets, parse_sets, read_captures,
+        sets::AnonymitySet,
         sets::DEFAULT_K,
         simulate,
+        simulate::{TargetRows, TargetRowsSettings, TargetSource, set_rng},
         windows::{WindowCutter, WindowsMeta},
     },
 };
@@ -38,6 +40,10 @@ pub enum DefenseArg {
     /// Whole home in anonymity sets, every member padded to the set regulariser's targets.
     #[value(name = "regulator")]
     Regulator,
+    /// Whole home in anonymity sets, every member padded to target rows: a set-targets model
+    /// set's generators (--generation, --models) or a fixed schedule (--schedule).
+    #[value(name = "targets")]
+    Targets,
 }
 
 impl DefenseArg {
@@ -46,13 +52,13 @@ impl DefenseArg {
             Self::Constant => Some(BaselineKind::Constant),
             Self::Random => Some(BaselineKind::Random),
             Self::RandomPlus => Some(BaselineKind::RandomPlus),
-            Self::Supersequence | Self::Regulator => None,
+            Self::Supersequence | Self::Regulator | Self::Targets => None,
         }
     }
 }
 
 #[derive(Debug, Args)]
-#[command(group(ArgGroup::new("cover").required(true).args(["generation", "schedule", "defense"])))]
+#[command(group(ArgGroup::new("cover").required(true).multiple(true).args(["generation", "schedule", "defense"])))]
 pub struct SimulateArgs {
     /// Capture files (pcap, pcapng, tshark CSV) or directories holding them.
     #[arg(long, required = true, num_args = 1..)]
@@ -151,11 +157,22 @@ pub struct HomeArgs {
     /// Regulator: cover packets per second and direction in silence (0: none).
     #[arg(long, default_value_t = RegulatorSettings::default().floor_rate)]
     pub floor_rate: f64,
+    /// Targets: fake target windows per second and set, at random times, filling silence.
+    #[arg(long, default_value_t = TargetRowsSettings::default().fake_window_rate)]
+    pub fake_window_rate: f64,
 }
 
 pub fn run(args: SimulateArgs) -> Result<()> {
-    if matches!(args.defense, Some(DefenseArg::Supersequence | DefenseArg::Regulator)) {
+    if matches!(args.defense, Some(DefenseArg::Supersequence | DefenseArg::Regulator | DefenseArg::Targets)) {
         return run_home(args);
+    }
+    let covers = [args.generation.is_some(), args.schedule.is_some(), args.defense.is_some()];
+    if covers.iter().filter(|&&c| c).count() != 1 {
+        return Err(Error::invalid(
+            "no_cover",
+            "give exactly one of --generation, --schedule and --defense for one device (a set defense \
+             --defense targets takes --generation or --schedule)",
+        ));
     }
     let table = DeviceTable::from_csv_path(&args.devices)?;
     let Some(device_name) = args.device.clone() else {
@@ -263,20 +280,103 @@ fn run_home(args: SimulateArgs) -> Result<()> {
     if args.device.is_some() {
         return bad("a set defense defends every device of the table: leave out --device");
     }
-    if args.generation.is_some() || args.schedule.is_some() {
-        return bad("--generation and --schedule are iPET cover; a set defense takes neither");
+    let targets = args.defense == Some(DefenseArg::Targets);
+    if !targets && (args.generation.is_some() || args.schedule.is_some()) {
+        return bad("--generation and --schedule give target rows: use them with --defense targets");
+    }
+    if targets && args.generation.is_some() == args.schedule.is_some() {
+        return bad("--defense targets takes target rows from --generation (with --models) or --schedule, one of them");
     }
     if args.out.is_some() {
         return Err(Error::invalid("invalid_output", "a set defense writes one trace per member: give --out-dir"));
     }
     let table = DeviceTable::from_csv_path(&args.devices)?;
-    let assigned = match &args.home.sets {
-        Some(spec) => parse_sets(spec, &table)?,
-        None => table.devices().iter().map(|d| d.set.clone()).collect(),
+    // A set-targets model set first, so that a bad one fails before the captures are read; its
+    // sets are the default partition.
+    let model = match &args.generation {
+        Some(g) => {
+            let set = ModelSet::load(&args.models.models)?;
+            if set.manifest.family != Family::SetTargets {
+                return Err(Error::invalid(
+                    "invalid_model_set",
+                    format!(
+                        "{} holds {:?} generators of additive cover, not set targets: --defense targets needs a \
+                         set-targets model set",
+                        args.models.models.display(),
+                        set.manifest.family
+                    ),
+                ));
+            }
+            let choice = GenerationChoice::parse(g, set.generations())?;
+            Some((set, choice))
+        }
+        None => None,
     };
-    let omega = args.omega.unwrap_or(0.1);
+    let assigned = match (&args.home.sets, &model) {
+        (Some(spec), _) => parse_sets(spec, &table)?,
+        (None, Some((set, _))) => table
+            .devices()
+            .iter()
+            .map(|d| set.manifest.sets.iter().find(|s| s.members.contains(&d.name)).map(|s| s.name.clone()))
+            .collect(),
+        (None, None) => table.devices().iter().map(|d| d.set.clone()).collect(),
+    };
+    let omega = match &model {
+        Some((set, _)) => args.omega.unwrap_or(set.manifest.settings.omega),
+        None => args.omega.unwrap_or(0.1),
+    };
     let settings = PadSettings::new(omega, args.home.latency_budget)?;
+    let rows_settings = TargetRowsSettings {
+        slots_per_window: match &model {
+            Some((set, _)) => set.slots() as u32,
+            None => WindowSettings::new(args.total_time, omega)?.slots() as u32,
+        },
+        fake_window_rate: args.home.fake_window_rate,
+    };
+    rows_settings.check()?;
+    let fixed = args.schedule.as_deref().map(FixedRows::from_npy_path).transpose()?;
+    let engine = match model {
+        Some((set, choice)) => Some((Arc::new(Engine::start(set, &args.models.engine_config())?), choice)),
+        None => None,
+    };
+    let (seed, chunk) = (args.seed, args.chunk);
+    let mut set_index = 0u64;
+    let make_rows = move |set: &AnonymitySet, names: &[String]| -> Result<Box<dyn RowSource>> {
+        set_index += 1;
+        let set_seed = seed.map(|s| s ^ set_index.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        match (&engine, &fixed) {
+            (Some((engine, choice)), _) => {
+                let model = engine.model_set();
+                let indices: Vec<usize> =
+                    set.members.iter().map(|&d| model.require_device(&names[d])).collect::<Result<_>>()?;
+                if indices.iter().any(|&i| model.files[i] != model.files[indices[0]]) {
+                    return Err(Error::invalid(
+                        "invalid_sets",
+                        format!(
+                            "set {:?} mixes devices of different target generators in {}; use the model set's sets",
+                            set.name, model.manifest.name
+                        ),
+                    ));
+                }
+                Ok(Box::new(GeneratorRows::new(engine.clone(), indices[0], *choice, chunk, set_seed)?))
+            }
+            (None, Some(rows)) => Ok(Box::new(rows.clone())),
+            (None, None) => Err(Error::Internal("no target rows".into())),
+        }
+    };
+    let names_for_rows: Vec<String> = table.devices().iter().map(|d| d.name.clone()).collect();
     let defense = match args.defense {
+        Some(DefenseArg::Targets) => {
+            let mut make_rows = make_rows;
+            let mut index = 0;
+            SetDefense::Targets(Box::new(move |set: &AnonymitySet, _sizes: &_, pad: &PadSettings| {
+                let rows = make_rows(set, &names_for_rows)?;
+                // The fake windows' own stream, apart from the cover sizes' stream of the set.
+                index += 1;
+                let rng = set_rng(seed.map(|s| s.rotate_left(29) ^ 0x0FA4_E000), index);
+                Ok(Box::new(TargetRows::new(rows, rows_settings, pad.omega_ns, rng)?) as Box<dyn TargetSource>)
+            }))
+        }
         Some(DefenseArg::Regulator) => {
             let h = &args.home;
             let r = RegulatorSettings {

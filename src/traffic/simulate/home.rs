@@ -96,6 +96,7 @@ pub fn defend_home(
             name: set.name.clone(),
             members: set.members.iter().map(|&d| names[d].clone()).collect(),
             target_slots: counts.target_slots,
+            target_rows: counts.rows,
             summary: set_counts.summary(),
         });
     }

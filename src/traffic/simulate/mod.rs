@@ -58,6 +58,7 @@ mod rows;
 mod sizes;
 mod slotted;
 mod summary;
+mod target_rows;
 mod targets;
 #[cfg(test)]
 mod testing;
@@ -68,7 +69,7 @@ use utoipa::ToSchema;
 pub use self::home::{SetDefense, defend_home};
 pub(crate) use self::input::Input;
 pub use self::output::{CsvWriter, NpyWriter, OutputFile};
-pub use self::pad::{PadMember, PadSet, PadSettings};
+pub use self::pad::{PadMember, PadSet, PadSettings, set_rng};
 pub use self::pad_summary::{HomeSummary, MemberSummary, PadSummary, PadTraffic, SetSummary};
 use self::reference::reference;
 pub use self::rows::{FixedRows, GeneratorRows, RowSource};
@@ -76,6 +77,7 @@ pub use self::sizes::SizeDistribution;
 use self::slotted::slotted;
 pub(crate) use self::summary::Emitter;
 pub use self::summary::{LatencySummary, Summary, TrafficSummary};
+pub use self::target_rows::{TargetRows, TargetRowsSettings, TargetRowsStats};
 pub use self::targets::{Pending, Regulator, RegulatorSettings, SlotView, Supersequence, Target, TargetSource};
 use super::{
     baselines::{self, Baseline},

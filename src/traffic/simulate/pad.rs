@@ -42,6 +42,7 @@ use super::{
     Input, OutputPacket,
     pad_summary::PadCounts,
     sizes::SizeDistribution,
+    target_rows::TargetRowsStats,
     targets::{Pending, SlotView, Target, TargetSource},
 };
 use crate::{
@@ -96,6 +97,7 @@ pub struct PadSet<'a, I> {
 pub(crate) struct SetCounts {
     pub(crate) members: Vec<PadCounts>,
     pub(crate) target_slots: u64,
+    pub(crate) rows: Option<TargetRowsStats>,
 }
 
 struct Member<I> {
@@ -224,7 +226,7 @@ pub(crate) fn pad_set<I: Iterator<Item = Packet>>(
         }
         slot += 1;
     }
-    Ok(SetCounts { members: members.into_iter().map(|m| m.counts).collect(), target_slots })
+    Ok(SetCounts { members: members.into_iter().map(|m| m.counts).collect(), target_slots, rows: targets.rows_stats() })
 }
 
 /// Serves one member's queue of direction `d` against its target (steps 3 and 4 of the module
@@ -280,7 +282,7 @@ fn real(p: &Packet, at: i64) -> OutputPacket {
 }
 
 /// The random stream of set number `index`: from `seed` (reproducible) or the operating system.
-pub(crate) fn set_rng(seed: Option<u64>, index: usize) -> ChaCha20Rng {
+pub fn set_rng(seed: Option<u64>, index: usize) -> ChaCha20Rng {
     match seed {
         Some(s) => {
             let mut rng = ChaCha20Rng::seed_from_u64(s);

@@ -3,7 +3,7 @@
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::{LatencySummary, OutputPacket, summary::Latency};
+use super::{LatencySummary, OutputPacket, summary::Latency, target_rows::TargetRowsStats};
 
 /// One direction (or both) of padded traffic. Leaked packets are real packets sent in excess of
 /// the target because their wait reached the latency budget; they count as real too.
@@ -130,6 +130,9 @@ pub struct SetSummary {
     pub members: Vec<String>,
     /// Slots of the home grid that gave the set a non-zero target in some direction.
     pub target_slots: u64,
+    /// Target windows and rows (`targets` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_rows: Option<TargetRowsStats>,
     #[serde(flatten)]
     pub summary: PadSummary,
 }

@@ -5,12 +5,12 @@
 //! - [`Supersequence`]: the per-slot maximum of the members' demand (no model, no delay);
 //! - [`Regulator`]: a non-learned set regulariser (RegulaTor/Tamaraw-like, knobs in
 //!   [`RegulatorSettings`]);
-//! - target rows from a model or a fixed schedule (`super::target_rows`).
+//! - [`super::TargetRows`]: target rows from a model or a fixed schedule, in windows.
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::sizes::SizeDistribution;
+use super::{sizes::SizeDistribution, target_rows::TargetRowsStats};
 use crate::error::{Error, Result};
 
 /// One direction of a slot's target: every member emits exactly this many packets carrying
@@ -58,6 +58,10 @@ pub trait TargetSource {
     }
     /// Passes `slots` quiet slots.
     fn skip(&mut self, _slots: u64) {}
+    /// What a source of target rows did (None for the other sources).
+    fn rows_stats(&self) -> Option<TargetRowsStats> {
+        None
+    }
 }
 
 /// The largest size a dummy of direction `d` may have (at least 1).
