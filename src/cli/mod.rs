@@ -201,7 +201,7 @@ fn predict(args: PredictArgs) -> Result<()> {
         schedule::draw(args.n, set.latent_dim(), choice, set.generations(), &mut schedule::rng(args.seed));
     let engine = Engine::start(set, &args.models.engine_config())?;
     let schedule = engine.schedule_blocking(device, generations, z)?;
-    std::fs::write(&args.out, schedule.to_npy()?)
+    std::fs::write(&args.out, schedule.to_npy())
         .map_err(|e| Error::io(format!("writing {}", args.out.display()), e))?;
     eprintln!(
         "{} rows ({} windows x {} slots) of [{}] written to {}",

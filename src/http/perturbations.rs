@@ -235,11 +235,11 @@ fn respond(state: &AppState, job: PerturbationJob, format: Format) -> Result<Res
                 return Err(Error::Internal("the response's last field is not `rows`".into()));
             }
             body.truncate(body.len() - 3);
-            body.extend_from_slice(job.schedule.rows_json().as_bytes());
+            job.schedule.write_rows_json(&mut body);
             body.push(b'}');
             ([(header::CONTENT_TYPE, "application/json")], body).into_response()
         }
-        Format::Npy => ([(header::CONTENT_TYPE, NPY)], job.schedule.to_npy()?).into_response(),
+        Format::Npy => ([(header::CONTENT_TYPE, NPY)], job.schedule.to_npy()).into_response(),
         Format::Csv => ([(header::CONTENT_TYPE, CSV)], job.schedule.to_csv()).into_response(),
     };
     let h = response.headers_mut();

@@ -19,7 +19,7 @@ use tokio::sync::oneshot;
 
 use super::{
     manifest::ModelSet,
-    schedule::{GenerationChoice, Schedule, draw, rng},
+    schedule::{self, GenerationChoice, Schedule, draw, rng},
 };
 use crate::error::{Error, Result};
 
@@ -38,7 +38,8 @@ struct Task {
     device: usize,
     generations: Vec<u8>,
     z: Array2<f32>,
-    reply: oneshot::Sender<Result<Vec<f32>>>,
+    /// The task's rows in their stored form (see [`Schedule`]).
+    reply: oneshot::Sender<Result<Vec<u8>>>,
 }
 
 pub struct Engine {
@@ -46,6 +47,8 @@ pub struct Engine {
     tx: Sender<Task>,
     /// Windows per task: a larger request is cut so that every inference thread takes a part.
     chunk: usize,
+    /// Bytes per schedule value, from the caps.
+    width: u8,
 }
 
 static ORT: OnceLock<std::result::Result<ort::environment::Environment, String>> = OnceLock::new();
@@ -104,11 +107,76 @@ fn check_signature(session: &Session, set: &ModelSet, path: &Path) -> Result<()>
     Ok(())
 }
 
-fn run_session(session: &mut Session, input: &str, output: &str, z: ArrayView2<f32>) -> Result<Vec<f32>> {
+/// Runs a generator and hands its output, still in ONNX Runtime's buffer, to `take`.
+fn run_session<R>(
+    session: &mut Session,
+    input: &str,
+    output: &str,
+    z: ArrayView2<f32>,
+    take: impl FnOnce(&[f32]) -> R,
+) -> Result<R> {
     let tensor = TensorRef::from_array_view(z)?;
     let outputs = session.run(ort::inputs![input => tensor])?;
     let (_, data) = outputs[output].try_extract_tensor::<f32>()?;
-    Ok(data.to_vec())
+    Ok(take(data))
+}
+
+/// How generator output is kept: whole numbers within the caps, as little-endian unsigned
+/// integers of `width` bytes (the narrowest that holds the largest cap).
+#[derive(Debug, Clone, Copy)]
+struct Compact {
+    caps: [f32; 4],
+    width: u8,
+}
+
+impl Compact {
+    fn of(set: &ModelSet) -> Self {
+        let caps = &set.manifest.caps;
+        Self {
+            caps: std::array::from_fn(|k| caps[k] as f32),
+            width: schedule::width_for(caps.iter().copied().fold(0.0, f64::max)),
+        }
+    }
+
+    /// Writes `values` (rows of 4) into `out` (`values.len() * width` bytes). On a value that is
+    /// not a whole number within its column's cap, says which.
+    fn write(&self, values: &[f32], out: &mut [u8]) -> std::result::Result<(), String> {
+        let mut ok = true;
+        match self.width {
+            1 => {
+                for (row, dst) in values.chunks_exact(4).zip(out.chunks_exact_mut(4)) {
+                    for k in 0..4 {
+                        let (v, u) = (row[k], row[k] as u32);
+                        ok &= (u as f32 == v) & (v <= self.caps[k]);
+                        dst[k] = u as u8;
+                    }
+                }
+            }
+            w => {
+                let w = usize::from(w);
+                for (row, dst) in values.chunks_exact(4).zip(out.chunks_exact_mut(4 * w)) {
+                    for k in 0..4 {
+                        let (v, u) = (row[k], row[k] as u32);
+                        ok &= (u as f32 == v) & (v <= self.caps[k]);
+                        dst[k * w..(k + 1) * w].copy_from_slice(&u.to_le_bytes()[..w]);
+                    }
+                }
+            }
+        }
+        if ok {
+            return Ok(());
+        }
+        let (i, v) = values
+            .iter()
+            .enumerate()
+            .find(|&(i, &v)| !(v as u32 as f32 == v && v <= self.caps[i % 4]))
+            .unwrap_or((0, &0.0));
+        Err(format!(
+            "column {} gives {v}, not a whole number within the cap {}",
+            crate::traffic::COLUMNS[i % 4],
+            self.caps[i % 4]
+        ))
+    }
 }
 
 impl Engine {
@@ -142,7 +210,7 @@ impl Engine {
                     }
                     let _ = ready.send(Ok(()));
                     drop(ready);
-                    worker_loop(&set, &mut sessions, &rx, max_rows);
+                    worker_loop(&set, &mut sessions, &rx, max_rows, Compact::of(&set));
                 })
                 .map_err(|e| Error::io("starting an inference thread", e))?;
         }
@@ -150,7 +218,8 @@ impl Engine {
         for _ in 0..threads {
             ready_rx.recv().map_err(|_| Error::Model("an inference thread died while loading".into()))??;
         }
-        let engine = Self { set, tx, chunk: config.max_batch_rows.max(1) };
+        let width = Compact::of(&set).width;
+        let engine = Self { set, tx, chunk: config.max_batch_rows.max(1), width };
         engine.probe()?;
         Ok(engine)
     }
@@ -169,19 +238,13 @@ impl Engine {
             let caps = self.set.caps_of(device);
             for generation in 0..self.set.generations() {
                 let (_, z) = draw(64, self.set.latent_dim(), GenerationChoice::Index(generation), 1, &mut rng(Some(0)));
-                let out = self.run_blocking(device, generation, z)?;
-                if let Some((i, v)) = out
-                    .iter()
-                    .enumerate()
-                    .find(|&(i, v)| !v.is_finite() || v.fract() != 0.0 || *v < 0.0 || f64::from(*v) > caps[i % 4])
-                {
-                    return Err(Error::Model(format!(
-                        "{}: column {} gives {v}, not a whole number within the cap {}",
-                        self.set.files[device][generation].display(),
-                        crate::traffic::COLUMNS[i % 4],
-                        caps[i % 4]
-                    )));
-                }
+                self.run_blocking(device, generation, z).map_err(|e| {
+                    let message = match e {
+                        Error::Internal(m) => m,
+                        other => other.to_string(),
+                    };
+                    Error::Model(format!("{}: {message}", self.set.files[device][generation].display()))
+                })?;
             }
         }
         Ok(())
@@ -192,7 +255,7 @@ impl Engine {
         device: usize,
         generations: Vec<u8>,
         z: Array2<f32>,
-    ) -> Result<oneshot::Receiver<Result<Vec<f32>>>> {
+    ) -> Result<oneshot::Receiver<Result<Vec<u8>>>> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Task { device, generations, z, reply })
@@ -200,7 +263,7 @@ impl Engine {
         Ok(rx)
     }
 
-    fn run_blocking(&self, device: usize, generation: usize, z: Array2<f32>) -> Result<Vec<f32>> {
+    fn run_blocking(&self, device: usize, generation: usize, z: Array2<f32>) -> Result<Vec<u8>> {
         let generations = vec![generation as u8; z.nrows()];
         futures::executor::block_on(self.submit(device, generations, z)?)
             .map_err(|_| Error::Internal("an inference thread dropped a task".into()))?
@@ -214,7 +277,7 @@ impl Engine {
         let slots = self.set.slots();
         let n = generations.len();
         let dropped = || Error::Internal("an inference thread dropped a task".into());
-        let values: Vec<f32> = if n <= self.chunk {
+        let bytes: Vec<u8> = if n <= self.chunk {
             self.submit(device, generations.clone(), z)?.await.map_err(|_| dropped())??
         } else {
             let mut pending = Vec::new();
@@ -223,14 +286,14 @@ impl Engine {
                 let part = z.slice_axis(Axis(0), ndarray::Slice::from(start..end)).to_owned();
                 pending.push(self.submit(device, generations[start..end].to_vec(), part)?);
             }
-            let mut values = Vec::with_capacity(n * slots * 4);
+            let mut bytes = Vec::with_capacity(n * slots * 4 * usize::from(self.width));
             for rx in pending {
-                values.extend_from_slice(&rx.await.map_err(|_| dropped())??);
+                bytes.extend_from_slice(&rx.await.map_err(|_| dropped())??);
             }
-            values
+            bytes
         };
         metrics::histogram!("ipet_generator_seconds").record(started.elapsed().as_secs_f64());
-        Ok(Schedule { slots, generations, values: values.into_iter().map(|v| v as i32).collect() })
+        Schedule::from_parts(slots, generations, self.width, bytes)
     }
 
     /// Blocking form of [`Engine::schedule`], for the CLI and the simulator's worker threads.
@@ -239,9 +302,10 @@ impl Engine {
     }
 }
 
-fn worker_loop(set: &ModelSet, sessions: &mut [Vec<Session>], rx: &Receiver<Task>, max_rows: usize) {
+fn worker_loop(set: &ModelSet, sessions: &mut [Vec<Session>], rx: &Receiver<Task>, max_rows: usize, compact: Compact) {
     let (input, output) = (set.manifest.onnx.input.as_str(), set.manifest.onnx.output.as_str());
     let per_window = set.slots() * 4;
+    let out_window = per_window * usize::from(compact.width);
     while let Ok(first) = rx.recv() {
         // Drain what else is waiting, up to max_rows windows in all.
         let mut tasks = vec![first];
@@ -255,8 +319,9 @@ fn worker_loop(set: &ModelSet, sessions: &mut [Vec<Session>], rx: &Receiver<Task
                 Err(_) => break,
             }
         }
-        // One run per generator, over the windows of every waiting task that use it.
-        let mut outs: Vec<Vec<f32>> = tasks.iter().map(|t| vec![0f32; t.z.nrows() * per_window]).collect();
+        // One run per generator, over the windows of every waiting task that use it; its output
+        // is written straight into each task's rows.
+        let mut outs: Vec<Vec<u8>> = tasks.iter().map(|t| vec![0u8; t.z.nrows() * out_window]).collect();
         let mut failed: Vec<Option<String>> = vec![None; tasks.len()];
         let keys: std::collections::BTreeSet<(usize, u8)> =
             tasks.iter().flat_map(|t| t.generations.iter().map(move |&g| (t.device, g))).collect();
@@ -273,28 +338,38 @@ fn worker_loop(set: &ModelSet, sessions: &mut [Vec<Session>], rx: &Receiver<Task
                 members.len() == tasks[members[0].0].z.nrows() && members.iter().all(|m| m.0 == members[0].0);
             let session = &mut sessions[device][usize::from(generation)];
             let result = if whole_task {
-                run_session(session, input, output, tasks[members[0].0].z.view())
+                let ti = members[0].0;
+                let out = &mut outs[ti];
+                run_session(session, input, output, tasks[ti].z.view(), |values| compact.write(values, out))
             } else {
                 let latent = tasks[0].z.ncols();
                 let mut buf = Vec::with_capacity(members.len() * latent);
                 for &(ti, w) in &members {
                     buf.extend(tasks[ti].z.row(w).iter());
                 }
+                let outs = &mut outs;
                 Array2::from_shape_vec((members.len(), latent), buf)
                     .map_err(|e| Error::Internal(e.to_string()))
-                    .and_then(|z| run_session(session, input, output, z.view()))
+                    .and_then(|z| {
+                        run_session(session, input, output, z.view(), |values| {
+                            for (k, &(ti, w)) in members.iter().enumerate() {
+                                compact.write(
+                                    &values[k * per_window..(k + 1) * per_window],
+                                    &mut outs[ti][w * out_window..(w + 1) * out_window],
+                                )?;
+                            }
+                            Ok(())
+                        })
+                    })
             };
-            match result {
-                Ok(out) => {
-                    for (k, &(ti, w)) in members.iter().enumerate() {
-                        outs[ti][w * per_window..(w + 1) * per_window]
-                            .copy_from_slice(&out[k * per_window..(k + 1) * per_window]);
-                    }
-                }
-                Err(e) => {
-                    for &(ti, _) in &members {
-                        failed[ti] = Some(e.to_string());
-                    }
+            let failure = match result {
+                Ok(Ok(())) => None,
+                Ok(Err(m)) => Some(Error::Model(m)),
+                Err(e) => Some(e),
+            };
+            if let Some(e) = failure {
+                for &(ti, _) in &members {
+                    failed[ti] = Some(e.to_string());
                 }
             }
         }

@@ -79,143 +79,277 @@ pub fn draw(
     (gens, z)
 }
 
+/// Bytes of the narrowest little-endian unsigned integer holding every value up to `max`: 1, 2
+/// or 4. A model set's schedules are kept at the width its caps need (iPET's 4 packets and 100
+/// bytes per slot fit one byte; families with larger caps take 2 or 4).
+pub fn width_for(max: f64) -> u8 {
+    if max <= f64::from(u8::MAX) {
+        1
+    } else if max <= f64::from(u16::MAX) {
+        2
+    } else {
+        4
+    }
+}
+
 /// A schedule: per window its generation, and the whole-number rows.
+///
+/// The rows are held once, in their stored form: row-major `[n * slots, 4]` little-endian
+/// unsigned integers of `width` bytes. The generator's output is written straight into this
+/// buffer, the job record stores it as it is, and every response encoding is written from it in
+/// one pass.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Schedule {
     pub slots: usize,
     pub generations: Vec<u8>,
-    /// Row-major [n * slots, 4].
-    pub values: Vec<i32>,
+    width: u8,
+    bytes: Vec<u8>,
 }
 
 impl Schedule {
+    /// A schedule from its stored parts; refuses a width other than 1, 2, 4 or a length that is
+    /// not `generations.len() * slots * 4` values.
+    pub fn from_parts(slots: usize, generations: Vec<u8>, width: u8, bytes: Vec<u8>) -> Result<Self> {
+        if !matches!(width, 1 | 2 | 4) {
+            return Err(Error::Internal(format!("stored schedule has element width {width}")));
+        }
+        let values = generations.len() * slots * 4;
+        if bytes.len() != values * usize::from(width) {
+            return Err(Error::Internal(format!(
+                "stored schedule holds {} bytes, expected {} windows x {slots} slots x 4 values x {width} bytes",
+                bytes.len(),
+                generations.len()
+            )));
+        }
+        Ok(Self { slots, generations, width, bytes })
+    }
+
+    /// A schedule of these values at the narrowest width that holds them (tests and tools).
+    pub fn from_values(slots: usize, generations: Vec<u8>, values: &[u32]) -> Result<Self> {
+        let width = width_for(f64::from(values.iter().copied().max().unwrap_or(0)));
+        let mut bytes = Vec::with_capacity(values.len() * usize::from(width));
+        for &v in values {
+            bytes.extend_from_slice(&v.to_le_bytes()[..usize::from(width)]);
+        }
+        Self::from_parts(slots, generations, width, bytes)
+    }
+
     pub fn windows(&self) -> usize {
         self.generations.len()
     }
 
     pub fn rows(&self) -> usize {
-        self.values.len() / 4
+        self.bytes.len() / usize::from(self.width) / 4
+    }
+
+    /// Bytes per value (1, 2 or 4).
+    pub fn width(&self) -> u8 {
+        self.width
+    }
+
+    /// The values as stored: little-endian unsigned integers of [`Schedule::width`] bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Every value, in row-major order.
+    pub fn values(&self) -> impl ExactSizeIterator<Item = u32> + '_ {
+        let w = usize::from(self.width);
+        self.bytes.chunks_exact(w).map(move |c| match w {
+            1 => u32::from(c[0]),
+            2 => u32::from(u16::from_le_bytes([c[0], c[1]])),
+            _ => u32::from_le_bytes([c[0], c[1], c[2], c[3]]),
+        })
     }
 
     pub fn row(&self, r: usize) -> [i32; 4] {
-        let v = &self.values[r * 4..r * 4 + 4];
-        [v[0], v[1], v[2], v[3]]
+        let mut it = self.values().skip(r * 4);
+        std::array::from_fn(|_| it.next().map_or(0, |v| v as i32))
     }
 
-    /// Compact storage: little-endian unsigned integers of the narrowest width holding every
-    /// value (1, 2 or 4 bytes). Returns (width, bytes).
-    pub fn encode(&self) -> (u8, Vec<u8>) {
-        let max = self.values.iter().copied().max().unwrap_or(0);
-        if max <= i32::from(u8::MAX) {
-            (1, self.values.iter().map(|&v| v as u8).collect())
-        } else if max <= i32::from(u16::MAX) {
-            (2, self.values.iter().flat_map(|&v| (v as u16).to_le_bytes()).collect())
-        } else {
-            (4, self.values.iter().flat_map(|&v| (v as u32).to_le_bytes()).collect())
+    /// Rows as arrays (values beyond `i32::MAX` cannot occur: caps are at most `i32::MAX`).
+    pub fn row_arrays(&self) -> Vec<[i32; 4]> {
+        let mut out = Vec::with_capacity(self.rows());
+        let mut it = self.values();
+        while let (Some(a), Some(b), Some(c), Some(d)) = (it.next(), it.next(), it.next(), it.next()) {
+            out.push([a as i32, b as i32, c as i32, d as i32]);
         }
-    }
-
-    pub fn decode(slots: usize, generations: Vec<u8>, width: u8, bytes: &[u8]) -> Result<Self> {
-        let values: Vec<i32> = match width {
-            1 => bytes.iter().map(|&b| i32::from(b)).collect(),
-            2 => bytes.chunks_exact(2).map(|c| i32::from(u16::from_le_bytes([c[0], c[1]]))).collect(),
-            4 => bytes.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as i32).collect(),
-            _ => return Err(Error::Internal(format!("stored schedule has element width {width}"))),
-        };
-        if values.len() != generations.len() * slots * 4 {
-            return Err(Error::Internal(format!(
-                "stored schedule holds {} values, expected {} windows x {slots} slots x 4",
-                values.len(),
-                generations.len()
-            )));
-        }
-        Ok(Self { slots, generations, values })
+        out
     }
 
     /// A 2-D int32 .npy array of shape [rows, 4]: what the reference `predict.py` wrote.
-    pub fn to_npy(&self) -> Result<Vec<u8>> {
-        let arr = ndarray::ArrayView2::from_shape((self.rows(), 4), &self.values)
-            .map_err(|e| Error::Internal(e.to_string()))?;
-        let mut out = Vec::with_capacity(self.values.len() * 4 + 128);
-        ndarray_npy::WriteNpyExt::write_npy(&arr, &mut out).map_err(|e| Error::Internal(e.to_string()))?;
-        Ok(out)
+    /// Written in one pass into one buffer (NPY format 1.0, the header that `numpy.save` and
+    /// ndarray-npy write).
+    pub fn to_npy(&self) -> Vec<u8> {
+        let mut out = npy_header("<i4", self.rows(), 4);
+        let start = out.len();
+        out.resize(start + self.rows() * 16, 0);
+        let body = &mut out[start..];
+        match self.width {
+            1 => {
+                for (dst, &v) in body.chunks_exact_mut(4).zip(&self.bytes) {
+                    dst.copy_from_slice(&u32::from(v).to_le_bytes());
+                }
+            }
+            2 => {
+                for (dst, src) in body.chunks_exact_mut(4).zip(self.bytes.chunks_exact(2)) {
+                    dst[..2].copy_from_slice(src);
+                }
+            }
+            _ => body.copy_from_slice(&self.bytes),
+        }
+        out
     }
 
     /// CSV with a header naming the columns.
-    pub fn to_csv(&self) -> String {
-        use std::fmt::Write;
-        let mut out = String::with_capacity(self.values.len() * 4 + 64);
-        out.push_str(&COLUMNS.join(","));
-        out.push('\n');
-        for r in self.values.chunks_exact(4) {
-            let _ = writeln!(out, "{},{},{},{}", r[0], r[1], r[2], r[3]);
-        }
+    pub fn to_csv(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.rows() * 16 + 64);
+        out.extend_from_slice(COLUMNS.join(",").as_bytes());
+        out.push(b'\n');
+        self.write_rows(&mut out, b"", b",", b"\n", b"");
         out
     }
 
-    /// Rows as `[[in_packets, in_bytes, out_packets, out_bytes], ...]`.
-    pub fn row_arrays(&self) -> Vec<[i32; 4]> {
-        self.values.chunks_exact(4).map(|r| [r[0], r[1], r[2], r[3]]).collect()
+    /// Appends the rows as the JSON text `[[in_packets, in_bytes, out_packets, out_bytes], ...]`,
+    /// written directly (a schedule is thousands of small arrays; serde's generic path is several
+    /// times slower and dominated the response time of schedule requests).
+    pub fn write_rows_json(&self, out: &mut Vec<u8>) {
+        out.reserve(self.rows() * 14 + 2);
+        out.push(b'[');
+        self.write_rows(out, b"[", b",", b"]", b",");
+        if self.rows() > 0 {
+            out.pop();
+        }
+        out.push(b']');
     }
 
-    /// Rows as the JSON text `[[in_packets, in_bytes, out_packets, out_bytes], ...]`, written
-    /// directly (a schedule is thousands of small arrays; serde's generic path is several times
-    /// slower and dominated the response time of schedule requests).
     pub fn rows_json(&self) -> String {
-        let mut out = String::with_capacity(self.values.len() * 4 + 2);
-        let mut buf = itoa::Buffer::new();
-        out.push('[');
-        for (i, r) in self.values.chunks_exact(4).enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            out.push('[');
-            for (j, v) in r.iter().enumerate() {
-                if j > 0 {
-                    out.push(',');
-                }
-                out.push_str(buf.format(*v));
-            }
-            out.push(']');
-        }
-        out.push(']');
-        out
+        let mut out = Vec::new();
+        self.write_rows_json(&mut out);
+        String::from_utf8(out).unwrap_or_default()
     }
+
+    /// Every row as `open a sep b sep c sep d close after`.
+    fn write_rows(&self, out: &mut Vec<u8>, open: &[u8], sep: &[u8], close: &[u8], after: &[u8]) {
+        if self.width == 1 {
+            // One-byte values: their digits from a table.
+            let digits = digit_table();
+            for r in self.bytes.chunks_exact(4) {
+                out.extend_from_slice(open);
+                for (j, &v) in r.iter().enumerate() {
+                    if j > 0 {
+                        out.extend_from_slice(sep);
+                    }
+                    let (d, len) = &digits[usize::from(v)];
+                    out.extend_from_slice(&d[..usize::from(*len)]);
+                }
+                out.extend_from_slice(close);
+                out.extend_from_slice(after);
+            }
+            return;
+        }
+        let mut buf = itoa::Buffer::new();
+        let mut it = self.values();
+        while let (Some(a), Some(b), Some(c), Some(d)) = (it.next(), it.next(), it.next(), it.next()) {
+            out.extend_from_slice(open);
+            for (j, v) in [a, b, c, d].into_iter().enumerate() {
+                if j > 0 {
+                    out.extend_from_slice(sep);
+                }
+                out.extend_from_slice(buf.format(v).as_bytes());
+            }
+            out.extend_from_slice(close);
+            out.extend_from_slice(after);
+        }
+    }
+}
+
+/// Decimal digits of 0..=255.
+fn digit_table() -> &'static [([u8; 3], u8); 256] {
+    static TABLE: std::sync::OnceLock<[([u8; 3], u8); 256]> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        std::array::from_fn(|v| {
+            let s = v.to_string();
+            let mut d = [0u8; 3];
+            d[..s.len()].copy_from_slice(s.as_bytes());
+            (d, s.len() as u8)
+        })
+    })
+}
+
+/// An NPY 1.0 header for a C-order array of `descr` with shape (rows, cols) as ndarray-npy writes
+/// it (a test compares the two), padded with spaces
+/// and a newline so that the data starts at a multiple of 64 bytes.
+pub fn npy_header(descr: &str, rows: usize, cols: usize) -> Vec<u8> {
+    let dict = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': ({rows}, {cols})}}");
+    let unpadded = 6 + 2 + 2 + dict.len() + 1;
+    let total = unpadded.div_ceil(64) * 64;
+    let mut out = Vec::with_capacity(total + rows * cols * 4);
+    out.extend_from_slice(b"\x93NUMPY\x01\x00");
+    out.extend_from_slice(&((total - 10) as u16).to_le_bytes());
+    out.extend_from_slice(dict.as_bytes());
+    out.resize(total - 1, b' ');
+    out.push(b'\n');
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn sample(values: Vec<i32>) -> Schedule {
-        Schedule { slots: 2, generations: vec![0; values.len() / 8], values }
+    fn sample(values: Vec<u32>) -> Schedule {
+        Schedule::from_values(2, vec![0; values.len() / 8], &values).expect("schedule")
     }
 
     #[test]
-    fn encoding_round_trips_at_every_width() {
+    fn values_keep_their_width_and_round_trip_through_their_stored_parts() {
         for (vals, width) in [
             (vec![0, 4, 100, 3, 1, 2, 3, 4], 1),
             (vec![300, 4, 100, 3, 1, 2, 3, 4], 2),
             (vec![70_000, 4, 100, 3, 1, 2, 3, 4], 4),
         ] {
-            let s = sample(vals);
-            let (w, bytes) = s.encode();
-            assert_eq!(w, width);
-            assert_eq!(Schedule::decode(2, s.generations.clone(), w, &bytes).expect("decode"), s);
+            let s = sample(vals.clone());
+            assert_eq!(s.width(), width);
+            assert_eq!(s.values().collect::<Vec<_>>(), vals);
+            let back = Schedule::from_parts(2, s.generations.clone(), s.width(), s.bytes().to_vec()).expect("parts");
+            assert_eq!(back, s);
+            assert_eq!(s.row(1), [1, 2, 3, 4]);
+            let npy = s.to_npy();
+            let arr: ndarray::Array2<i32> = ndarray_npy::ReadNpyExt::read_npy(&npy[..]).expect("read");
+            assert_eq!(arr.iter().map(|&v| v as u32).collect::<Vec<_>>(), vals);
+            let csv = String::from_utf8(s.to_csv()).expect("utf8");
+            assert_eq!(csv.lines().nth(1), Some(&*format!("{},{},{},{}", vals[0], vals[1], vals[2], vals[3])));
         }
+        assert_eq!((width_for(4.0), width_for(255.0), width_for(256.0), width_for(65_536.0)), (1, 1, 2, 4));
     }
 
     #[test]
-    fn decode_rejects_a_wrong_length() {
-        assert!(Schedule::decode(2, vec![0], 1, &[1, 2, 3]).is_err());
+    fn from_parts_rejects_a_wrong_length_or_width() {
+        assert!(Schedule::from_parts(2, vec![0], 1, vec![1, 2, 3]).is_err());
+        assert!(Schedule::from_parts(1, vec![0], 3, vec![0; 12]).is_err());
+    }
+
+    #[test]
+    fn the_npy_header_is_the_one_ndarray_npy_writes() {
+        for rows in [0usize, 1, 3, 1_000_000] {
+            let arr = ndarray::Array2::<i32>::zeros((rows, 4));
+            let mut want = Vec::new();
+            ndarray_npy::WriteNpyExt::write_npy(&arr, &mut want).expect("npy");
+            let ours = npy_header("<i4", rows, 4);
+            assert_eq!(ours[..], want[..ours.len()], "rows {rows}");
+            assert_eq!(want.len(), ours.len() + rows * 16);
+        }
     }
 
     #[test]
     fn csv_and_npy_name_and_keep_the_columns() {
         let s = sample(vec![1, 2, 3, 4, 5, 6, 7, 8]);
-        assert_eq!(s.to_csv(), "in_packets,in_bytes,out_packets,out_bytes\n1,2,3,4\n5,6,7,8\n");
+        assert_eq!(s.to_csv(), b"in_packets,in_bytes,out_packets,out_bytes\n1,2,3,4\n5,6,7,8\n");
         assert_eq!(s.rows_json(), "[[1,2,3,4],[5,6,7,8]]");
-        let npy = s.to_npy().expect("npy");
+        let wide = sample(vec![1, 2, 3, 4, 5, 600, 7, 8]);
+        assert_eq!(wide.rows_json(), "[[1,2,3,4],[5,600,7,8]]");
+        assert_eq!(Schedule::from_values(2, vec![], &[]).expect("empty").rows_json(), "[]");
+        let npy = s.to_npy();
         let back: ndarray::Array2<i32> = ndarray_npy::ReadNpyExt::read_npy(&npy[..]).expect("read");
         assert_eq!(back.shape(), &[2, 4]);
         assert_eq!(back[[1, 0]], 5);

@@ -24,7 +24,6 @@ pub struct PerturbationJob {
 
 impl Store {
     pub async fn insert_perturbation(&self, job: &PerturbationJob) -> Result<()> {
-        let (width, bytes) = job.schedule.encode();
         sqlx::query(
             "INSERT INTO perturbation_jobs (id, device, generation, n, seed, model_set, created_at, requester, slots, generations, element_bytes, vectors) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
@@ -39,9 +38,9 @@ impl Store {
         .bind(job.created_at.timestamp_millis())
         .bind(&job.requester)
         .bind(job.schedule.slots as i64)
-        .bind(job.schedule.generations.clone())
-        .bind(i64::from(width))
-        .bind(bytes)
+        .bind(job.schedule.generations.as_slice())
+        .bind(i64::from(job.schedule.width()))
+        .bind(job.schedule.bytes())
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -66,7 +65,7 @@ impl Store {
             model_set: row.try_get("model_set")?,
             created_at: time_from_ms(created)?,
             requester: owner,
-            schedule: Schedule::decode(slots as usize, generations, width as u8, &vectors)?,
+            schedule: Schedule::from_parts(slots as usize, generations, width as u8, vectors)?,
         }))
     }
 

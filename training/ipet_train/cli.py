@@ -114,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .targets.settings import add_arguments as _targets_args
     _targets_args(stp)
 
+    rx = sub.add_parser("reexport", help="re-export every generator of a model set with the current exporter, "
+                                         "in place (same weights; outputs checked bit-identical)")
+    rx.add_argument("modeldir")
     tb = sub.add_parser("table", help="print the metrics table of a model set")
     tb.add_argument("modeldir")
     tb.add_argument("--markdown", action="store_true", help="print Markdown instead of plain text")
@@ -156,6 +159,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.command == "set-targets":
         from .targets.settings import run as _targets_run
         return _targets_run(args)
+    if args.command == "reexport":
+        from .export import reexport_model_set
+        for f in reexport_model_set(args.modeldir):
+            print(f"re-exported {f}")
+        return 0
     if args.command == "evaluate":
         from .evaluate.cli import run as _eval_run
         return _eval_run(args, argv)

@@ -83,3 +83,54 @@ def verify_generator(generator: Generator, path: str | Path, n: int = 512, seed:
         ties += int(((diff > 0) & near_tie).sum())
         worst = max(worst, float(diff.max()))
     return {"max_abs_diff": worst, "tie_differences": ties}
+
+
+def generator_from_onnx(path: str | Path, latent_dim: int, slots: int, caps) -> Generator:
+    """The generator whose weights an exported file holds (its dense layer's weight and bias)."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    arrays = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    weight = [a for a in arrays.values() if a.shape == (slots * 4, latent_dim)]
+    bias = [a for a in arrays.values() if a.shape == (slots * 4,) and a.dtype == np.float32]
+    if len(weight) != 1 or len(bias) != 1:
+        raise ExportError(f"{path}: cannot find one dense weight [{slots * 4}, {latent_dim}] and one bias "
+                          f"[{slots * 4}] among {[(k, a.shape) for k, a in arrays.items()]}")
+    g = Generator(latent_dim, slots, caps)
+    with torch.no_grad():
+        g.dense.weight.copy_(torch.from_numpy(weight[0].copy()))
+        g.dense.bias.copy_(torch.from_numpy(bias[0].copy()))
+    return g.eval()
+
+
+def reexport_model_set(model_dir: str | Path, n: int = 4096, seed: int = 7) -> list[str]:
+    """Re-exports every generator of a model set with the current exporter, in place: the same
+    weights, and outputs that must be bit-identical to the old file's on `n` random inputs (else
+    nothing is replaced). Returns the files rewritten."""
+    import json
+    import onnxruntime as ort
+
+    model_dir = Path(model_dir)
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    st = manifest["settings"]
+    latent, slots, caps = st["latent_dim"], st["slots_per_window"], manifest["caps"][:4]
+    z = np.random.default_rng(seed).standard_normal((n, latent)).astype(np.float32)
+    staged = []
+    for gen in manifest["generations"]:
+        for rel in gen["files"].values():
+            old = model_dir / rel
+            g = generator_from_onnx(old, latent, slots, caps)
+            new = old.with_name(old.name + ".new")
+            export_generator(g, new)
+            verify_generator(g, new)
+            run = lambda p: ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, {INPUT_NAME: z})[0]
+            if not np.array_equal(run(old), run(new)):
+                for _, p in staged:
+                    p.unlink(missing_ok=True)
+                new.unlink(missing_ok=True)
+                raise ExportError(f"{old}: the re-exported generator gives different outputs; nothing replaced")
+            staged.append((old, new))
+    for old, new in staged:
+        new.replace(old)
+    return [str(old) for old, _ in staged]

@@ -62,3 +62,23 @@ def test_verify_detects_a_mismatch(tmp_path):
     other = _gen(1)
     with pytest.raises(ExportError, match="differs"):
         verify_generator(other, path)
+
+
+def test_reexport_keeps_every_output_and_broadcasts_caps_over_whole_rows(tmp_path):
+    import json
+    from ipet_train.export import reexport_model_set
+
+    g = _gen(seed=3)
+    path = export_generator(g, tmp_path / "dev" / "g0.onnx")
+    manifest = {"settings": {"latent_dim": 20, "slots_per_window": 40}, "caps": [4, 100, 4, 100],
+                "generations": [{"index": 0, "files": {"dev": "dev/g0.onnx"}}]}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    z = np.random.default_rng(0).standard_normal((257, 20)).astype(np.float32)
+    before = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"z": z})[0]
+    assert reexport_model_set(tmp_path) == [str(path)]
+    after = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"z": z})[0]
+    assert np.array_equal(before, after)
+    graph = onnx.load(str(path)).graph
+    ops = [n.op_type for n in graph.node]
+    # The caps multiply the flat [batch, slots*4] output, before the reshape.
+    assert ops.index("Mul") < ops.index("Reshape")

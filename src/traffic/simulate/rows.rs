@@ -195,7 +195,7 @@ impl RowSource for GeneratorRows {
                 schedule::draw(self.chunk, set.latent_dim(), self.choice, set.generations(), &mut self.rng);
             let s = self.engine.schedule_blocking(self.device, generations, z)?;
             self.windows_drawn += s.windows() as u64;
-            self.values = s.values;
+            self.values = s.values().map(|v| v as i32).collect();
             self.at = 0;
             if self.values.len() < 4 {
                 return Err(Error::Internal("the generator returned an empty schedule".into()));
