@@ -13,7 +13,7 @@ use crate::{
     config::ServeConfig,
     error::{Error, Result},
     jobs::{JobSignal, WorkerConfig, worker},
-    models::{Engine, ModelSet},
+    models::{Engine, ModelSets},
     store::Store,
 };
 
@@ -31,7 +31,8 @@ pub struct Limits {
 
 #[derive(Clone)]
 pub struct AppState {
-    pub engine: Arc<Engine>,
+    /// The served model sets (the default first), chosen per request.
+    pub models: Arc<ModelSets>,
     pub store: Store,
     pub limits: Arc<Limits>,
     pub prometheus: PrometheusHandle,
@@ -44,8 +45,13 @@ pub struct AppState {
 impl AppState {
     /// State without simulation workers in this process (see [`AppState::with_jobs`]).
     pub fn new(engine: Arc<Engine>, store: Store, limits: Limits) -> Self {
+        Self::with_models(Arc::new(ModelSets::single(engine)), store, limits)
+    }
+
+    /// State serving several model sets.
+    pub fn with_models(models: Arc<ModelSets>, store: Store, limits: Limits) -> Self {
         Self {
-            engine,
+            models,
             store,
             in_flight: Arc::new(Semaphore::new(limits.max_concurrent_requests.max(1))),
             limits: Arc::new(limits),
@@ -63,7 +69,7 @@ impl AppState {
 
     /// Starts `config.workers` simulation workers in this process.
     pub async fn with_jobs(mut self, config: WorkerConfig) -> Result<Self> {
-        self.jobs = worker::start(self.engine.clone(), self.store.clone(), config).await?;
+        self.jobs = worker::start(self.models.clone(), self.store.clone(), config).await?;
         Ok(self)
     }
 
@@ -77,9 +83,10 @@ impl AppState {
 
     /// Loads and checks the model set, connects the store, from a configuration.
     pub async fn from_config(config: &ServeConfig) -> Result<Self> {
-        let set = ModelSet::load(&config.models.models)?;
+        let mut dirs = vec![config.models.models.clone()];
+        dirs.extend(config.model_sets.iter().cloned());
         let engine_config = config.models.engine_config();
-        let engine = tokio::task::spawn_blocking(move || Engine::start(set, &engine_config))
+        let models = tokio::task::spawn_blocking(move || ModelSets::load(dirs, engine_config))
             .await
             .map_err(|e| Error::Internal(e.to_string()))??;
         let acquire = std::time::Duration::from_millis(config.db_acquire_timeout_ms.max(1));
@@ -93,7 +100,7 @@ impl AppState {
         };
         let a = &config.access;
         let auth = Auth::from_config(a.tokens_file.as_deref(), a.tokens.as_deref(), a.rate_limit_per_minute)?;
-        Self::new(Arc::new(engine), store, limits).with_auth(auth).with_jobs(config.jobs.worker_config()).await
+        Self::with_models(Arc::new(models), store, limits).with_auth(auth).with_jobs(config.jobs.worker_config()).await
     }
 }
 
@@ -131,14 +138,18 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
         tracing::warn!(bind = %config.bind, "no tokens configured: every caller is anonymous with every scope");
     }
     let state = AppState::from_config(&config).await?;
-    let set = state.engine.model_set();
-    tracing::info!(
-        model_set = %set.label(),
-        devices = set.manifest.devices.len(),
-        generations = set.generations(),
-        database = ?state.store.backend(),
-        "model set loaded and checked"
-    );
+    for engine in state.models.engines() {
+        let set = engine.model_set();
+        tracing::info!(
+            model_set = %set.label(),
+            devices = set.manifest.devices.len(),
+            generations = set.generations(),
+            database = ?state.store.backend(),
+            "model set loaded and checked"
+        );
+    }
+    #[cfg(unix)]
+    reload_on_sighup(state.models.clone());
     let addr = SocketAddr::new(config.bind, config.port);
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| Error::io(format!("binding {addr}"), e))?;
     let local = listener.local_addr().map_err(|e| Error::io("reading the bound address", e))?;
@@ -250,6 +261,24 @@ pub async fn serve_connections(
             tracing::warn!("requests still in flight after 30 s; closing");
         }
     }
+}
+
+/// Reloads every model set on SIGHUP; a set that fails to load leaves the served ones in place.
+#[cfg(unix)]
+fn reload_on_sighup(models: Arc<crate::models::ModelSets>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP: model sets reload only through POST /model-sets/reload");
+        return;
+    };
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            match models.reload().await {
+                Ok(labels) => tracing::info!(?labels, "SIGHUP: model sets reloaded"),
+                Err(e) => tracing::error!(error = %e, "SIGHUP: reload failed; the loaded model sets stay served"),
+            }
+        }
+    });
 }
 
 async fn shutdown_signal() {

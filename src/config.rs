@@ -24,6 +24,11 @@ pub struct ServeConfig {
     pub db_acquire_timeout_ms: u64,
     #[command(flatten)]
     pub models: ModelArgs,
+    /// Further model sets served beside --models (the default), each chosen per request by its
+    /// manifest's name (`?model_set=NAME`); repeat the flag or separate directories with commas.
+    /// SIGHUP or `POST /model-sets/reload` reloads every set from its directory.
+    #[arg(long = "model-set", env = "IPET_MODEL_SETS", value_delimiter = ',')]
+    pub model_sets: Vec<std::path::PathBuf>,
     /// Largest `n` (windows) one perturbation request may ask for.
     #[arg(long, env = "IPET_MAX_N", default_value_t = 50_000)]
     pub max_n: usize,

@@ -32,7 +32,7 @@ async fn json_schedule_has_the_promised_shape(app: &TestApp) {
     assert_eq!(v["device"], "lockly-hub-01");
     assert_eq!(v["generation"], "0");
     assert_eq!(v["window_generations"], serde_json::json!([0, 0, 0, 0, 0, 0, 0]));
-    let caps = app.state.engine.model_set().manifest.caps.clone();
+    let caps = app.state.models.default_engine().model_set().manifest.caps.clone();
     let rows = rows(&v);
     assert_eq!(rows.len(), 7 * 40);
     for row in &rows {
@@ -54,7 +54,8 @@ async fn schedules_are_not_constant(app: &TestApp) {
 
 async fn served_rows_match_the_onnx_model_run_directly(app: &TestApp) {
     // Column order and reshaping checked against the ONNX file itself, with the same noise.
-    let set = app.state.engine.model_set();
+    let engine = app.state.models.default_engine();
+    let set = engine.model_set();
     let device = set.device_index("sifely-hub-01").expect("device");
     let generation = set.generations() - 1;
     let uri = format!("/perturbations/sifely-hub-01/{generation}?n=5&seed=42");
@@ -85,7 +86,8 @@ async fn served_rows_match_the_onnx_model_run_directly(app: &TestApp) {
 }
 
 async fn mix_windows_match_their_own_generators_run_directly(app: &TestApp) {
-    let set = app.state.engine.model_set();
+    let engine = app.state.models.default_engine();
+    let set = engine.model_set();
     let device = set.device_index("ultraloq-hub-01").expect("device");
     let v = app.get("/perturbations/ultraloq-hub-01/mix?n=12&seed=8").await.json();
     let served = rows(&v);
@@ -142,7 +144,7 @@ async fn mix_draws_several_generations(app: &TestApp) {
     assert_eq!(v["generation"], "mix");
     let used: BTreeSet<u64> =
         v["window_generations"].as_array().expect("gens").iter().map(|g| g.as_u64().expect("index")).collect();
-    let generations = app.state.engine.model_set().generations() as u64;
+    let generations = app.state.models.default_engine().model_set().generations() as u64;
     assert_eq!(used, (0..generations).collect(), "300 windows should use every generation");
     // And each window really comes from its generation: a single-generation request with the
     // same noise cannot reproduce a mix of several.

@@ -178,7 +178,8 @@ fn generators_beyond_their_sets_caps_are_refused_at_start() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn served_targets_match_their_sets_onnx_file_and_say_what_they_are() {
     let app = TestApp::with_engine(Db::Sqlite, engine()).await;
-    let set = app.state.engine.model_set();
+    let engine = app.state.models.default_engine();
+    let set = engine.model_set();
     let library = common::model_args().engine_config().ort_library;
     for s in &set.manifest.sets {
         for member in &s.members {

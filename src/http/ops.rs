@@ -40,7 +40,7 @@ pub async fn healthz() -> Json<Health> {
     (status = 503, description = "The database does not answer", body = Health),
 ))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
-    let model_set = Some(state.engine.model_set().label());
+    let model_set = Some(state.models.default_engine().model_set().label());
     let database = Some(format!("{:?}", state.store.backend()).to_lowercase());
     // Answered within a second whatever the database does: a hung probe is no answer.
     match state.store.ping(std::time::Duration::from_secs(1)).await {

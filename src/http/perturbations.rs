@@ -44,6 +44,8 @@ pub struct PerturbationQuery {
     /// Response encoding; overrides the Accept header.
     #[param(value_type = Option<Format>)]
     format: Option<String>,
+    /// Model set, by name (see /model-sets); the default set when absent.
+    model_set: Option<String>,
 }
 
 /// Query of a stored schedule.
@@ -128,7 +130,7 @@ fn parse_seed(raw: Option<&str>) -> Result<Option<u64>> {
         (status = 400, description = "Bad n, seed, format or generation", body = ErrorBody),
         (status = 401, description = "No valid bearer token", body = ErrorBody),
         (status = 403, description = "The token may not fetch schedules", body = ErrorBody),
-        (status = 404, description = "Unknown device or generation", body = ErrorBody),
+        (status = 404, description = "Unknown device, generation or model set", body = ErrorBody),
         (status = 429, description = "Too many requests at once", body = ErrorBody),
     )
 )]
@@ -146,11 +148,12 @@ pub async fn get_perturbations(
     let n = parse_n(q.n.as_deref(), state.limits.max_n)?;
     let seed = parse_seed(q.seed.as_deref())?;
     let _permit = state.admit()?;
-    let set = state.engine.model_set();
+    let engine = state.models.engine(q.model_set.as_deref())?;
+    let set = engine.model_set();
     let device = set.require_device(&dev_id)?;
     let choice = GenerationChoice::parse(&generation, set.generations())?;
     let (generations, z) = schedule::draw(n, set.latent_dim(), choice, set.generations(), &mut schedule::rng(seed));
-    let schedule = state.engine.schedule(device, generations, z).await?;
+    let schedule = engine.schedule(device, generations, z).await?;
     let job = PerturbationJob {
         id: Uuid::new_v4(),
         device: dev_id,
@@ -206,7 +209,10 @@ pub async fn get_perturbation_job(
 
 fn respond(state: &AppState, job: PerturbationJob, format: Format) -> Result<Response> {
     let location = format!("/perturbations/jobs/{}", job.id);
-    let set = state.engine.model_set();
+    // The job's own model set (by name; the default set when it is no longer served).
+    let name = job.model_set.rsplit_once('@').map_or(job.model_set.as_str(), |(n, _)| n);
+    let engine = state.models.engine(Some(name)).unwrap_or_else(|_| state.models.default_engine());
+    let set = engine.model_set();
     let kind = set.manifest.family.schedule_kind();
     let anonymity_set = set.device_index(&job.device).and_then(|d| set.set_of(d)).map(|s| s.name.clone());
     let mut response = match format {

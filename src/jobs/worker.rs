@@ -20,7 +20,7 @@ use super::{
 };
 use crate::{
     error::{Error, Result},
-    models::Engine,
+    models::{Engine, ModelSets},
     store::{Backend, ClaimedSimulation, Store},
     traffic::FixedRows,
 };
@@ -56,7 +56,9 @@ impl JobSignal {
 
 /// Starts the workers; on SQLite (single process) first re-queues the jobs a dead process left
 /// running, and fails those already claimed `max_attempts` times.
-pub async fn start(engine: Arc<Engine>, store: Store, config: WorkerConfig) -> Result<JobSignal> {
+/// Each claimed job runs on the default model set as it is when the job is claimed (a reload
+/// applies to the jobs claimed after it).
+pub async fn start(models: Arc<ModelSets>, store: Store, config: WorkerConfig) -> Result<JobSignal> {
     if store.backend() == Backend::Sqlite {
         let (failed, requeued) = store.recover_after_restart(now_ms(), config.max_attempts).await?;
         if failed > 0 {
@@ -78,12 +80,12 @@ pub async fn start(engine: Arc<Engine>, store: Store, config: WorkerConfig) -> R
     }
     for worker in 0..config.workers {
         let instance = instance.clone();
-        let (engine, store, config, signal) = (engine.clone(), store.clone(), config.clone(), signal.clone());
+        let (models, store, config, signal) = (models.clone(), store.clone(), config.clone(), signal.clone());
         tokio::spawn(async move {
             let name = format!("{instance}-{worker}");
             loop {
                 let notified = signal.0.notified();
-                match claim_and_run(&engine, &store, &config, &name).await {
+                match claim_and_run(&models.default_engine(), &store, &config, &name).await {
                     Ok(true) => continue,
                     Ok(false) => {}
                     Err(e) => tracing::error!(error = %e, worker = %name, "simulation worker: store error"),

@@ -44,6 +44,7 @@ struct Task {
 
 pub struct Engine {
     set: Arc<ModelSet>,
+    config: EngineConfig,
     tx: Sender<Task>,
     /// Windows per task: a larger request is cut so that every inference thread takes a part.
     chunk: usize,
@@ -219,13 +220,18 @@ impl Engine {
             ready_rx.recv().map_err(|_| Error::Model("an inference thread died while loading".into()))??;
         }
         let width = Compact::of(&set).width;
-        let engine = Self { set, tx, chunk: config.max_batch_rows.max(1), width };
+        let engine = Self { set, config: config.clone(), tx, chunk: config.max_batch_rows.max(1), width };
         engine.probe()?;
         Ok(engine)
     }
 
     pub fn model_set(&self) -> &ModelSet {
         &self.set
+    }
+
+    /// What it was started with.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
     }
 
     pub fn model_set_arc(&self) -> Arc<ModelSet> {

@@ -2,8 +2,10 @@
 
 pub mod engine;
 pub mod manifest;
+pub mod registry;
 pub mod schedule;
 
 pub use engine::{Engine, EngineConfig};
 pub use manifest::{Manifest, ModelSet};
+pub use registry::ModelSets;
 pub use schedule::{GenerationChoice, Schedule};

@@ -18,94 +18,107 @@ pub trait RowSource {
     fn next_row(&mut self) -> Result<Option<[i32; 4]>>;
 }
 
-/// A fixed schedule, e.g. a reference-style `.npy` of shape `[rows, 4]`.
+/// A fixed schedule, e.g. a reference-style `.npy` of shape `[rows, 4]`, held once: its values
+/// row-major (an `int32` file is read straight into this buffer, with no other copy).
 #[derive(Debug, Clone, Default)]
 pub struct FixedRows {
-    rows: Vec<[i32; 4]>,
+    values: Vec<i32>,
     next: usize,
 }
 
 impl FixedRows {
     /// Refuses negative values.
     pub fn new(rows: Vec<[i32; 4]>) -> Result<Self> {
-        if let Some((i, r)) = rows.iter().enumerate().find(|(_, r)| r.iter().any(|&v| v < 0)) {
+        Self::from_flat(rows.into_iter().flatten().collect())
+    }
+
+    /// Row-major values, 4 per row; refuses negative values.
+    fn from_flat(values: Vec<i32>) -> Result<Self> {
+        if let Some(i) = values.iter().position(|&v| v < 0) {
+            let r = i / 4;
             return Err(Error::invalid(
                 "invalid_schedule",
-                format!("schedule row {i} is {r:?}: packet and byte counts cannot be negative"),
+                format!(
+                    "schedule row {r} is {:?}: packet and byte counts cannot be negative",
+                    &values[r * 4..(r * 4 + 4).min(values.len())]
+                ),
             ));
         }
-        Ok(Self { rows, next: 0 })
+        Ok(Self { values, next: 0 })
     }
 
     pub fn from_schedule(s: &Schedule) -> Result<Self> {
-        Self::new(s.row_arrays())
+        Self::from_flat(s.values().map(|v| v as i32).collect())
     }
 
     /// A `.npy` array whose last axis has length 4 (`[rows, 4]`, or `[windows, slots, 4]`), of
     /// any integer or float dtype; floats must be whole numbers.
     pub fn from_npy_bytes(bytes: &[u8]) -> Result<Self> {
-        Self::new(read_rows_npy(bytes)?)
+        Self::from_flat(read_rows_npy(|| Ok(bytes))?)
     }
 
+    /// The same from a file, read once (never held whole beside its converted rows when int32).
     pub fn from_npy_path(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-        Self::from_npy_bytes(&bytes).map_err(|e| match e {
+        let open = || {
+            std::fs::File::open(path)
+                .map(std::io::BufReader::new)
+                .map_err(|e| Error::io(format!("reading {}", path.display()), e))
+        };
+        read_rows_npy(open).and_then(Self::from_flat).map_err(|e| match e {
             Error::InvalidInput { code, message } => Error::invalid(code, format!("{}: {message}", path.display())),
             other => other,
         })
     }
 
     pub fn len(&self) -> usize {
-        self.rows.len()
+        self.values.len() / 4
     }
 
     pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
+        self.values.is_empty()
     }
 
     /// Rows not yet consumed.
     pub fn remaining(&self) -> usize {
-        self.rows.len() - self.next
+        self.len() - self.next
     }
 }
 
 impl RowSource for FixedRows {
     fn next_row(&mut self) -> Result<Option<[i32; 4]>> {
-        let r = self.rows.get(self.next).copied();
-        if r.is_some() {
-            self.next += 1;
-        }
-        Ok(r)
+        let Some(v) = self.values.get(self.next * 4..self.next * 4 + 4) else { return Ok(None) };
+        self.next += 1;
+        Ok(Some([v[0], v[1], v[2], v[3]]))
     }
 }
 
-fn read_rows_npy(bytes: &[u8]) -> Result<Vec<[i32; 4]>> {
+/// Row-major values of a `.npy` array; `open` gives a fresh reader at the file's start (a wrong
+/// dtype is found from the header alone, so trying the next one reads only its header again).
+fn read_rows_npy<R: std::io::Read>(mut open: impl FnMut() -> Result<R>) -> Result<Vec<i32>> {
     use ndarray::ArrayD;
     use ndarray_npy::{ReadNpyError, ReadNpyExt};
 
-    fn flatten<T: Copy>(a: ArrayD<T>, conv: impl Fn(T) -> Option<i32>) -> Result<Vec<[i32; 4]>> {
-        let shape = a.shape().to_vec();
+    fn check_shape(shape: &[usize]) -> Result<()> {
         if shape.last() != Some(&4) || shape.len() < 2 {
             return Err(Error::invalid(
                 "invalid_schedule",
                 format!("the schedule has shape {shape:?}; expected [rows, 4] (or [windows, slots, 4])"),
             ));
         }
-        let values: Vec<T> = a.iter().copied().collect();
-        let mut rows = Vec::with_capacity(values.len() / 4);
-        for (i, c) in values.chunks_exact(4).enumerate() {
-            let mut r = [0i32; 4];
-            for (k, v) in c.iter().enumerate() {
-                r[k] = conv(*v).ok_or_else(|| {
-                    Error::invalid(
-                        "invalid_schedule",
-                        format!("schedule row {i}, column {k}: not a whole number from 0 to {}", i32::MAX),
-                    )
-                })?;
-            }
-            rows.push(r);
+        Ok(())
+    }
+    fn convert<T: Copy>(a: ArrayD<T>, conv: impl Fn(T) -> Option<i32>) -> Result<Vec<i32>> {
+        check_shape(a.shape())?;
+        let mut values = Vec::with_capacity(a.len());
+        for (i, v) in a.iter().enumerate() {
+            values.push(conv(*v).ok_or_else(|| {
+                Error::invalid(
+                    "invalid_schedule",
+                    format!("schedule row {}, column {}: not a whole number from 0 to {}", i / 4, i % 4, i32::MAX),
+                )
+            })?);
         }
-        Ok(rows)
+        Ok(values)
     }
     fn int<T: TryInto<i32>>(v: T) -> Option<i32> {
         v.try_into().ok()
@@ -114,16 +127,31 @@ fn read_rows_npy(bytes: &[u8]) -> Result<Vec<[i32; 4]>> {
         (v.is_finite() && v.fract() == 0.0 && v >= f64::from(i32::MIN) && v <= f64::from(i32::MAX)).then_some(v as i32)
     }
     let bad = |e: ReadNpyError| Error::invalid("invalid_schedule", format!("not a readable .npy array: {e}"));
+    // int32 (what `ipet predict` and the service write): the array's own buffer, no copy.
+    match ArrayD::<i32>::read_npy(open()?) {
+        Ok(a) => {
+            check_shape(a.shape())?;
+            if a.is_standard_layout() {
+                let (values, offset) = a.into_raw_vec_and_offset();
+                if offset.unwrap_or(0) == 0 {
+                    return Ok(values);
+                }
+                return Ok(values[offset.unwrap_or(0)..].to_vec());
+            }
+            return convert(a, Some);
+        }
+        Err(ReadNpyError::WrongDescriptor(_)) => {}
+        Err(e) => return Err(bad(e)),
+    }
     macro_rules! attempt {
         ($t:ty, $conv:expr) => {
-            match ArrayD::<$t>::read_npy(bytes) {
-                Ok(a) => return flatten(a, $conv),
+            match ArrayD::<$t>::read_npy(open()?) {
+                Ok(a) => return convert(a, $conv),
                 Err(ReadNpyError::WrongDescriptor(_)) => {}
                 Err(e) => return Err(bad(e)),
             }
         };
     }
-    attempt!(i32, Some);
     attempt!(i64, int);
     attempt!(f64, float);
     attempt!(f32, |v: f32| float(f64::from(v)));
