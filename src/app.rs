@@ -69,7 +69,7 @@ impl AppState {
 
     /// Starts `config.workers` simulation workers in this process.
     pub async fn with_jobs(mut self, config: WorkerConfig) -> Result<Self> {
-        self.jobs = worker::start(self.models.clone(), self.store.clone(), config).await?;
+        self.jobs = worker::start_with_models(self.models.clone(), self.store.clone(), config).await?;
         Ok(self)
     }
 

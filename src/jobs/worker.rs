@@ -56,9 +56,14 @@ impl JobSignal {
 
 /// Starts the workers; on SQLite (single process) first re-queues the jobs a dead process left
 /// running, and fails those already claimed `max_attempts` times.
+/// Workers over one engine (see [`start_with_models`]).
+pub async fn start(engine: Arc<Engine>, store: Store, config: WorkerConfig) -> Result<JobSignal> {
+    start_with_models(Arc::new(ModelSets::single(engine)), store, config).await
+}
+
 /// Each claimed job runs on the default model set as it is when the job is claimed (a reload
 /// applies to the jobs claimed after it).
-pub async fn start(models: Arc<ModelSets>, store: Store, config: WorkerConfig) -> Result<JobSignal> {
+pub async fn start_with_models(models: Arc<ModelSets>, store: Store, config: WorkerConfig) -> Result<JobSignal> {
     if store.backend() == Backend::Sqlite {
         let (failed, requeued) = store.recover_after_restart(now_ms(), config.max_attempts).await?;
         if failed > 0 {
