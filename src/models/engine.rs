@@ -122,11 +122,12 @@ fn run_session<R>(
     Ok(take(data))
 }
 
-/// How generator output is kept: whole numbers within the caps, as little-endian unsigned
-/// integers of `width` bytes (the narrowest that holds the largest cap).
-#[derive(Debug, Clone, Copy)]
+/// How generator output is kept: whole numbers within the device's caps (its set's, for
+/// `set-targets`), as little-endian unsigned integers of `width` bytes (the narrowest that holds
+/// the model set's largest cap, which bounds every set's).
+#[derive(Debug, Clone)]
 struct Compact {
-    caps: [f32; 4],
+    caps: Vec<[f32; 4]>,
     width: u8,
 }
 
@@ -134,21 +135,27 @@ impl Compact {
     fn of(set: &ModelSet) -> Self {
         let caps = &set.manifest.caps;
         Self {
-            caps: std::array::from_fn(|k| caps[k] as f32),
+            caps: (0..set.manifest.devices.len())
+                .map(|d| {
+                    let c = set.caps_of(d);
+                    std::array::from_fn(|k| c[k] as f32)
+                })
+                .collect(),
             width: schedule::width_for(caps.iter().copied().fold(0.0, f64::max)),
         }
     }
 
-    /// Writes `values` (rows of 4) into `out` (`values.len() * width` bytes). On a value that is
-    /// not a whole number within its column's cap, says which.
-    fn write(&self, values: &[f32], out: &mut [u8]) -> std::result::Result<(), String> {
+    /// Writes `values` (rows of 4) of `device` into `out` (`values.len() * width` bytes). On a
+    /// value that is not a whole number within its column's cap, says which.
+    fn write(&self, device: usize, values: &[f32], out: &mut [u8]) -> std::result::Result<(), String> {
+        let caps = self.caps[device];
         let mut ok = true;
         match self.width {
             1 => {
                 for (row, dst) in values.chunks_exact(4).zip(out.chunks_exact_mut(4)) {
                     for k in 0..4 {
                         let (v, u) = (row[k], row[k] as u32);
-                        ok &= (u as f32 == v) & (v <= self.caps[k]);
+                        ok &= (u as f32 == v) & (v <= caps[k]);
                         dst[k] = u as u8;
                     }
                 }
@@ -158,7 +165,7 @@ impl Compact {
                 for (row, dst) in values.chunks_exact(4).zip(out.chunks_exact_mut(4 * w)) {
                     for k in 0..4 {
                         let (v, u) = (row[k], row[k] as u32);
-                        ok &= (u as f32 == v) & (v <= self.caps[k]);
+                        ok &= (u as f32 == v) & (v <= caps[k]);
                         dst[k * w..(k + 1) * w].copy_from_slice(&u.to_le_bytes()[..w]);
                     }
                 }
@@ -167,15 +174,12 @@ impl Compact {
         if ok {
             return Ok(());
         }
-        let (i, v) = values
-            .iter()
-            .enumerate()
-            .find(|&(i, &v)| !(v as u32 as f32 == v && v <= self.caps[i % 4]))
-            .unwrap_or((0, &0.0));
+        let (i, v) =
+            values.iter().enumerate().find(|&(i, &v)| !(v as u32 as f32 == v && v <= caps[i % 4])).unwrap_or((0, &0.0));
         Err(format!(
             "column {} gives {v}, not a whole number within the cap {}",
             crate::traffic::COLUMNS[i % 4],
-            self.caps[i % 4]
+            caps[i % 4]
         ))
     }
 }
@@ -219,7 +223,7 @@ impl Engine {
         for _ in 0..threads {
             ready_rx.recv().map_err(|_| Error::Model("an inference thread died while loading".into()))??;
         }
-        let width = Compact::of(&set).width;
+        let width = schedule::width_for(set.manifest.caps.iter().copied().fold(0.0, f64::max));
         let engine = Self { set, config: config.clone(), tx, chunk: config.max_batch_rows.max(1), width };
         engine.probe()?;
         Ok(engine)
@@ -241,7 +245,6 @@ impl Engine {
     /// Every generator, on a batch of 64 fixed noise vectors: whole numbers within the caps.
     fn probe(&self) -> Result<()> {
         for device in 0..self.set.files.len() {
-            let caps = self.set.caps_of(device);
             for generation in 0..self.set.generations() {
                 let (_, z) = draw(64, self.set.latent_dim(), GenerationChoice::Index(generation), 1, &mut rng(Some(0)));
                 self.run_blocking(device, generation, z).map_err(|e| {
@@ -346,7 +349,7 @@ fn worker_loop(set: &ModelSet, sessions: &mut [Vec<Session>], rx: &Receiver<Task
             let result = if whole_task {
                 let ti = members[0].0;
                 let out = &mut outs[ti];
-                run_session(session, input, output, tasks[ti].z.view(), |values| compact.write(values, out))
+                run_session(session, input, output, tasks[ti].z.view(), |values| compact.write(device, values, out))
             } else {
                 let latent = tasks[0].z.ncols();
                 let mut buf = Vec::with_capacity(members.len() * latent);
@@ -360,6 +363,7 @@ fn worker_loop(set: &ModelSet, sessions: &mut [Vec<Session>], rx: &Receiver<Task
                         run_session(session, input, output, z.view(), |values| {
                             for (k, &(ti, w)) in members.iter().enumerate() {
                                 compact.write(
+                                    device,
                                     &values[k * per_window..(k + 1) * per_window],
                                     &mut outs[ti][w * out_window..(w + 1) * out_window],
                                 )?;
