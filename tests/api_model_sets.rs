@@ -49,8 +49,13 @@ async fn sets_are_chosen_per_request_listed_and_reloaded_without_dropping_reques
     let models = tokio::task::spawn_blocking(move || ModelSets::load(dirs, config)).await.expect("join").expect("load");
     // Debug builds under this load queue longer than the default 1 s acquire timeout.
     let store = Store::connect_with("sqlite::memory:", 1, std::time::Duration::from_secs(60)).await.expect("store");
-    let limits =
-        Limits { max_n: 1000, max_concurrent_requests: 256, request_timeout_secs: 60, max_body_bytes: 1 << 20 };
+    let limits = Limits {
+        max_n: 1000,
+        max_concurrent_requests: 256,
+        request_timeout_secs: 60,
+        max_body_bytes: 1 << 20,
+        jobs: Default::default(),
+    };
     let state = AppState::with_models(Arc::new(models), store, limits);
     let router = ipet::http::router(state);
 

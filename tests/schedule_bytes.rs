@@ -15,8 +15,13 @@ use tower::ServiceExt;
 mod common;
 
 fn router(store: Store) -> axum::Router {
-    let limits =
-        Limits { max_n: 30_000, max_concurrent_requests: 64, request_timeout_secs: 60, max_body_bytes: 1 << 20 };
+    let limits = Limits {
+        max_n: 30_000,
+        max_concurrent_requests: 64,
+        request_timeout_secs: 60,
+        max_body_bytes: 1 << 20,
+        jobs: Default::default(),
+    };
     ipet::http::router(AppState::new(common::engine(), store, limits))
 }
 

@@ -320,8 +320,8 @@ pub async fn post_simulation(State(state): State<AppState>, caller: Caller, requ
         )));
     };
     let _permit = state.admit()?;
-    let id =
-        submit(state.models.default_engine().model_set(), &state.store, &caller, &state.limits.jobs, submission).await?;
+    let id = submit(state.models.default_engine().model_set(), &state.store, &caller, &state.limits.jobs, submission)
+        .await?;
     state.jobs.wake();
     let location = format!("/simulations/{id}");
     let mut response =
