@@ -9,11 +9,13 @@
 //! 2. Target: the set's [`TargetSource`] gives one target per direction, `(packets, bytes)`,
 //!    the same for every member, from what the members have pending.
 //! 3. Serving, per member and direction: queued real packets go, in order, while they fit: one
-//!    more packet within the target's packets, its bytes within the target's bytes, and (so that
-//!    the bytes stay reachable) the bytes left no more than the packets left can carry at the
-//!    set's largest real size. A packet that arrived in the slot goes at its arrival time (no
-//!    delay); one that waited goes at the slot's start. The first that does not fit stops the
-//!    queue (no overtaking).
+//!    more packet within the target's packets and its bytes within the target's bytes. A packet
+//!    that arrived in the slot goes at its arrival time (no delay); one that waited goes at the
+//!    slot's start. The first that does not fit stops the queue (no overtaking). Real traffic
+//!    goes before exact bytes: where the dummies left cannot carry the bytes left at the set's
+//!    largest real size, the slot falls short of its target's bytes and the summary counts the
+//!    missing bytes (`missed_target_bytes`; never for the supersequence and the regulator, whose
+//!    targets leave room for it).
 //! 4. Leaking: a queued packet whose wait reaches the latency budget inside the slot is sent at
 //!    that moment (arrival + budget) in excess of the target and counted as leaked. Budget 0 is
 //!    pure padding: what does not fit its arrival slot leaks at once.
@@ -151,7 +153,6 @@ pub(crate) fn pad_set<I: Iterator<Item = Packet>>(
     }
     let slot_of = |t: i64| (t - origin_ns).div_euclid(omega);
     let end_slot = slot_of(end_ns) + 1;
-    let caps = [u64::from(sizes[0].max().max(1)), u64::from(sizes[1].max().max(1))];
     let mut pending: Vec<[Pending; 2]> = vec![[Pending::default(); 2]; members.len()];
     let mut buf: Vec<Slotted> = Vec::new();
     let mut dummy_sizes: Vec<u32> = Vec::new();
@@ -193,7 +194,7 @@ pub(crate) fn pad_set<I: Iterator<Item = Packet>>(
             buf.clear();
             for (d, t) in target.iter().enumerate() {
                 let direction = if d == 0 { Direction::In } else { Direction::Out };
-                serve(m, d, *t, start, end, budget, caps[d], &mut buf);
+                serve(m, d, *t, start, end, budget, &mut buf);
                 let sent = buf.iter().filter(|s| !s.leaked && !s.p.dummy && s.p.direction == direction);
                 let (sp, sb) = sent.fold((0u64, 0u64), |(n, b), s| (n + 1, b + s.p.size as u64));
                 let (left_p, left_b) = (t.packets - sp, t.bytes - sb);
@@ -231,23 +232,12 @@ pub(crate) fn pad_set<I: Iterator<Item = Packet>>(
 
 /// Serves one member's queue of direction `d` against its target (steps 3 and 4 of the module
 /// doc), pushing the real packets it sends into `buf`.
-#[allow(clippy::too_many_arguments)]
-fn serve<I>(
-    m: &mut Member<I>,
-    d: usize,
-    t: Target,
-    start: i64,
-    end: i64,
-    budget: i64,
-    cap: u64,
-    buf: &mut Vec<Slotted>,
-) {
-    let shortfall = |p: u64, b: u64| (t.bytes - b).saturating_sub((t.packets - p) * cap);
+fn serve<I>(m: &mut Member<I>, d: usize, t: Target, start: i64, end: i64, budget: i64, buf: &mut Vec<Slotted>) {
     let (mut sp, mut sb) = (0u64, 0u64);
     let queue = &mut m.queue[d];
     while let Some(h) = queue.front().copied() {
         let size = u64::from(h.size);
-        let fits = sp < t.packets && sb + size <= t.bytes && shortfall(sp + 1, sb + size) <= shortfall(sp, sb);
+        let fits = sp < t.packets && sb + size <= t.bytes;
         if !fits {
             break;
         }
@@ -502,6 +492,21 @@ mod tests {
         let (out, _) =
             run_set(vec![vec![pkt(0, Direction::In, 300), pkt(100 * S, Direction::In, 300)]], sz, Box::new(reg), 0.0);
         assert_eq!(out[0].iter().filter(|p| p.time_ns >= 20 * S && p.time_ns < 90 * S).count(), 0);
+    }
+
+    #[test]
+    fn real_traffic_goes_before_exact_bytes_and_the_shortfall_is_counted() {
+        // Target 2 packets, 2000 bytes; the largest real size is 1000. A 10-byte real packet goes
+        // at once; the one dummy left carries 1000 bytes and 990 are reported missing.
+        let (out, s) = run_set(
+            vec![vec![pkt(0, Direction::Out, 10)]],
+            sizes(&[10, 1000]),
+            Box::new(Fixed { t: [t(0, 0), t(2, 2000)] }),
+            0.0,
+        );
+        let sent: Vec<(bool, u32)> = out[0].iter().map(|p| (p.dummy, p.size as u32)).collect();
+        assert_eq!(sent, vec![(false, 10), (true, 1000)]);
+        assert_eq!((s[0].total.leaked_packets, s[0].total.missed_target_bytes), (0, 990));
     }
 
     #[test]
