@@ -165,7 +165,9 @@ fn ipet_simulate_runs_a_home_and_refuses_a_bad_k() {
         assert_eq!(set["target_slots"], r["rows_used"]);
         assert!(set["total"]["real_packets"].as_u64().unwrap() > 0);
     }
-    assert_eq!(summary["total"]["total"]["missed_target_bytes"], 0);
+    // Rows of 10 packets and 10 kB ask more bytes of the dummies left after a burst of small
+    // real packets than they can carry: the summary reports the shortfall.
+    assert!(summary["total"]["total"]["missed_target_bytes"].as_u64().unwrap() > 0);
     let bad = run(&["--defense", "targets", "--sets", SETS]);
     assert!(String::from_utf8_lossy(&bad.stderr).contains("invalid_simulation_settings"));
 
