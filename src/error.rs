@@ -2,9 +2,8 @@
 //!
 //! Every failure carries a stable machine code (`code()`), used as the `code` field of HTTP error
 //! bodies and in CLI messages, and a human message naming the problem. Internal causes (database,
-//! ONNX Runtime, I/O) are logged by the HTTP layer and never shown to clients.
-
-use axum::http::StatusCode;
+//! ONNX Runtime, I/O) are logged by the HTTP layer and never shown to clients. The HTTP status of
+//! each kind is the HTTP layer's business (`crate::http::error`).
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -144,29 +143,25 @@ impl Error {
         }
     }
 
-    pub fn status(&self) -> StatusCode {
-        match self {
-            Error::InvalidInput { .. } => StatusCode::BAD_REQUEST,
-            Error::NotFound { .. } => StatusCode::NOT_FOUND,
-            Error::Overloaded(_) => StatusCode::TOO_MANY_REQUESTS,
-            Error::QuotaExceeded(_) => StatusCode::TOO_MANY_REQUESTS,
-            Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            Error::UriTooLong(_) => StatusCode::URI_TOO_LONG,
-            Error::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            Error::Timeout(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Error::Forbidden(_) => StatusCode::FORBIDDEN,
-            Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Error::Conflict { .. } => StatusCode::CONFLICT,
-            Error::Database(e) if unreachable_database(e) => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-
-    /// Whether the message may be shown to a client as is.
+    /// Whether the message may be shown to a client as is: the caller's own mistake (a 4xx over
+    /// HTTP), or a timeout.
     pub fn is_client_error(&self) -> bool {
-        self.status().is_client_error() || matches!(self, Error::Timeout(_))
+        matches!(
+            self,
+            Error::InvalidInput { .. }
+                | Error::NotFound { .. }
+                | Error::UnsupportedMediaType(_)
+                | Error::Timeout(_)
+                | Error::TooLarge(_)
+                | Error::MethodNotAllowed(_)
+                | Error::UriTooLong(_)
+                | Error::HeadersTooLarge(_)
+                | Error::Conflict { .. }
+                | Error::Unauthorized(_)
+                | Error::Forbidden(_)
+                | Error::RateLimited { .. }
+                | Error::QuotaExceeded(_)
+                | Error::Overloaded(_)
+        )
     }
 }

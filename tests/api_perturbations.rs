@@ -6,7 +6,10 @@ use std::collections::BTreeSet;
 
 use axum::http::StatusCode;
 use common::{MAX_N, TestApp};
-use ipet::models::{GenerationChoice, schedule};
+use ipet::{
+    models::{GenerationChoice, schedule},
+    traffic::noise,
+};
 
 fn rows(v: &serde_json::Value) -> Vec<[i64; 4]> {
     v["rows"]
@@ -65,7 +68,7 @@ async fn served_rows_match_the_onnx_model_run_directly(app: &TestApp) {
         set.latent_dim(),
         GenerationChoice::Index(generation),
         set.generations(),
-        &mut schedule::rng(Some(42)),
+        &mut noise::rng(Some(42)),
     );
     let mut session = ipet::models::engine::open_standalone_session(
         common::model_args().engine_config().ort_library.as_deref(),
@@ -92,7 +95,7 @@ async fn mix_windows_match_their_own_generators_run_directly(app: &TestApp) {
     let v = app.get("/perturbations/ultraloq-hub-01/mix?n=12&seed=8").await.json();
     let served = rows(&v);
     let (gens, z) =
-        schedule::draw(12, set.latent_dim(), GenerationChoice::Mix, set.generations(), &mut schedule::rng(Some(8)));
+        schedule::draw(12, set.latent_dim(), GenerationChoice::Mix, set.generations(), &mut noise::rng(Some(8)));
     let library = common::model_args().engine_config().ort_library;
     for (w, &g) in gens.iter().enumerate() {
         assert_eq!(v["window_generations"][w], u64::from(g));

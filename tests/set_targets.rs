@@ -11,7 +11,10 @@ use std::{
 
 use axum::http::StatusCode;
 use common::{Db, TestApp, repo};
-use ipet::models::{Engine, GenerationChoice, ModelSet, manifest::Family, schedule};
+use ipet::{
+    models::{Engine, GenerationChoice, ModelSet, manifest::Family, schedule},
+    traffic::noise,
+};
 
 const SETS: &str = "models/tj-oconnor-2021-sets";
 
@@ -191,8 +194,7 @@ async fn served_targets_match_their_sets_onnx_file_and_say_what_they_are() {
             assert_eq!(v["kind"], "targets");
             assert_eq!(v["set"], s.name.as_str());
             let served = rows(&v);
-            let (_, z) =
-                schedule::draw(6, set.latent_dim(), GenerationChoice::Index(0), 1, &mut schedule::rng(Some(5)));
+            let (_, z) = schedule::draw(6, set.latent_dim(), GenerationChoice::Index(0), 1, &mut noise::rng(Some(5)));
             let device = set.device_index(member).expect("device");
             let mut session = ipet::models::engine::open_standalone_session(library.as_deref(), &set.files[device][0])
                 .expect("session");

@@ -248,8 +248,8 @@ fn the_simulate_command_writes_the_trace_and_prints_the_summary() {
 fn generator_rows_draw_fresh_windows_on_demand_reproducibly_under_a_seed() {
     use ipet::{
         config::ModelArgs,
-        models::{Engine, GenerationChoice, ModelSet},
-        traffic::{GeneratorRows, RowSource},
+        models::{Engine, GenerationChoice, GeneratorRows, ModelSet},
+        traffic::RowSource,
     };
     let args = ModelArgs {
         models: std::env::var_os("IPET_TEST_MODELS")

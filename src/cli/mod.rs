@@ -12,7 +12,7 @@ use crate::{
     config::{ModelArgs, ServeConfig},
     error::{Error, Result},
     models::{Engine, GenerationChoice, ModelSet, schedule},
-    traffic::{DeviceTable, WindowSettings, Windows, capture::read_captures, windows::WindowsMeta},
+    traffic::{DeviceTable, WindowSettings, Windows, capture::read_captures, noise, windows::WindowsMeta},
 };
 
 #[derive(Debug, Parser)]
@@ -198,7 +198,7 @@ fn predict(args: PredictArgs) -> Result<()> {
     }
     let choice = GenerationChoice::parse(&args.generation, set.generations())?;
     let (generations, z) =
-        schedule::draw(args.n, set.latent_dim(), choice, set.generations(), &mut schedule::rng(args.seed));
+        schedule::draw(args.n, set.latent_dim(), choice, set.generations(), &mut noise::rng(args.seed));
     let engine = Engine::start(set, &args.models.engine_config())?;
     let schedule = engine.schedule_blocking(device, generations, z)?;
     std::fs::write(&args.out, schedule.to_npy())

@@ -8,9 +8,9 @@ use clap::{ArgGroup, Args};
 use crate::{
     config::ModelArgs,
     error::{Error, Result},
-    models::{Engine, GenerationChoice, ModelSet, manifest::Family},
+    models::{Engine, GenerationChoice, GeneratorRows, ModelSet, manifest::Family},
     traffic::{
-        Baseline, BaselineKind, Defense, DeviceTable, FixedRows, GeneratorRows, Mode, OutputFile, Packet, PadSettings,
+        Baseline, BaselineKind, Defense, DeviceTable, FixedRows, Mode, OutputFile, Packet, PadSettings,
         RegulatorSettings, RowSource, SetDefense, SimSettings, Transport, WindowSettings, Windows,
         capture::DeviceTraffic,
         defend_home, form_sets, parse_sets, read_captures,
@@ -57,6 +57,26 @@ impl DefenseArg {
     }
 }
 
+/// `--mode`: how iPET cover is laid ([`Mode`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ModeArg {
+    /// One row per omega slot, both directions, dummies spread inside their slot (correct).
+    #[value(name = "slotted")]
+    Slotted,
+    /// The published simulator, defects included.
+    #[value(name = "reference")]
+    Reference,
+}
+
+impl From<ModeArg> for Mode {
+    fn from(m: ModeArg) -> Self {
+        match m {
+            ModeArg::Slotted => Mode::Slotted,
+            ModeArg::Reference => Mode::Reference,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("cover").required(true).multiple(true).args(["generation", "schedule", "defense"])))]
 pub struct SimulateArgs {
@@ -85,8 +105,8 @@ pub struct SimulateArgs {
     pub defense: Option<DefenseArg>,
     /// How iPET cover is laid: `slotted` (correct) or `reference` (the published simulator,
     /// defects included).
-    #[arg(long, value_enum, default_value_t = Mode::Slotted)]
-    pub mode: Mode,
+    #[arg(long, value_enum, default_value_t = ModeArg::Slotted)]
+    pub mode: ModeArg,
     /// Seed for reproducible noise and baseline choices (default: operating-system randomness).
     #[arg(long)]
     pub seed: Option<u64>,
@@ -217,8 +237,8 @@ pub fn run(args: SimulateArgs) -> Result<()> {
     }
 
     let defense = match (&mut generated, &mut fixed, args.defense.and_then(DefenseArg::baseline)) {
-        (Some(rows), _, _) => Defense::Ipet { mode: args.mode, rows },
-        (_, Some(rows), _) => Defense::Ipet { mode: args.mode, rows },
+        (Some(rows), _, _) => Defense::Ipet { mode: args.mode.into(), rows },
+        (_, Some(rows), _) => Defense::Ipet { mode: args.mode.into(), rows },
         (_, _, Some(kind)) => {
             let mut baseline = Baseline::new(kind);
             if !(args.rate_scale.is_finite() && args.rate_scale > 0.0) {

@@ -21,7 +21,7 @@ use crate::{
     error::{Error, Result},
     models::{GenerationChoice, manifest::ScheduleKind, schedule},
     store::PerturbationJob,
-    traffic::COLUMNS,
+    traffic::{COLUMNS, noise},
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -152,7 +152,7 @@ pub async fn get_perturbations(
     let set = engine.model_set();
     let device = set.require_device(&dev_id)?;
     let choice = GenerationChoice::parse(&generation, set.generations())?;
-    let (generations, z) = schedule::draw(n, set.latent_dim(), choice, set.generations(), &mut schedule::rng(seed));
+    let (generations, z) = schedule::draw(n, set.latent_dim(), choice, set.generations(), &mut noise::rng(seed));
     let schedule = engine.schedule(device, generations, z).await?;
     let job = PerturbationJob {
         id: Uuid::new_v4(),

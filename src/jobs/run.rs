@@ -14,8 +14,8 @@ use super::{
 };
 use crate::{
     error::{Error, Result},
-    models::{Engine, GenerationChoice},
-    traffic::{Baseline, Defense, FixedRows, GeneratorRows, SimSettings, simulate, simulate::Summary},
+    models::{Engine, GenerationChoice, GeneratorRows},
+    traffic::{Baseline, Defense, FixedRows, SimSettings, simulate, simulate::Summary},
 };
 
 /// What a run produced: the summary, the encoded output, its rows.

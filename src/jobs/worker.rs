@@ -176,7 +176,7 @@ async fn execute(
         Cover::PerturbationJob { job_id } => {
             let stored = store.get_perturbation(*job_id, None).await.map_err(|e| Failed(e.to_string()))?;
             let stored = stored.ok_or_else(|| Failed(format!("perturbation job {job_id} no longer exists")))?;
-            Some(FixedRows::from_schedule(&stored.schedule).map_err(|e| Failed(e.to_string()))?)
+            Some(stored.schedule.fixed_rows().map_err(|e| Failed(e.to_string()))?)
         }
         Cover::UploadedSchedule { .. } => {
             let bytes = job.schedule.as_deref().ok_or_else(|| Failed("the uploaded schedule is missing".into()))?;

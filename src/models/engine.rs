@@ -19,9 +19,12 @@ use tokio::sync::oneshot;
 
 use super::{
     manifest::ModelSet,
-    schedule::{self, GenerationChoice, Schedule, draw, rng},
+    schedule::{self, GenerationChoice, Schedule, draw},
 };
-use crate::error::{Error, Result};
+use crate::{
+    error::{Error, Result},
+    traffic::noise::rng,
+};
 
 #[derive(Debug, Clone)]
 pub struct EngineConfig {

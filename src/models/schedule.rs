@@ -6,14 +6,13 @@
 //! drawn first, then the noise matrix row by row.
 
 use ndarray::Array2;
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha20Rng;
+use rand::Rng;
 use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
 
 use crate::{
     error::{Error, Result},
-    traffic::COLUMNS,
+    traffic::{COLUMNS, FixedRows},
 };
 
 /// Which generation serves a request: one, or a fresh random one for every window.
@@ -52,14 +51,6 @@ impl std::fmt::Display for GenerationChoice {
             Self::Index(g) => write!(f, "{g}"),
             Self::Mix => f.write_str("mix"),
         }
-    }
-}
-
-/// A noise source: seeded, or from the operating system.
-pub fn rng(seed: Option<u64>) -> ChaCha20Rng {
-    match seed {
-        Some(s) => ChaCha20Rng::seed_from_u64(s),
-        None => ChaCha20Rng::from_os_rng(),
     }
 }
 
@@ -165,6 +156,11 @@ impl Schedule {
     pub fn row(&self, r: usize) -> [i32; 4] {
         let mut it = self.values().skip(r * 4);
         std::array::from_fn(|_| it.next().map_or(0, |v| v as i32))
+    }
+
+    /// The rows as a fixed row source for the simulator (refuses values past `i32::MAX`).
+    pub fn fixed_rows(&self) -> Result<FixedRows> {
+        FixedRows::from_flat(self.values().map(|v| v as i32).collect())
     }
 
     /// Rows as arrays (values beyond `i32::MAX` cannot occur: caps are at most `i32::MAX`).
@@ -296,6 +292,7 @@ pub fn npy_header(descr: &str, rows: usize, cols: usize) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::traffic::noise::rng;
 
     fn sample(values: Vec<u32>) -> Schedule {
         Schedule::from_values(2, vec![0; values.len() / 8], &values).expect("schedule")

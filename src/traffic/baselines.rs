@@ -44,25 +44,20 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{
+    noise,
     packet::{Direction, Packet},
     simulate::{Emitter, Input, OutputPacket},
 };
-use crate::{
-    error::{Error, Result},
-    models::schedule,
-};
+use crate::error::{Error, Result};
 
 /// Which baseline.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub enum BaselineKind {
     #[serde(rename = "constant")]
-    #[value(name = "constant")]
     Constant,
     #[serde(rename = "random")]
-    #[value(name = "random")]
     Random,
     #[serde(rename = "random+")]
-    #[value(name = "random+")]
     RandomPlus,
 }
 
@@ -198,7 +193,7 @@ pub(crate) fn run<I: Iterator<Item = Packet>, S: FnMut(&OutputPacket) -> Result<
     out: &mut Emitter<S>,
 ) -> Result<()> {
     b.validate()?;
-    let mut rng = schedule::rng(seed);
+    let mut rng = noise::rng(seed);
     let Some(first) = input.next()? else {
         return Ok(());
     };
@@ -453,7 +448,7 @@ mod tests {
 
     #[test]
     fn random_rates_follow_their_distributions() {
-        let mut rng = schedule::rng(Some(3));
+        let mut rng = noise::rng(Some(3));
         let r = Baseline::random();
         let draws: Vec<f64> = (0..20_000).map(|_| r.draw_rate(&mut rng)).collect();
         let mean = draws.iter().sum::<f64>() / draws.len() as f64;

@@ -7,6 +7,7 @@ pub mod address;
 pub mod baselines;
 pub mod capture;
 pub mod devices;
+pub mod noise;
 pub mod packet;
 pub mod sets;
 pub mod simulate;
@@ -20,7 +21,7 @@ pub use devices::{Device, DeviceTable};
 pub use packet::{Direction, Packet, Transport};
 pub use sets::{AnonymitySet, SetPartition, form_sets, parse_sets};
 pub use simulate::{
-    Defense, FixedRows, GeneratorRows, HomeSummary, Mode, OutputFile, OutputPacket, PadSettings, RegulatorSettings,
-    RowSource, SetDefense, SimSettings, Summary, defend_home, simulate,
+    Defense, FixedRows, HomeSummary, Mode, OutputFile, OutputPacket, PadSettings, RegulatorSettings, RowSource,
+    SetDefense, SimSettings, Summary, defend_home, simulate,
 };
 pub use windows::{COLUMNS, WindowSettings, Windows};

@@ -72,7 +72,7 @@ pub use self::output::{CsvWriter, NpyWriter, OutputFile};
 pub use self::pad::{PadMember, PadSet, PadSettings, set_rng};
 pub use self::pad_summary::{HomeSummary, MemberSummary, PadSummary, PadTraffic, SetSummary};
 use self::reference::reference;
-pub use self::rows::{FixedRows, GeneratorRows, RowSource};
+pub use self::rows::{FixedRows, RowSource};
 pub use self::sizes::SizeDistribution;
 use self::slotted::slotted;
 pub(crate) use self::summary::Emitter;
@@ -89,7 +89,7 @@ use crate::error::{Error, Result};
 pub const OUTPUT_COLUMNS: [&str; 4] = ["direction", "is_dummy", "size_bytes", "time_s"];
 
 /// How iPET cover is laid over the trace.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// One row per omega slot, both directions, dummies spread inside their slot (correct).

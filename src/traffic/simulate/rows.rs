@@ -1,16 +1,10 @@
-//! Where iPET's perturbation rows come from: a fixed schedule or the generators.
+//! Where iPET's perturbation rows come from: the [`RowSource`] the simulator reads, and a fixed
+//! schedule. Rows drawn from the generators on demand implement it above the data plane
+//! (`crate::models::GeneratorRows`).
 
-use std::{path::Path, sync::Arc};
+use std::path::Path;
 
-use rand_chacha::ChaCha20Rng;
-
-use crate::{
-    error::{Error, Result},
-    models::{
-        Engine, GenerationChoice,
-        schedule::{self, Schedule},
-    },
-};
+use crate::error::{Error, Result};
 
 /// Where perturbation rows `[in_packets, in_bytes, out_packets, out_bytes]` come from, one at a
 /// time, in schedule order. `Ok(None)`: the schedule is used up.
@@ -33,7 +27,7 @@ impl FixedRows {
     }
 
     /// Row-major values, 4 per row; refuses negative values.
-    fn from_flat(values: Vec<i32>) -> Result<Self> {
+    pub fn from_flat(values: Vec<i32>) -> Result<Self> {
         if let Some(i) = values.iter().position(|&v| v < 0) {
             let r = i / 4;
             return Err(Error::invalid(
@@ -45,10 +39,6 @@ impl FixedRows {
             ));
         }
         Ok(Self { values, next: 0 })
-    }
-
-    pub fn from_schedule(s: &Schedule) -> Result<Self> {
-        Self::from_flat(s.values().map(|v| v as i32).collect())
     }
 
     /// A `.npy` array whose last axis has length 4 (`[rows, 4]`, or `[windows, slots, 4]`), of
@@ -162,77 +152,6 @@ fn read_rows_npy<R: std::io::Read>(mut open: impl FnMut() -> Result<R>) -> Resul
     attempt!(u32, int);
     attempt!(u64, int);
     Err(Error::invalid("invalid_schedule", "the .npy array's dtype is not an integer or float type"))
-}
-
-/// Rows drawn from a device's generators on demand: `chunk` windows at a time, each window with
-/// fresh noise (and, for `mix`, a fresh random generation), through [`Engine::schedule_blocking`].
-/// Never runs out. Blocks on inference: call from a blocking thread (`spawn_blocking`), never
-/// from an async task.
-pub struct GeneratorRows {
-    engine: Arc<Engine>,
-    device: usize,
-    choice: GenerationChoice,
-    chunk: usize,
-    rng: ChaCha20Rng,
-    values: Vec<i32>,
-    at: usize,
-    windows_drawn: u64,
-}
-
-impl GeneratorRows {
-    /// `seed`: reproducible noise; None draws the seed from the operating system.
-    pub fn new(
-        engine: Arc<Engine>,
-        device: usize,
-        choice: GenerationChoice,
-        chunk: usize,
-        seed: Option<u64>,
-    ) -> Result<Self> {
-        let set = engine.model_set();
-        if device >= set.files.len() {
-            return Err(Error::not_found("unknown_device", format!("device index {device} is not in the model set")));
-        }
-        if let GenerationChoice::Index(g) = choice
-            && g >= set.generations()
-        {
-            return Err(Error::not_found("unknown_generation", format!("generation {g} does not exist")));
-        }
-        Ok(Self {
-            engine,
-            device,
-            choice,
-            chunk: chunk.max(1),
-            rng: schedule::rng(seed),
-            values: Vec::new(),
-            at: 0,
-            windows_drawn: 0,
-        })
-    }
-
-    /// Windows drawn from the generators so far.
-    pub fn windows_drawn(&self) -> u64 {
-        self.windows_drawn
-    }
-}
-
-impl RowSource for GeneratorRows {
-    fn next_row(&mut self) -> Result<Option<[i32; 4]>> {
-        if self.at + 4 > self.values.len() {
-            let set = self.engine.model_set();
-            let (generations, z) =
-                schedule::draw(self.chunk, set.latent_dim(), self.choice, set.generations(), &mut self.rng);
-            let s = self.engine.schedule_blocking(self.device, generations, z)?;
-            self.windows_drawn += s.windows() as u64;
-            self.values = s.values().map(|v| v as i32).collect();
-            self.at = 0;
-            if self.values.len() < 4 {
-                return Err(Error::Internal("the generator returned an empty schedule".into()));
-            }
-        }
-        let v = &self.values[self.at..self.at + 4];
-        self.at += 4;
-        Ok(Some([v[0].max(0), v[1].max(0), v[2].max(0), v[3].max(0)]))
-    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! Targets from rows: a set's per-slot targets read from a [`RowSource`] (a learned target
-//! generator of the set through [`super::GeneratorRows`], or a fixed schedule), in windows.
+//! generator of the set through `crate::models::GeneratorRows`, or a fixed schedule), in windows.
 //!
 //! One target stream per set, shared by all its members at the same slot. Rows come in target
 //! windows of `slots_per_window` slots (the generator's window: 40 slots of 0.1 s), one row per
