@@ -7,23 +7,15 @@
 //! token gets `perturbations,simulations`. A caller sees only its own jobs: another's are 404.
 //!
 //! With no token configured every caller is `anonymous` with every scope, and the service
-//! refuses to listen beyond loopback unless told to (`--allow-unauthenticated`).
+//! refuses to listen beyond loopback unless told to (`--allow-unauthenticated`). The HTTP side
+//! (the middleware that puts the [`Caller`] on each request) is `crate::http::auth`.
 
 use std::{collections::HashMap, num::NonZeroU32, path::Path, sync::Arc, time::Duration};
 
-use axum::{
-    extract::{FromRequestParts, Request, State},
-    http::{HeaderValue, header, request::Parts},
-    middleware::Next,
-    response::{IntoResponse, Response},
-};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter, clock::Clock};
 use sha2::{Digest, Sha256};
 
-use crate::{
-    app::AppState,
-    error::{Error, Result},
-};
+use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Scope {
@@ -82,14 +74,6 @@ impl Caller {
     /// Whose jobs this caller may see: None for every caller's (admin).
     pub fn owner_filter(&self) -> Option<&str> {
         (!self.scopes.contains(&Scope::Admin)).then_some(self.name.as_str())
-    }
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for Caller {
-    type Rejection = Error;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self> {
-        parts.extensions.get::<Caller>().cloned().ok_or_else(|| Error::Internal("no caller on the request".into()))
     }
 }
 
@@ -176,19 +160,21 @@ impl Auth {
         self
     }
 
-    fn caller(&self, request: &Request) -> Result<Caller> {
+    /// The caller an `Authorization` header value names (401 without a valid bearer token), or
+    /// `anonymous` when no token is configured.
+    pub fn caller(&self, authorization: Option<&str>) -> Result<Caller> {
         if !self.enabled() {
             return Ok(Caller::anonymous());
         }
-        let header = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-        let token = header
+        let token = authorization
             .and_then(|h| h.strip_prefix("Bearer ").or_else(|| h.strip_prefix("bearer ")))
             .ok_or_else(|| Error::Unauthorized("this route needs `Authorization: Bearer <token>`".into()))?;
         let digest: [u8; 32] = Sha256::digest(token.trim().as_bytes()).into();
         self.tokens.get(&digest).cloned().ok_or_else(|| Error::Unauthorized("the bearer token is not valid".into()))
     }
 
-    fn check_rate(&self, caller: &Caller) -> Result<()> {
+    /// 429 when the caller is over its rate limit.
+    pub fn check_rate(&self, caller: &Caller) -> Result<()> {
         let Some(limiter) = &self.limiter else { return Ok(()) };
         limiter.check_key(&caller.name).map_err(|not_until| {
             let wait = not_until.wait_time_from(governor::clock::DefaultClock::default().now());
@@ -198,32 +184,6 @@ impl Auth {
             }
         })
     }
-}
-
-/// Paths anyone may call: liveness, readiness, the docs and the spec.
-fn is_public(path: &str) -> bool {
-    matches!(path, "/healthz" | "/readyz" | "/openapi.json") || path == "/docs" || path.starts_with("/docs/")
-}
-
-/// Resolves the caller (401 without a valid token), applies the per-caller rate limit (429), and
-/// puts the [`Caller`] on the request for the handlers.
-pub async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    if is_public(request.uri().path()) {
-        request.extensions_mut().insert(Caller::anonymous());
-        return next.run(request).await;
-    }
-    let caller = match state.auth.caller(&request).and_then(|c| state.auth.check_rate(&c).map(|_| c)) {
-        Ok(c) => c,
-        Err(e) => {
-            let mut response = e.into_response();
-            if response.status() == axum::http::StatusCode::UNAUTHORIZED {
-                response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            }
-            return response;
-        }
-    };
-    request.extensions_mut().insert(caller);
-    next.run(request).await
 }
 
 #[cfg(test)]

@@ -3,7 +3,10 @@
 //! - [`traffic`]: the data plane (captures, device attribution, fingerprinting windows).
 //! - [`models`]: the model set (manifest, ONNX generators, schedules).
 //! - [`store`]: job records in SQLite or PostgreSQL.
-//! - [`http`]: the REST API; [`app`] wires it to configuration.
+//! - [`jobs`]: simulation jobs (submission checks, the run, the worker pool).
+//! - [`http`]: the REST API over the shared [`app`] state; [`auth`]: tokens and scopes.
+//! - [`startup`]: configuration to a bound, serving service, in one place; [`telemetry`]: logs
+//!   and metrics.
 //! - [`cli`]: the `ipet` command line.
 
 pub mod app;
@@ -14,7 +17,9 @@ pub mod error;
 pub mod http;
 pub mod jobs;
 pub mod models;
+pub mod startup;
 pub mod store;
+pub mod telemetry;
 pub mod traffic;
 
 pub use error::{Error, Result};

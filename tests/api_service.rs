@@ -214,3 +214,38 @@ fn tokio_stream_from(
 ) -> impl futures::Stream<Item = Result<Vec<u8>, std::io::Error>> {
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
+
+/// The service starts as `ipet serve` starts it (model sets, store, workers, socket), on port 0:
+/// the address it returns is the one it serves on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn startup_binds_port_0_and_serves_at_the_address_it_returns() {
+    use clap::Parser;
+    let models = common::repo().join("models/tj-oconnor-2021");
+    let cli = ipet::cli::Cli::try_parse_from([
+        "ipet",
+        "serve",
+        "--port",
+        "0",
+        "--database-url",
+        "sqlite::memory:",
+        "--inference-threads",
+        "1",
+        "--models",
+        models.to_str().expect("path"),
+    ])
+    .expect("flags");
+    let ipet::cli::Command::Serve(config) = cli.command else { panic!("not serve") };
+    let started = ipet::startup::start(&config).await.expect("the service starts");
+    let addr = started.addr;
+    assert!(addr.ip().is_loopback() && addr.port() != 0, "bound to {addr}");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(started.serve(async {
+        let _ = stopped.await;
+    }));
+    let r = reqwest::get(format!("http://{addr}/devices")).await.expect("GET /devices");
+    assert_eq!(r.status(), StatusCode::OK);
+    let v: serde_json::Value = r.json().await.expect("json");
+    assert_eq!(v["devices"].as_array().expect("devices").len(), 7);
+    stop.send(()).expect("still serving");
+    tokio::time::timeout(std::time::Duration::from_secs(35), server).await.expect("stops").expect("join");
+}

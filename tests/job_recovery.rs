@@ -4,7 +4,7 @@
 mod common;
 
 use std::{
-    net::TcpListener,
+    io::{BufRead, BufReader},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
@@ -22,29 +22,47 @@ use ipet::{
 };
 use uuid::Uuid;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
-}
-
 struct Server {
     child: Child,
     base: String,
 }
 
+/// The address in the service's "listening; API docs at http://ADDR/docs" log line.
+fn listening_address(line: &str) -> Option<String> {
+    let rest = &line[line.find("API docs at http://")? + "API docs at http://".len()..];
+    Some(rest[..rest.find("/docs")?].to_string())
+}
+
 impl Server {
-    fn start(db: &str, port: u16) -> Self {
-        let child = Command::new(env!("CARGO_BIN_EXE_ipet"))
-            .args(["serve", "--port", &port.to_string(), "--database-url", db])
+    /// `ipet serve` on port 0 (the system picks a free port when it binds; nothing is picked
+    /// and released first), its address read from its log.
+    async fn start(db: &str) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ipet"))
+            .args(["serve", "--port", "0", "--database-url", db])
             .args(["--models", repo().join("models/tj-oconnor-2021").to_str().expect("path")])
             // Slow enough to be killed mid-job; short lease so a restart does not wait long.
             .args(["--sim-rate-limit", "15000", "--sim-lease-secs", "2"])
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", "warn,ipet::startup=info")
             .current_dir(repo())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("ipet serve starts");
-        Self { child, base: format!("http://127.0.0.1:{port}") }
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        // Reads the log to its end, so that the service never blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = listening_address(&line) {
+                    let _ = tx.send(addr);
+                }
+            }
+        });
+        let addr = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(120)))
+            .await
+            .expect("join")
+            .expect("the service logs the address it listens on");
+        Self { child, base: format!("http://{addr}") }
     }
 
     async fn wait_ready(&self, client: &reqwest::Client) {
@@ -82,12 +100,11 @@ async fn status(client: &reqwest::Client, base: &str, id: &str) -> serde_json::V
 async fn a_job_killed_mid_run_completes_after_restart_exactly_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = format!("sqlite:{}", dir.path().join("jobs.sqlite3").display());
-    let port = free_port();
     let client = reqwest::Client::new();
     let trace_path = repo().join("data/tj-oconnor-2021-slice/pcaps/lockly-hub-01.pcap");
     let trace = std::fs::read(&trace_path).expect("trace");
 
-    let server = Server::start(&db, port);
+    let server = Server::start(&db).await;
     server.wait_ready(&client).await;
     let form = reqwest::multipart::Form::new()
         .part("trace", reqwest::multipart::Part::bytes(trace).file_name("lockly-hub-01.pcap"))
@@ -116,7 +133,7 @@ async fn a_job_killed_mid_run_completes_after_restart_exactly_once() {
     assert_eq!(before["status"], "running", "the job must still be running when the process dies: {before}");
     server.kill();
 
-    let server = Server::start(&db, port);
+    let server = Server::start(&db).await;
     server.wait_ready(&client).await;
     let deadline = Instant::now() + Duration::from_secs(120);
     let done = loop {

@@ -11,7 +11,7 @@ use std::{
 };
 
 use common::{Db, TestApp};
-use ipet::app::{ConnectionLimits, serve_connections};
+use ipet::http::server::{ConnectionLimits, serve_connections};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,

@@ -135,11 +135,11 @@ pub struct WindowArgs {
 }
 
 pub fn run(cli: Cli) -> ExitCode {
-    init_tracing();
+    crate::telemetry::init_tracing();
     let result = match cli.command {
         Command::Serve(config) => tokio::runtime::Runtime::new()
             .map_err(|e| crate::Error::io("starting the async runtime", e))
-            .and_then(|rt| rt.block_on(crate::app::serve(config))),
+            .and_then(|rt| rt.block_on(crate::startup::serve(config))),
         Command::Windows(args) => windows(args),
         Command::Packets(args) => packets::run(args),
         Command::Predict(args) => predict(args),
@@ -154,12 +154,6 @@ pub fn run(cli: Cli) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
 fn windows(args: WindowsArgs) -> Result<()> {

@@ -1,10 +1,12 @@
 //! The HTTP API: one module per resource, each registering its routes with their OpenAPI docs.
 
+pub mod auth;
 pub mod devices;
 pub mod error;
 pub mod format;
 pub mod ops;
 pub mod perturbations;
+pub mod server;
 pub mod simulations;
 
 use std::time::{Duration, Instant};
@@ -108,7 +110,7 @@ pub fn router(state: AppState) -> Router {
                 req.uri().path()
             ))
         })
-        .layer(middleware::from_fn_with_state(state.clone(), crate::auth::authenticate))
+        .layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
         .with_state(state)
         .layer(middleware::from_fn(record_metrics))
         .layer(CompressionLayer::new())
@@ -171,7 +173,7 @@ pub const MAX_HEADERS: usize = 100;
 pub const MAX_HEADER_BYTES: usize = 32 * 1024;
 
 /// Refuses request heads over the limits with the JSON error body (414, 431), before any work.
-/// The HTTP server's own limits sit above these (see `app::serve`), so that it is this answer a
+/// The HTTP server's own limits sit above these (see [`server::serve_connections`]), so that it is this answer a
 /// client gets, not a bare status line.
 async fn limit_head(req: Request, next: Next) -> Response {
     let uri = req.uri().path_and_query().map_or(0, |p| p.as_str().len());

@@ -150,7 +150,7 @@ impl TestApp {
         };
         let mut state = AppState::new(engine, store, limits);
         if let Some(config) = workers {
-            state = state.with_jobs(config).await.expect("workers start");
+            state = ipet::startup::start_workers(state, config).await.expect("workers start");
         }
         let router = ipet::http::router(state.clone());
         Self { token: Default::default(), state, router, db, database }
