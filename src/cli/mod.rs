@@ -11,7 +11,7 @@ mod simulate;
 use crate::{
     config::{ModelArgs, ServeConfig},
     error::{Error, Result},
-    models::{Engine, GenerationChoice, ModelSet, schedule},
+    models::{Engine, GenerationChoice, ModelSet},
     traffic::{DeviceTable, WindowSettings, Windows, capture::read_captures, noise, windows::WindowsMeta},
 };
 
@@ -191,10 +191,8 @@ fn predict(args: PredictArgs) -> Result<()> {
         return Err(Error::invalid("invalid_n", "n must be at least 1"));
     }
     let choice = GenerationChoice::parse(&args.generation, set.generations())?;
-    let (generations, z) =
-        schedule::draw(args.n, set.latent_dim(), choice, set.generations(), &mut noise::rng(args.seed));
     let engine = Engine::start(set, &args.models.engine_config())?;
-    let schedule = engine.schedule_blocking(device, generations, z)?;
+    let schedule = engine.sample_blocking(device, args.n, choice, &mut noise::rng(args.seed))?;
     std::fs::write(&args.out, schedule.to_npy())
         .map_err(|e| Error::io(format!("writing {}", args.out.display()), e))?;
     eprintln!(

@@ -19,7 +19,7 @@ use crate::{
     app::AppState,
     auth::{Caller, Scope},
     error::{Error, Result},
-    models::{GenerationChoice, manifest::ScheduleKind, schedule},
+    models::{GenerationChoice, manifest::ScheduleKind},
     store::PerturbationJob,
     traffic::{COLUMNS, noise},
 };
@@ -152,8 +152,7 @@ pub async fn get_perturbations(
     let set = engine.model_set();
     let device = set.require_device(&dev_id)?;
     let choice = GenerationChoice::parse(&generation, set.generations())?;
-    let (generations, z) = schedule::draw(n, set.latent_dim(), choice, set.generations(), &mut noise::rng(seed));
-    let schedule = engine.schedule(device, generations, z).await?;
+    let schedule = engine.sample(device, n, choice, &mut noise::rng(seed)).await?;
     let job = PerturbationJob {
         id: Uuid::new_v4(),
         device: dev_id,

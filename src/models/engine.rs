@@ -308,9 +308,28 @@ impl Engine {
         Schedule::from_parts(slots, generations, self.width, bytes)
     }
 
-    /// Blocking form of [`Engine::schedule`], for the CLI and the simulator's worker threads.
-    pub fn schedule_blocking(&self, device: usize, generations: Vec<u8>, z: Array2<f32>) -> Result<Schedule> {
-        futures::executor::block_on(self.schedule(device, generations, z))
+    /// A schedule of `n` windows for `device`: each window's generation (by `choice`) and its
+    /// noise drawn from `rng` ([`draw`]), then run through the generators ([`Engine::schedule`]).
+    pub async fn sample(
+        &self,
+        device: usize,
+        n: usize,
+        choice: GenerationChoice,
+        rng: &mut impl rand::Rng,
+    ) -> Result<Schedule> {
+        let (generations, z) = draw(n, self.set.latent_dim(), choice, self.set.generations(), rng);
+        self.schedule(device, generations, z).await
+    }
+
+    /// Blocking form of [`Engine::sample`], for the CLI and the simulator's worker threads.
+    pub fn sample_blocking(
+        &self,
+        device: usize,
+        n: usize,
+        choice: GenerationChoice,
+        rng: &mut impl rand::Rng,
+    ) -> Result<Schedule> {
+        futures::executor::block_on(self.sample(device, n, choice, rng))
     }
 }
 

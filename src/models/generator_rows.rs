@@ -4,14 +4,14 @@ use std::sync::Arc;
 
 use rand_chacha::ChaCha20Rng;
 
-use super::{Engine, GenerationChoice, schedule};
+use super::{Engine, GenerationChoice};
 use crate::{
     error::{Error, Result},
     traffic::{RowSource, noise},
 };
 
 /// Rows drawn from a device's generators on demand: `chunk` windows at a time, each window with
-/// fresh noise (and, for `mix`, a fresh random generation), through [`Engine::schedule_blocking`].
+/// fresh noise (and, for `mix`, a fresh random generation), through [`Engine::sample_blocking`].
 /// Never runs out. Blocks on inference: call from a blocking thread (`spawn_blocking`), never
 /// from an async task.
 pub struct GeneratorRows {
@@ -64,10 +64,7 @@ impl GeneratorRows {
 impl RowSource for GeneratorRows {
     fn next_row(&mut self) -> Result<Option<[i32; 4]>> {
         if self.at + 4 > self.values.len() {
-            let set = self.engine.model_set();
-            let (generations, z) =
-                schedule::draw(self.chunk, set.latent_dim(), self.choice, set.generations(), &mut self.rng);
-            let s = self.engine.schedule_blocking(self.device, generations, z)?;
+            let s = self.engine.sample_blocking(self.device, self.chunk, self.choice, &mut self.rng)?;
             self.windows_drawn += s.windows() as u64;
             self.values = s.values().map(|v| v as i32).collect();
             self.at = 0;
