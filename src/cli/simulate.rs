@@ -8,16 +8,19 @@ use clap::{ArgGroup, Args};
 use crate::{
     config::ModelArgs,
     error::{Error, Result},
-    models::{Engine, GenerationChoice, GeneratorRows, ModelSet, manifest::Family},
+    jobs::home::{
+        DEFAULT_CHUNK, HomeSettings, SetDefenseKind, SetKnobs, TargetRowsFrom, assigned_sets, defend,
+        require_set_targets,
+    },
+    models::{Engine, GenerationChoice, GeneratorRows, ModelSet},
     traffic::{
-        Baseline, BaselineKind, Defense, DeviceTable, FixedRows, Mode, OutputFile, Packet, PadSettings,
-        RegulatorSettings, RowSource, SetDefense, SimSettings, Transport, WindowSettings, Windows,
+        Baseline, BaselineKind, Defense, DeviceTable, FixedRows, Mode, OutputFile, Packet, RegulatorSettings,
+        SimSettings, Transport, WindowSettings, Windows,
         capture::DeviceTraffic,
-        defend_home, form_sets, parse_sets, read_captures,
-        sets::AnonymitySet,
+        form_sets, read_captures,
         sets::DEFAULT_K,
         simulate,
-        simulate::{TargetRows, TargetRowsSettings, TargetSource, set_rng},
+        simulate::TargetRowsSettings,
         windows::{WindowCutter, WindowsMeta},
     },
 };
@@ -117,7 +120,7 @@ pub struct SimulateArgs {
     #[arg(long)]
     pub omega: Option<f64>,
     /// Windows drawn from the generators per inference call.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = DEFAULT_CHUNK)]
     pub chunk: usize,
     /// Write the defended trace, [direction, is_dummy, size_bytes, time_s] rows, as .npy or .csv.
     #[arg(short, long)]
@@ -316,100 +319,43 @@ fn run_home(args: SimulateArgs) -> Result<()> {
     let model = match &args.generation {
         Some(g) => {
             let set = ModelSet::load(&args.models.models)?;
-            if set.manifest.family != Family::SetTargets {
-                return Err(Error::invalid(
-                    "invalid_model_set",
-                    format!(
-                        "{} holds {:?} generators of additive cover, not set targets: --defense targets needs a \
-                         set-targets model set",
-                        args.models.models.display(),
-                        set.manifest.family
-                    ),
-                ));
-            }
+            require_set_targets(&set)?;
             let choice = GenerationChoice::parse(g, set.generations())?;
             Some((set, choice))
         }
         None => None,
     };
-    let assigned = match (&args.home.sets, &model) {
-        (Some(spec), _) => parse_sets(spec, &table)?,
-        (None, Some((set, _))) => table
-            .devices()
-            .iter()
-            .map(|d| set.manifest.sets.iter().find(|s| s.members.contains(&d.name)).map(|s| s.name.clone()))
-            .collect(),
-        (None, None) => table.devices().iter().map(|d| d.set.clone()).collect(),
+    let assigned = assigned_sets(&table, args.home.sets.as_deref(), model.as_ref().map(|(set, _)| set))?;
+    let h = &args.home;
+    let regulator = RegulatorSettings {
+        levels: h.levels,
+        surge: h.surge,
+        threshold: h.threshold,
+        half_life: h.half_life,
+        floor_rate: h.floor_rate,
     };
-    let omega = match &model {
-        Some((set, _)) => args.omega.unwrap_or(set.manifest.settings.omega),
-        None => args.omega.unwrap_or(0.1),
+    let kind = match args.defense {
+        Some(DefenseArg::Targets) => SetDefenseKind::Targets,
+        Some(DefenseArg::Regulator) => SetDefenseKind::Regulator,
+        _ => SetDefenseKind::Supersequence,
     };
-    let settings = PadSettings::new(omega, args.home.latency_budget)?;
-    let rows_settings = TargetRowsSettings {
-        slots_per_window: match &model {
-            Some((set, _)) => set.slots() as u32,
-            None => WindowSettings::new(args.total_time, omega)?.slots() as u32,
+    let home = HomeSettings::new(
+        kind,
+        model.as_ref().map(|(set, _)| set),
+        args.omega,
+        args.total_time,
+        SetKnobs { latency_budget: h.latency_budget, regulator, fake_window_rate: h.fake_window_rate, seed: args.seed },
+    )?;
+    let omega = home.omega;
+    let settings = home.pad()?;
+    let rows = match (model, &args.schedule) {
+        (Some((set, choice)), _) => TargetRowsFrom::Model {
+            engine: Arc::new(Engine::start(set, &args.models.engine_config())?),
+            choice,
+            chunk: args.chunk,
         },
-        fake_window_rate: args.home.fake_window_rate,
-    };
-    rows_settings.check()?;
-    let fixed = args.schedule.as_deref().map(FixedRows::from_npy_path).transpose()?;
-    let engine = match model {
-        Some((set, choice)) => Some((Arc::new(Engine::start(set, &args.models.engine_config())?), choice)),
-        None => None,
-    };
-    let (seed, chunk) = (args.seed, args.chunk);
-    let mut set_index = 0u64;
-    let make_rows = move |set: &AnonymitySet, names: &[String]| -> Result<Box<dyn RowSource>> {
-        set_index += 1;
-        let set_seed = seed.map(|s| s ^ set_index.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        match (&engine, &fixed) {
-            (Some((engine, choice)), _) => {
-                let model = engine.model_set();
-                let indices: Vec<usize> =
-                    set.members.iter().map(|&d| model.require_device(&names[d])).collect::<Result<_>>()?;
-                if indices.iter().any(|&i| model.files[i] != model.files[indices[0]]) {
-                    return Err(Error::invalid(
-                        "invalid_sets",
-                        format!(
-                            "set {:?} mixes devices of different target generators in {}; use the model set's sets",
-                            set.name, model.manifest.name
-                        ),
-                    ));
-                }
-                Ok(Box::new(GeneratorRows::new(engine.clone(), indices[0], *choice, chunk, set_seed)?))
-            }
-            (None, Some(rows)) => Ok(Box::new(rows.clone())),
-            (None, None) => Err(Error::Internal("no target rows".into())),
-        }
-    };
-    let names_for_rows: Vec<String> = table.devices().iter().map(|d| d.name.clone()).collect();
-    let defense = match args.defense {
-        Some(DefenseArg::Targets) => {
-            let mut make_rows = make_rows;
-            let mut index = 0;
-            SetDefense::Targets(Box::new(move |set: &AnonymitySet, _sizes: &_, pad: &PadSettings| {
-                let rows = make_rows(set, &names_for_rows)?;
-                // The fake windows' own stream, apart from the cover sizes' stream of the set.
-                index += 1;
-                let rng = set_rng(seed.map(|s| s.rotate_left(29) ^ 0x0FA4_E000), index);
-                Ok(Box::new(TargetRows::new(rows, rows_settings, pad.omega_ns, rng)?) as Box<dyn TargetSource>)
-            }))
-        }
-        Some(DefenseArg::Regulator) => {
-            let h = &args.home;
-            let r = RegulatorSettings {
-                levels: h.levels,
-                surge: h.surge,
-                threshold: h.threshold,
-                half_life: h.half_life,
-                floor_rate: h.floor_rate,
-            };
-            r.check()?;
-            SetDefense::Regulator(r)
-        }
-        _ => SetDefense::Supersequence,
+        (None, Some(path)) => TargetRowsFrom::Fixed(FixedRows::from_npy_path(path)?),
+        (None, None) => TargetRowsFrom::None,
     };
     let window_settings = args.windows.as_ref().map(|_| WindowSettings::new(args.total_time, omega)).transpose()?;
 
@@ -432,7 +378,7 @@ fn run_home(args: SimulateArgs) -> Result<()> {
     let mut cutters: Vec<Option<WindowCutter>> =
         (0..table.len()).map(|d| window_settings.map(|ws| WindowCutter::new(&ws, d as i64))).collect();
     let mut defended_packets = vec![0usize; table.len()];
-    let summary = defend_home(&names, &traffic.packets, &partition, defense, &settings, args.seed, |d, p| {
+    let summary = defend(&home, rows, &names, &traffic.packets, &partition, |d, p| {
         defended_packets[d] += 1;
         if let Some(c) = &mut cutters[d] {
             c.push(&p.to_packet(Transport::Udp));

@@ -35,7 +35,15 @@ use crate::{app::AppState, error::Error};
 /// Schemas that operations name only indirectly (through `value_type` or stored JSON), so that
 /// every `$ref` of the document resolves.
 #[derive(OpenApi)]
-#[openapi(components(schemas(format::Format, crate::traffic::simulate::Summary, crate::jobs::SimulationParams)))]
+#[openapi(components(schemas(
+    format::Format,
+    crate::traffic::simulate::Summary,
+    crate::traffic::HomeSummary,
+    simulations::JobSummary,
+    crate::jobs::SimulationParams,
+    crate::jobs::HomeParams,
+    crate::jobs::JobParams,
+)))]
 struct ComponentSchemas;
 
 /// Bearer tokens on every operation that does not say otherwise.

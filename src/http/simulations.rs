@@ -21,8 +21,11 @@ use crate::{
     auth::{Caller, Scope},
     error::{Error, Result},
     jobs::{
-        codec::decode_output,
+        JobParams,
+        codec::{decode_output, decode_sections},
+        home::SetDefenseKind,
         submit::{CoverRequest, Submission, TraceInput, submit},
+        submit_home::{HomeKnobs, HomeSubmission, TargetsRequest, submit_home},
     },
     store::SimulationRecord,
     traffic::{BaselineKind, Direction, Mode, Packet, Transport, packet::secs_to_ns, simulate::OUTPUT_COLUMNS},
@@ -35,25 +38,30 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_simulation_output))
 }
 
-/// A simulation submitted as multipart/form-data: the trace as a capture file upload.
+/// A simulation submitted as multipart/form-data: the trace as a capture file upload. One device
+/// (`device` and one cover), or with `defense` every device of a device table at once.
 #[derive(Debug, ToSchema)]
 #[allow(dead_code)]
 pub struct SimulationUpload {
-    /// The trace: pcap, pcapng, or the reference's tshark CSV.
+    /// The trace: pcap, pcapng, or the reference's tshark CSV. With `defense`: repeat the field,
+    /// one file per device or captures holding several.
     #[schema(format = Binary, content_media_type = "application/octet-stream")]
     trace: String,
-    /// Device name (from /devices for iPET cover).
-    device: String,
+    /// Device name (from /devices for iPET cover); not with `defense`.
+    #[schema(nullable = false)]
+    device: Option<String>,
     /// The device's MAC and/or IP addresses in the capture, comma-separated (default: the model set's).
     #[schema(nullable = false)]
     address: Option<String>,
-    /// iPET cover from the generators: a generation index or `mix`.
+    /// iPET cover from the generators: a generation index or `mix`. With `defense` `targets`: the
+    /// target generators of the set-targets model set named by `?model_set=`.
     #[schema(nullable = false)]
     generation: Option<String>,
-    /// iPET cover from a stored perturbation job (its id).
+    /// iPET cover (or, with `defense` `targets`, target rows) from a stored perturbation job (its id).
     #[schema(nullable = false, format = Uuid)]
     schedule_job: Option<String>,
-    /// iPET cover from an uploaded .npy schedule (rows [in_packets, in_bytes, out_packets, out_bytes]).
+    /// iPET cover (or, with `defense` `targets`, target rows) from an uploaded .npy schedule (rows
+    /// [in_packets, in_bytes, out_packets, out_bytes]).
     #[schema(nullable = false, format = Binary, content_media_type = "application/octet-stream")]
     schedule: Option<String>,
     /// A baseline defense instead of iPET: constant, random, random+.
@@ -66,6 +74,52 @@ pub struct SimulationUpload {
     /// Seconds: real packets closer than this belong to one active period (default 5).
     #[schema(nullable = false)]
     active_gap: Option<f64>,
+    /// A set defense over a whole home (as `ipet simulate --defense`): every device of the device
+    /// table, in anonymity sets, padded to shared per-slot targets.
+    #[schema(nullable = false)]
+    defense: Option<SetDefenseKind>,
+    /// With `defense`: the device table, a CSV with `name` and `mac` and/or `ip` columns and an
+    /// optional `set` column (default: the model set's devices and addresses).
+    #[schema(nullable = false, format = Binary, content_media_type = "text/csv")]
+    devices: Option<String>,
+    /// With `defense`: minimum size of the sets formed by clustering (default 3; more than the
+    /// devices with traffic: 400 `invalid_set_size`).
+    #[schema(nullable = false)]
+    k: Option<u64>,
+    /// With `defense`: sets by device name, `a,b,c;d,e` (default: the model set's sets for
+    /// `targets` from generators, else the table's `set` column; devices left out are clustered).
+    #[schema(nullable = false)]
+    sets: Option<String>,
+    /// With `defense`: seconds a real packet may wait for room before it is sent anyway (default 0).
+    #[schema(nullable = false)]
+    latency_budget: Option<f64>,
+    /// `regulator`: quantisation ladder ratio (default 2).
+    #[schema(nullable = false)]
+    levels: Option<f64>,
+    /// `regulator`: surge factor (default 1).
+    #[schema(nullable = false)]
+    surge: Option<f64>,
+    /// `regulator`: surge threshold (default 1).
+    #[schema(nullable = false)]
+    threshold: Option<f64>,
+    /// `regulator`: seconds for the rate to halve (default 0.3).
+    #[schema(nullable = false)]
+    half_life: Option<f64>,
+    /// `regulator`: cover packets per second and direction in silence (default 0.02).
+    #[schema(nullable = false)]
+    floor_rate: Option<f64>,
+    /// `targets`: fake target windows per second and set (default 1/60).
+    #[schema(nullable = false)]
+    fake_window_rate: Option<f64>,
+}
+
+/// What a simulation sent and cost: one device's summary, or a home's (per member, per set, total).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum JobSummary {
+    Device(crate::traffic::Summary),
+    Home(crate::traffic::HomeSummary),
 }
 
 /// One packet of a JSON trace.
@@ -131,14 +185,14 @@ pub struct SimulationStatus {
     pub finished_at: Option<DateTime<Utc>>,
     /// Times a worker took the job (more than 1 after a worker died).
     pub attempts: i64,
-    #[schema(value_type = crate::jobs::SimulationParams)]
+    #[schema(value_type = crate::jobs::JobParams)]
     pub params: serde_json::Value,
     pub trace_packets: i64,
     /// What the defense sent and cost, when succeeded.
-    #[schema(value_type = Option<crate::traffic::Summary>)]
+    #[schema(value_type = Option<JobSummary>)]
     pub summary: Option<serde_json::Value>,
     pub output_rows: Option<i64>,
-    /// Where the defended trace is, when succeeded.
+    /// Where the defended trace is, when succeeded (a home's: add `?device=` a member).
     pub output: Option<String>,
 }
 
@@ -158,6 +212,16 @@ pub struct OutputQuery {
     /// Response encoding; overrides the Accept header.
     #[param(value_type = Option<Format>)]
     format: Option<String>,
+    /// A set defense's member whose defended trace to return (required for a home's job).
+    device: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SubmitQuery {
+    /// A set defense `targets` from generators: the served set-targets model set (its manifest
+    /// name, see /model-sets); default: the default set.
+    model_set: Option<String>,
 }
 
 fn one_cover(
@@ -203,29 +267,79 @@ fn multipart_error(e: axum::extract::multipart::MultipartError) -> Error {
     }
 }
 
-async fn from_multipart(mut form: Multipart) -> Result<Submission> {
-    let mut trace = None;
+/// A submission as asked: one device's trace, or a whole home's with a set defense.
+enum Asked {
+    Device(Submission),
+    Home(HomeSubmission),
+}
+
+/// Form fields of a set defense besides the files.
+const HOME_FIELDS: [&str; 13] = [
+    "defense",
+    "generation",
+    "schedule_job",
+    "k",
+    "sets",
+    "latency_budget",
+    "levels",
+    "surge",
+    "threshold",
+    "half_life",
+    "floor_rate",
+    "fake_window_rate",
+    "seed",
+];
+
+async fn from_multipart(mut form: Multipart, model_set: Option<String>) -> Result<Asked> {
+    let mut traces = Vec::new();
     let mut schedule = None;
+    let mut devices = None;
     let mut text = std::collections::BTreeMap::new();
     while let Some(field) = form.next_field().await.map_err(multipart_error)? {
         let name = field.name().unwrap_or("").to_string();
         match name.as_str() {
             "trace" => {
                 let file = field.file_name().unwrap_or("trace").to_string();
-                trace = Some((file, field.bytes().await.map_err(multipart_error)?.to_vec()));
+                traces.push((file, field.bytes().await.map_err(multipart_error)?.to_vec()));
             }
             "schedule" => schedule = Some(field.bytes().await.map_err(multipart_error)?.to_vec()),
-            "device" | "address" | "generation" | "schedule_job" | "baseline" | "mode" | "seed" | "active_gap" => {
+            "devices" => devices = Some(field.bytes().await.map_err(multipart_error)?.to_vec()),
+            "device" | "address" | "generation" | "schedule_job" | "baseline" | "mode" | "seed" | "active_gap"
+            | "defense" | "k" | "sets" | "latency_budget" | "levels" | "surge" | "threshold" | "half_life"
+            | "floor_rate" | "fake_window_rate" => {
                 text.insert(name, field.text().await.map_err(multipart_error)?);
             }
             other => return Err(Error::invalid("unknown_field", format!("unknown form field {other:?}"))),
         }
     }
-    let (name, bytes) = trace.ok_or_else(|| Error::invalid("missing_trace", "the form has no `trace` file"))?;
+    if text.contains_key("defense") {
+        return home_from_form(traces, schedule, devices, text, model_set).map(Asked::Home);
+    }
+    let home_only = HOME_FIELDS.iter().copied().filter(|f| !["generation", "schedule_job", "seed"].contains(f));
+    let misplaced = home_only
+        .filter(|f| text.contains_key(*f))
+        .chain(devices.is_some().then_some("devices"))
+        .chain(model_set.is_some().then_some("model_set"))
+        .next();
+    if let Some(field) = misplaced {
+        return Err(Error::invalid(
+            "invalid_field",
+            format!(
+                "{field} is for a set defense over a whole home: give `defense` (supersequence, regulator, targets)"
+            ),
+        ));
+    }
+    if traces.len() > 1 {
+        return Err(Error::invalid(
+            "ambiguous_trace",
+            "one device's simulation takes one `trace` file; several are for a set defense (`defense`)",
+        ));
+    }
+    let (name, bytes) = traces.pop().ok_or_else(|| Error::invalid("missing_trace", "the form has no `trace` file"))?;
     let device =
         text.remove("device").ok_or_else(|| Error::invalid("missing_device", "the form has no `device` field"))?;
     let baseline = text.get("baseline").map(|b| enum_field("baseline", b, "constant, random, random+")).transpose()?;
-    Ok(Submission {
+    Ok(Asked::Device(Submission {
         device,
         addresses: text.remove("address"),
         trace: TraceInput::Capture { name, bytes },
@@ -237,6 +351,68 @@ async fn from_multipart(mut form: Multipart) -> Result<Submission> {
             .map(|g| parse_field("active_gap", g, "a number of seconds"))
             .transpose()?
             .unwrap_or(5.0),
+    }))
+}
+
+/// A set defense's form: every device of the table (uploaded, or the model set's) from the
+/// uploaded captures.
+fn home_from_form(
+    traces: Vec<(String, Vec<u8>)>,
+    schedule: Option<Vec<u8>>,
+    devices: Option<Vec<u8>>,
+    text: std::collections::BTreeMap<String, String>,
+    model_set: Option<String>,
+) -> Result<HomeSubmission> {
+    if let Some(other) = text.keys().find(|k| !HOME_FIELDS.contains(&k.as_str())) {
+        return Err(Error::invalid(
+            "invalid_field",
+            format!("{other} is for one device's simulation; a set defense defends every device of the table"),
+        ));
+    }
+    let defense =
+        enum_field("defense", text.get("defense").map_or("", String::as_str), "supersequence, regulator, targets")?;
+    let mut targets = Vec::new();
+    if let Some(g) = text.get("generation") {
+        targets.push(TargetsRequest::Generation(g.trim().to_string()));
+    }
+    if let Some(j) = text.get("schedule_job") {
+        targets.push(TargetsRequest::PerturbationJob(j.clone()));
+    }
+    if let Some(s) = schedule {
+        targets.push(TargetsRequest::UploadedSchedule(s));
+    }
+    if targets.len() > 1 {
+        return Err(Error::invalid("ambiguous_targets", "give only one of generation, schedule_job or schedule"));
+    }
+    let devices = devices
+        .map(|d| {
+            String::from_utf8(d)
+                .map_err(|_| Error::invalid("invalid_device_table", "the device table is not UTF-8 text"))
+        })
+        .transpose()?;
+    let number =
+        |name: &str| -> Result<Option<f64>> { text.get(name).map(|v| parse_field(name, v, "a number")).transpose() };
+    Ok(HomeSubmission {
+        defense,
+        captures: traces,
+        devices,
+        targets: targets.pop(),
+        model_set,
+        knobs: HomeKnobs {
+            k: text.get("k").map(|v| parse_field("k", v, "a whole number of devices")).transpose()?,
+            sets: text.get("sets").cloned(),
+            latency_budget: number("latency_budget")?,
+            levels: number("levels")?,
+            surge: number("surge")?,
+            threshold: number("threshold")?,
+            half_life: number("half_life")?,
+            floor_rate: number("floor_rate")?,
+            fake_window_rate: number("fake_window_rate")?,
+            seed: text
+                .get("seed")
+                .map(|s| parse_field("seed", s, "a whole number between 0 and 2^64-1"))
+                .transpose()?,
+        },
     })
 }
 
@@ -273,10 +449,18 @@ fn from_json(r: SimulationRequest) -> Result<Submission> {
 /// One cover per simulation: give exactly one of `generation`, `schedule_job`, `schedule` (an
 /// upload, multipart only) or `baseline`. None is 400 `missing_cover`; two or more is 400
 /// `ambiguous_cover`.
+///
+/// A whole home (multipart only): `defense` = `supersequence`, `regulator` or `targets`, one or
+/// more `trace` files, optionally a `devices` table; every device of the table is defended in
+/// anonymity sets as `ipet simulate --defense` does, with the same defaults and, for the same
+/// input and seed, the same summary and traces. `targets` takes its rows from one of
+/// `generation` (the set-targets model set named by `?model_set=`), `schedule_job` or `schedule`
+/// (none: 400 `missing_targets`).
 #[utoipa::path(
     post,
     path = "/simulations",
     tag = "simulations",
+    params(SubmitQuery),
     request_body(content(
         (SimulationUpload = "multipart/form-data"),
         (SimulationRequest = "application/json"),
@@ -287,25 +471,37 @@ fn from_json(r: SimulationRequest) -> Result<Submission> {
                 ("status" = (operation_id = "get_simulation", parameters(("id" = "$response.body#/id")), description = "The job's status")),
                 ("output" = (operation_id = "get_simulation_output", parameters(("id" = "$response.body#/id")), description = "The defended trace, once succeeded")),
             )),
-        (status = 400, description = "Not a capture, wrong CSV columns, no packets of the device, bad field, no cover or more than one; a trace spanning more than the service accepts (`span_too_long`) or a simulation that may produce more rows than it accepts (`output_too_large`)", body = ErrorBody),
+        (status = 400, description = "Not a capture, wrong CSV columns, no packets of the device, bad field, no cover or more than one; a trace spanning more than the service accepts (`span_too_long`) or a simulation that may produce more rows than it accepts (`output_too_large`); for a home: k larger than its devices with traffic (`invalid_set_size`), a set naming a device not in the table (`invalid_sets`), `targets` without rows (`missing_targets`) or from a model set without set targets (`invalid_model_set`), a bad device table (`invalid_device_table`)", body = ErrorBody),
         (status = 401, description = "No valid bearer token", body = ErrorBody),
         (status = 403, description = "The token may not run simulations", body = ErrorBody),
-        (status = 404, description = "Unknown device, generation or perturbation job", body = ErrorBody),
+        (status = 404, description = "Unknown device, generation, perturbation job or model set", body = ErrorBody),
         (status = 413, description = "Upload too large", body = ErrorBody),
         (status = 415, description = "Neither multipart/form-data nor JSON", body = ErrorBody),
         (status = 429, description = "The caller holds as many unfinished simulations as it may (`quota_exceeded`), or the service is saturated", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds"))),
     )
 )]
-pub async fn post_simulation(State(state): State<AppState>, caller: Caller, request: Request) -> Result<Response> {
+pub async fn post_simulation(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: std::result::Result<Query<SubmitQuery>, axum::extract::rejection::QueryRejection>,
+    request: Request,
+) -> Result<Response> {
     caller.require(Scope::Simulations)?;
+    let Query(q) = query?;
     let content_type =
         request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
     let submission = if content_type.starts_with("multipart/form-data") {
         let form = Multipart::from_request(request, &state)
             .await
             .map_err(|e| Error::invalid("invalid_upload", e.body_text()))?;
-        from_multipart(form).await?
+        from_multipart(form, q.model_set).await?
     } else if content_type.starts_with("application/json") {
+        if q.model_set.is_some() {
+            return Err(Error::invalid(
+                "invalid_field",
+                "model_set is for a set defense over a whole home (a multipart upload with `defense`)",
+            ));
+        }
         let Json(body) = Json::<SimulationRequest>::from_request(request, &state).await.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 Error::TooLarge(e.body_text())
@@ -313,15 +509,19 @@ pub async fn post_simulation(State(state): State<AppState>, caller: Caller, requ
                 Error::invalid("invalid_json", e.body_text())
             }
         })?;
-        from_json(body)?
+        Asked::Device(from_json(body)?)
     } else {
         return Err(Error::UnsupportedMediaType(format!(
             "Content-Type {content_type:?}: send multipart/form-data (a capture upload) or application/json (packets)"
         )));
     };
     let _permit = state.admit()?;
-    let id = submit(state.models.default_engine().model_set(), &state.store, &caller, &state.limits.jobs, submission)
-        .await?;
+    let id = match submission {
+        Asked::Device(s) => {
+            submit(state.models.default_engine().model_set(), &state.store, &caller, &state.limits.jobs, s).await?
+        }
+        Asked::Home(s) => submit_home(&state.models, &state.store, &caller, &state.limits.jobs, s).await?,
+    };
     state.jobs.wake();
     let location = format!("/simulations/{id}");
     let mut response =
@@ -381,7 +581,8 @@ pub async fn get_simulation(
     }))
 }
 
-/// The defended trace: rows `[direction, is_dummy, size_bytes, time_s]`, time-ordered.
+/// The defended trace: rows `[direction, is_dummy, size_bytes, time_s]`, time-ordered. A home's
+/// job has one per member (`?device=`, times from the home's first packet).
 #[utoipa::path(
     get,
     path = "/simulations/{id}/output",
@@ -393,9 +594,9 @@ pub async fn get_simulation(
             (String = "application/x-npy"),
             (String = "text/csv"),
         )),
-        (status = 400, description = "Bad id or format", body = ErrorBody),
+        (status = 400, description = "Bad id or format; a home's job without `device` (`missing_device`)", body = ErrorBody),
         (status = 401, description = "No valid bearer token", body = ErrorBody),
-        (status = 404, description = "No such job (or another caller's)", body = ErrorBody),
+        (status = 404, description = "No such job (or another caller's); a device that is not a member (`unknown_device`)", body = ErrorBody),
         (status = 409, description = "The job has not succeeded (yet)", body = ErrorBody),
     )
 )]
@@ -418,15 +619,56 @@ pub async fn get_simulation_output(
             message: format!("simulation {id} is {}{why}; it has no output", r.status),
         });
     }
+    let params: JobParams = serde_json::from_str(&r.params).map_err(|e| Error::Internal(e.to_string()))?;
+    let section = output_section(&params, q.device.as_deref())?;
     let bytes = state
         .store
         .get_simulation_output(id)
         .await?
         .ok_or_else(|| Error::Internal(format!("simulation {id} succeeded without output")))?;
     let rows = r.output_rows.unwrap_or(0).max(0) as usize;
-    tokio::task::spawn_blocking(move || render_output(id, &bytes, rows, format))
-        .await
-        .map_err(|e| Error::Internal(e.to_string()))?
+    tokio::task::spawn_blocking(move || match section {
+        Some(i) => {
+            let sections = decode_sections(&bytes)?;
+            let one = sections.get(i).ok_or_else(|| Error::Internal(format!("simulation {id} lacks output {i}")))?;
+            render_output(id, one, 0, format)
+        }
+        None => render_output(id, &bytes, rows, format),
+    })
+    .await
+    .map_err(|e| Error::Internal(e.to_string()))?
+}
+
+/// Which section of a home job's output `device` is (None: a one-device job, whose output is whole).
+fn output_section(params: &JobParams, device: Option<&str>) -> Result<Option<usize>> {
+    match params {
+        JobParams::Device(p) => match device {
+            Some(d) if d != p.device => Err(Error::not_found(
+                "unknown_device",
+                format!("this simulation defended device {:?}, not {d:?}", p.device),
+            )),
+            _ => Ok(None),
+        },
+        JobParams::Home(p) => {
+            let members: Vec<&str> = p.sets.iter().flat_map(|s| s.members.iter().map(String::as_str)).collect();
+            let Some(device) = device else {
+                return Err(Error::invalid(
+                    "missing_device",
+                    format!(
+                        "a home's simulation has one defended trace per member: give ?device= one of {}",
+                        members.join(", ")
+                    ),
+                ));
+            };
+            let index = p.devices.iter().position(|d| d.name == device).filter(|_| members.contains(&device));
+            index.map(Some).ok_or_else(|| {
+                Error::not_found(
+                    "unknown_device",
+                    format!("{device:?} is not a member of this simulation's sets; members: {}", members.join(", ")),
+                )
+            })
+        }
+    }
 }
 
 fn render_output(id: Uuid, bytes: &[u8], rows: usize, format: Format) -> Result<Response> {

@@ -187,9 +187,47 @@ pub fn decode_output(bytes: &[u8], mut each: impl FnMut([f64; 4]) -> Result<()>)
     Ok(())
 }
 
+/// Several encodings in one record (a home job's per-device traces and outputs, in the order of
+/// its device table): their count, then each one's length and bytes.
+pub fn encode_sections(sections: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(sections.iter().map(|s| s.len() + 10).sum::<usize>() + 10);
+    put_varint(&mut out, sections.len() as u64);
+    for s in sections {
+        put_varint(&mut out, s.len() as u64);
+        out.extend_from_slice(s);
+    }
+    out
+}
+
+pub fn decode_sections(bytes: &[u8]) -> Result<Vec<&[u8]>> {
+    let mut r = Reader { bytes, at: 0 };
+    let n = r.varint()?;
+    let mut sections = Vec::new();
+    for _ in 0..n {
+        let len = usize::try_from(r.varint()?).map_err(|_| corrupt())?;
+        let end = r.at.checked_add(len).filter(|&e| e <= bytes.len()).ok_or_else(corrupt)?;
+        sections.push(&bytes[r.at..end]);
+        r.at = end;
+    }
+    if !r.done() {
+        return Err(corrupt());
+    }
+    Ok(sections)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sections_round_trip_and_damage_is_detected() {
+        let sections = vec![vec![1, 2, 3], vec![], vec![0x80; 200]];
+        let bytes = encode_sections(&sections);
+        let back = decode_sections(&bytes).expect("decode");
+        assert_eq!(back, sections.iter().map(Vec::as_slice).collect::<Vec<_>>());
+        assert!(decode_sections(&bytes[..bytes.len() - 1]).is_err());
+        assert!(decode_sections(&encode_sections(&[])).expect("none").is_empty());
+    }
 
     #[test]
     fn packets_round_trip() {

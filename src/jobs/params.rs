@@ -1,9 +1,11 @@
-//! What a simulation job is asked to do (stored as JSON in the job record).
+//! What a simulation job is asked to do (stored as JSON in the job record): one device's trace
+//! ([`SimulationParams`]) or a whole home's ([`HomeParams`]).
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::home::HomeSettings;
 use crate::traffic::{BaselineKind, CaptureStats, Mode};
 
 /// Where the cover comes from.
@@ -37,4 +39,62 @@ pub struct SimulationParams {
     pub addresses: Vec<String>,
     /// What the trace reader kept and skipped.
     pub capture: CaptureStats,
+}
+
+/// Where a home job's target rows come from (`targets` only).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TargetsSource {
+    /// A served set-targets model set's generators (its manifest name), one generator per set;
+    /// `chunk` windows drawn per inference call (the noise stream depends on it).
+    Generation { model_set: String, generation: String, chunk: usize },
+    /// A stored perturbation job's schedule, replayed by every set from its first row.
+    PerturbationJob { job_id: Uuid },
+    /// An uploaded `.npy` schedule, replayed by every set from its first row.
+    UploadedSchedule { rows: u64 },
+}
+
+/// One device of a home job, in the order of its device table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct HomeDevice {
+    pub name: String,
+    /// The MAC and/or IP addresses its packets were selected by.
+    pub addresses: Vec<String>,
+    /// Kept packets of the device in the captures.
+    pub packets: u64,
+}
+
+/// One anonymity set of a home job, as formed at submission.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct HomeSet {
+    pub name: String,
+    /// Device names.
+    pub members: Vec<String>,
+}
+
+/// A whole home defended in anonymity sets (a set defense).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct HomeParams {
+    pub settings: HomeSettings,
+    /// `targets` only.
+    pub targets: Option<TargetsSource>,
+    /// Minimum size of the sets formed by clustering.
+    pub k: usize,
+    /// The device table.
+    pub devices: Vec<HomeDevice>,
+    pub sets: Vec<HomeSet>,
+    /// Devices without kept packets: in no set, not defended.
+    pub excluded: Vec<String>,
+    /// The capture files as uploaded.
+    pub trace_names: Vec<String>,
+    /// What the trace reader kept and skipped, over all files.
+    pub capture: CaptureStats,
+}
+
+/// A job's parameters: one device, or a whole home.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum JobParams {
+    Home(HomeParams),
+    Device(SimulationParams),
 }

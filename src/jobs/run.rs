@@ -1,4 +1,5 @@
-//! Running one simulation job: the stored trace through the simulator, the output encoded.
+//! Running one simulation job: the stored trace (or a home's traces) through the simulator, the
+//! output encoded.
 
 use std::{
     sync::{
@@ -9,18 +10,19 @@ use std::{
 };
 
 use super::{
-    codec::{OutputEncoder, decode_packets},
-    params::{Cover, SimulationParams},
+    codec::{OutputEncoder, decode_packets, decode_sections, encode_sections},
+    home::{TargetRowsFrom, defend},
+    params::{Cover, HomeParams, SimulationParams},
 };
 use crate::{
     error::{Error, Result},
     models::{Engine, GenerationChoice, GeneratorRows},
-    traffic::{Baseline, Defense, FixedRows, SimSettings, simulate, simulate::Summary},
+    traffic::{AnonymitySet, Baseline, Defense, FixedRows, Packet, SetPartition, SimSettings, simulate},
 };
 
-/// What a run produced: the summary, the encoded output, its rows.
+/// What a run produced: the summary (JSON), the encoded output, its rows.
 pub struct Outcome {
-    pub summary: Summary,
+    pub summary: String,
     pub output: Vec<u8>,
     pub rows: u64,
 }
@@ -32,6 +34,11 @@ pub struct RunInputs<'a> {
     pub trace: &'a [u8],
     /// The schedule of a stored perturbation job or an uploaded .npy, when the cover is one.
     pub schedule: Option<FixedRows>,
+    pub limits: RunLimits<'a>,
+}
+
+/// How far a run may go.
+pub struct RunLimits<'a> {
     /// Output packets per second this run may produce (0: no limit).
     pub rate_limit: u64,
     /// Windows drawn from the generators per inference call.
@@ -42,6 +49,43 @@ pub struct RunInputs<'a> {
     pub cancelled: &'a AtomicBool,
 }
 
+/// Counts a run's output rows against its limits: stops it past the most rows or when its claim
+/// was lost, and paces it to the rate limit.
+struct Guard<'a> {
+    limits: &'a RunLimits<'a>,
+    started: Instant,
+    emitted: u64,
+}
+
+impl<'a> Guard<'a> {
+    fn new(limits: &'a RunLimits<'a>) -> Self {
+        Self { limits, started: Instant::now(), emitted: 0 }
+    }
+
+    fn count(&mut self) -> Result<()> {
+        let l = self.limits;
+        self.emitted += 1;
+        if l.max_output_rows > 0 && self.emitted > l.max_output_rows {
+            return Err(Error::invalid(
+                "output_too_large",
+                format!("the defended trace passed {} rows (--sim-max-output-rows); stopped", l.max_output_rows),
+            ));
+        }
+        if self.emitted.is_multiple_of(1024) {
+            if l.cancelled.load(Ordering::Relaxed) {
+                return Err(Error::Internal("the job's claim was taken over; stopping".into()));
+            }
+            if l.rate_limit > 0 {
+                let due = Duration::from_secs_f64(self.emitted as f64 / l.rate_limit as f64);
+                if let Some(wait) = due.checked_sub(self.started.elapsed()) {
+                    std::thread::sleep(wait);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Runs the simulation. Blocking: call from a blocking thread.
 pub fn run(inputs: RunInputs<'_>) -> Result<Outcome> {
     let p = inputs.params;
@@ -49,29 +93,10 @@ pub fn run(inputs: RunInputs<'_>) -> Result<Outcome> {
     let settings = SimSettings::new(p.omega, p.active_gap)?;
     let origin = packets.first().map_or(0, |p| p.time_ns);
     let mut encoder = OutputEncoder::new(origin);
-    let started = Instant::now();
-    let mut emitted = 0u64;
+    let mut guard = Guard::new(&inputs.limits);
     let sink = |pkt: &crate::traffic::simulate::OutputPacket| -> Result<()> {
         encoder.push(pkt)?;
-        emitted += 1;
-        if inputs.max_output_rows > 0 && emitted > inputs.max_output_rows {
-            return Err(Error::invalid(
-                "output_too_large",
-                format!("the defended trace passed {} rows (--sim-max-output-rows); stopped", inputs.max_output_rows),
-            ));
-        }
-        if emitted.is_multiple_of(1024) {
-            if inputs.cancelled.load(Ordering::Relaxed) {
-                return Err(Error::Internal("the job's claim was taken over; stopping".into()));
-            }
-            if inputs.rate_limit > 0 {
-                let due = Duration::from_secs_f64(emitted as f64 / inputs.rate_limit as f64);
-                if let Some(wait) = due.checked_sub(started.elapsed()) {
-                    std::thread::sleep(wait);
-                }
-            }
-        }
-        Ok(())
+        guard.count()
     };
     let summary = match &p.cover {
         Cover::Baseline { baseline } => {
@@ -81,7 +106,7 @@ pub fn run(inputs: RunInputs<'_>) -> Result<Outcome> {
             let set = inputs.engine.model_set();
             let device = set.require_device(&p.device)?;
             let choice = GenerationChoice::parse(generation, set.generations())?;
-            let mut rows = GeneratorRows::new(inputs.engine.clone(), device, choice, inputs.chunk, p.seed)?;
+            let mut rows = GeneratorRows::new(inputs.engine.clone(), device, choice, inputs.limits.chunk, p.seed)?;
             simulate(packets, Defense::Ipet { mode: p.mode, rows: &mut rows }, &settings, sink)?
         }
         Cover::PerturbationJob { .. } | Cover::UploadedSchedule { .. } => {
@@ -90,5 +115,63 @@ pub fn run(inputs: RunInputs<'_>) -> Result<Outcome> {
         }
     };
     let (output, rows) = encoder.finish();
-    Ok(Outcome { summary, output, rows })
+    Ok(Outcome { summary: to_json(&summary)?, output, rows })
+}
+
+fn to_json(summary: &impl serde::Serialize) -> Result<String> {
+    serde_json::to_string(summary).map_err(|e| Error::Internal(e.to_string()))
+}
+
+/// Everything a home run needs besides the traces.
+pub struct HomeRunInputs<'a> {
+    pub params: &'a HomeParams,
+    /// The stored per-device traces (sections in the order of the device table).
+    pub trace: &'a [u8],
+    /// Where the target rows come from (`targets`).
+    pub rows: TargetRowsFrom,
+    pub limits: RunLimits<'a>,
+}
+
+/// Runs a home job: its sets defended as `ipet simulate --defense ...` does, every device's
+/// output in its own section (empty for devices in no set), times counted from the home's first
+/// packet. Blocking: call from a blocking thread.
+pub fn run_home(inputs: HomeRunInputs<'_>) -> Result<Outcome> {
+    let p = inputs.params;
+    let sections = decode_sections(inputs.trace)?;
+    if sections.len() != p.devices.len() {
+        return Err(Error::Internal("the stored traces do not match the device table".into()));
+    }
+    let packets: Vec<Vec<Packet>> = sections.iter().map(|s| decode_packets(s)).collect::<Result<_>>()?;
+    let names: Vec<String> = p.devices.iter().map(|d| d.name.clone()).collect();
+    let id = |name: &String| {
+        names
+            .iter()
+            .position(|n| n == name)
+            .ok_or_else(|| Error::Internal(format!("{name:?} of a set is not a device")))
+    };
+    let partition = SetPartition {
+        sets: p
+            .sets
+            .iter()
+            .map(|s| {
+                Ok(AnonymitySet { name: s.name.clone(), members: s.members.iter().map(id).collect::<Result<_>>()? })
+            })
+            .collect::<Result<_>>()?,
+        excluded: p.excluded.iter().map(id).collect::<Result<_>>()?,
+    };
+    let origin = packets.iter().filter_map(|p| p.first()).map(|p| p.time_ns).min().unwrap_or(0);
+    let mut encoders: Vec<OutputEncoder> = names.iter().map(|_| OutputEncoder::new(origin)).collect();
+    let mut guard = Guard::new(&inputs.limits);
+    let summary = defend(&p.settings, inputs.rows, &names, &packets, &partition, |d, pkt| {
+        encoders.get_mut(d).ok_or_else(|| Error::Internal(format!("no device {d}")))?.push(pkt)?;
+        guard.count()
+    })?;
+    let mut rows = 0;
+    let mut outputs = Vec::with_capacity(encoders.len());
+    for e in encoders {
+        let (bytes, n) = e.finish();
+        rows += n;
+        outputs.push(bytes);
+    }
+    Ok(Outcome { summary: to_json(&summary)?, output: encode_sections(&outputs), rows })
 }

@@ -15,12 +15,13 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use super::{
-    params::{Cover, SimulationParams},
-    run::{Outcome, RunInputs, run},
+    home::TargetRowsFrom,
+    params::{Cover, HomeParams, JobParams, SimulationParams, TargetsSource},
+    run::{HomeRunInputs, Outcome, RunInputs, RunLimits, run, run_home},
 };
 use crate::{
-    error::{Error, Result},
-    models::{Engine, ModelSets},
+    error::Result,
+    models::{Engine, GenerationChoice, ModelSets},
     store::{Backend, ClaimedSimulation, Store},
     traffic::FixedRows,
 };
@@ -90,7 +91,7 @@ pub async fn start_with_models(models: Arc<ModelSets>, store: Store, config: Wor
             let name = format!("{instance}-{worker}");
             loop {
                 let notified = signal.0.notified();
-                match claim_and_run(&models.default_engine(), &store, &config, &name).await {
+                match claim_and_run(&models, &store, &config, &name).await {
                     Ok(true) => continue,
                     Ok(false) => {}
                     Err(e) => tracing::error!(error = %e, worker = %name, "simulation worker: store error"),
@@ -110,7 +111,7 @@ fn now_ms() -> i64 {
 }
 
 /// Claims one job and runs it; false when there was none.
-pub async fn claim_and_run(engine: &Arc<Engine>, store: &Store, config: &WorkerConfig, worker: &str) -> Result<bool> {
+pub async fn claim_and_run(models: &ModelSets, store: &Store, config: &WorkerConfig, worker: &str) -> Result<bool> {
     let now = now_ms();
     let stale = now - config.lease.as_millis() as i64;
     store.fail_abandoned_simulations(now, stale, config.max_attempts).await?;
@@ -121,13 +122,13 @@ pub async fn claim_and_run(engine: &Arc<Engine>, store: &Store, config: &WorkerC
     // The span is attached to the future, never entered across an `.await`: a worker that
     // yields would otherwise leave it entered on a thread where another job's lines are logged.
     let span = tracing::info_span!("simulation", job = %job.id, attempt = job.attempts, worker = %worker);
-    finish(engine, store, config, job, claim).instrument(span).await?;
+    finish(models, store, config, job, claim).instrument(span).await?;
     Ok(true)
 }
 
 /// Runs a claimed job and stores its result (inside the job's span).
 async fn finish(
-    engine: &Arc<Engine>,
+    models: &ModelSets,
     store: &Store,
     config: &WorkerConfig,
     job: ClaimedSimulation,
@@ -135,13 +136,12 @@ async fn finish(
 ) -> Result<()> {
     tracing::info!("claimed");
     let id = job.id;
-    let result = execute(engine, store, config, &job).await;
+    let result = execute(models, store, config, &job).await;
     let stored = match result {
         Ok(outcome) => {
-            let summary = serde_json::to_string(&outcome.summary).map_err(|e| Error::Internal(e.to_string()))?;
             tracing::info!(rows = outcome.rows, "succeeded");
             metrics::counter!("ipet_simulation_jobs_total", "status" => "succeeded").increment(1);
-            store.finish_simulation(id, &claim, now_ms(), Ok((summary, outcome.output, outcome.rows))).await?
+            store.finish_simulation(id, &claim, now_ms(), Ok((outcome.summary, outcome.output, outcome.rows))).await?
         }
         Err(Lost) => false,
         Err(Failed(reason)) => {
@@ -164,26 +164,72 @@ enum RunError {
 }
 use RunError::{Failed, Lost};
 
+/// What a claimed job runs with, read from its record before the run.
+enum Prepared {
+    Device { engine: Arc<Engine>, params: SimulationParams, schedule: Option<FixedRows> },
+    Home { params: HomeParams, rows: TargetRowsFrom },
+}
+
+/// The stored schedule of a perturbation job or an uploaded .npy.
+async fn stored_schedule(
+    store: &Store,
+    job: &ClaimedSimulation,
+    perturbation_job: Option<Uuid>,
+) -> std::result::Result<FixedRows, RunError> {
+    if let Some(job_id) = perturbation_job {
+        let stored = store.get_perturbation(job_id, None).await.map_err(|e| Failed(e.to_string()))?;
+        let stored = stored.ok_or_else(|| Failed(format!("perturbation job {job_id} no longer exists")))?;
+        return stored.schedule.fixed_rows().map_err(|e| Failed(e.to_string()));
+    }
+    let bytes = job.schedule.as_deref().ok_or_else(|| Failed("the uploaded schedule is missing".into()))?;
+    FixedRows::from_npy_bytes(bytes).map_err(|e| Failed(e.to_string()))
+}
+
+async fn prepare(
+    models: &ModelSets,
+    store: &Store,
+    job: &ClaimedSimulation,
+) -> std::result::Result<Prepared, RunError> {
+    let params: JobParams =
+        serde_json::from_str(&job.params).map_err(|e| Failed(format!("stored parameters are unreadable: {e}")))?;
+    Ok(match params {
+        JobParams::Device(params) => {
+            let schedule = match &params.cover {
+                Cover::PerturbationJob { job_id } => Some(stored_schedule(store, job, Some(*job_id)).await?),
+                Cover::UploadedSchedule { .. } => Some(stored_schedule(store, job, None).await?),
+                _ => None,
+            };
+            Prepared::Device { engine: models.default_engine(), params, schedule }
+        }
+        JobParams::Home(params) => {
+            let rows = match &params.targets {
+                None => TargetRowsFrom::None,
+                Some(TargetsSource::Generation { model_set, generation, chunk }) => {
+                    let engine = models.engine(Some(model_set)).map_err(|e| Failed(e.to_string()))?;
+                    let set = engine.model_set();
+                    let choice =
+                        GenerationChoice::parse(generation, set.generations()).map_err(|e| Failed(e.to_string()))?;
+                    TargetRowsFrom::Model { engine, choice, chunk: *chunk }
+                }
+                Some(TargetsSource::PerturbationJob { job_id }) => {
+                    TargetRowsFrom::Fixed(stored_schedule(store, job, Some(*job_id)).await?)
+                }
+                Some(TargetsSource::UploadedSchedule { .. }) => {
+                    TargetRowsFrom::Fixed(stored_schedule(store, job, None).await?)
+                }
+            };
+            Prepared::Home { params, rows }
+        }
+    })
+}
+
 async fn execute(
-    engine: &Arc<Engine>,
+    models: &ModelSets,
     store: &Store,
     config: &WorkerConfig,
     job: &ClaimedSimulation,
 ) -> std::result::Result<Outcome, RunError> {
-    let params: SimulationParams =
-        serde_json::from_str(&job.params).map_err(|e| Failed(format!("stored parameters are unreadable: {e}")))?;
-    let schedule = match &params.cover {
-        Cover::PerturbationJob { job_id } => {
-            let stored = store.get_perturbation(*job_id, None).await.map_err(|e| Failed(e.to_string()))?;
-            let stored = stored.ok_or_else(|| Failed(format!("perturbation job {job_id} no longer exists")))?;
-            Some(stored.schedule.fixed_rows().map_err(|e| Failed(e.to_string()))?)
-        }
-        Cover::UploadedSchedule { .. } => {
-            let bytes = job.schedule.as_deref().ok_or_else(|| Failed("the uploaded schedule is missing".into()))?;
-            Some(FixedRows::from_npy_bytes(bytes).map_err(|e| Failed(e.to_string()))?)
-        }
-        _ => None,
-    };
+    let prepared = prepare(models, store, job).await?;
 
     // Keep the lease alive while the simulation runs; give up when the claim is lost.
     let cancelled = Arc::new(AtomicBool::new(false));
@@ -207,21 +253,18 @@ async fn execute(
             .instrument(tracing::Span::current()),
         )
     };
-    let (engine, trace, rate_limit, chunk, flag, max_rows) =
-        (engine.clone(), job.trace.clone(), config.rate_limit, config.chunk, cancelled.clone(), config.max_output_rows);
+    let (trace, rate_limit, chunk, flag, max_rows) =
+        (job.trace.clone(), config.rate_limit, config.chunk, cancelled.clone(), config.max_output_rows);
     let span = tracing::Span::current();
     let result = tokio::task::spawn_blocking(move || {
         let _in_job = span.enter();
-        run(RunInputs {
-            engine: &engine,
-            params: &params,
-            trace: &trace,
-            schedule,
-            rate_limit,
-            chunk,
-            max_output_rows: max_rows,
-            cancelled: &flag,
-        })
+        let limits = RunLimits { rate_limit, chunk, max_output_rows: max_rows, cancelled: &flag };
+        match prepared {
+            Prepared::Device { engine, params, schedule } => {
+                run(RunInputs { engine: &engine, params: &params, trace: &trace, schedule, limits })
+            }
+            Prepared::Home { params, rows } => run_home(HomeRunInputs { params: &params, trace: &trace, rows, limits }),
+        }
     })
     .await;
     heartbeat.abort();

@@ -64,6 +64,18 @@ impl ModelSets {
         }
     }
 
+    /// Already started engines, served together, the first as the default (tests, embedding
+    /// programs). Reloading reads their directories again.
+    pub fn of(engines: Vec<Arc<Engine>>) -> Result<Self> {
+        let first = engines.first().ok_or_else(|| Error::Model("no model set to serve".into()))?;
+        Ok(Self {
+            dirs: engines.iter().map(|e| e.model_set().dir.clone()).collect(),
+            config: first.config().clone(),
+            loaded: RwLock::new(Arc::new(Loaded { engines: engines.clone() })),
+            reloading: tokio::sync::Mutex::new(()),
+        })
+    }
+
     fn current(&self) -> Arc<Loaded> {
         self.loaded.read().unwrap_or_else(|e| e.into_inner()).clone()
     }

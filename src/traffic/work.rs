@@ -5,7 +5,8 @@
 use super::{
     baselines::Baseline,
     packet::Packet,
-    simulate::{Mode, SimSettings},
+    sets::SetPartition,
+    simulate::{Mode, PadSettings, RegulatorSettings, SimSettings},
 };
 
 /// The defense whose output is bounded.
@@ -76,6 +77,104 @@ pub fn output_rows_bound(packets: &[Packet], cover: CoverKind<'_>, settings: &Si
     };
     let total = real + cover_rows;
     if total >= u64::MAX as f64 { u64::MAX } else { total as u64 }
+}
+
+/// The set defense whose output is bounded ([`pad_output_rows_bound`]).
+#[derive(Debug, Clone, Copy)]
+pub enum PadCoverKind<'a> {
+    Supersequence,
+    Regulator(&'a RegulatorSettings),
+    /// Target rows in windows of `slots_per_window` slots, a row for device `d`'s set at most
+    /// `packets_per_row[d]` packets (both directions), fake windows at `fake_window_rate` per
+    /// second and set.
+    TargetRows {
+        packets_per_row: &'a [u64],
+        slots_per_window: u32,
+        fake_window_rate: f64,
+    },
+}
+
+/// The most target windows that real traffic can start in a set: a window starts at a slot where
+/// a member has a packet pending and no window runs, and a packet waits at most the latency
+/// budget, so the packets that start two windows arrive at least `window - budget` slots apart;
+/// counted greedily over the members' packets (earliest first), which finds the most such starts.
+fn demand_windows(
+    packets: &[Vec<Packet>],
+    members: &[usize],
+    origin_ns: i64,
+    settings: &PadSettings,
+    window: i64,
+) -> u64 {
+    let omega = settings.omega_ns.max(1);
+    let gap = (window - settings.latency_budget_ns.div_euclid(omega)).max(1);
+    let mut slots: Vec<i64> = members
+        .iter()
+        .filter_map(|&d| packets.get(d))
+        .flat_map(|p| p.iter().map(|p| (p.time_ns - origin_ns).div_euclid(omega)))
+        .collect();
+    slots.sort_unstable();
+    let mut count = 0;
+    let mut next = i64::MIN;
+    for s in slots {
+        if s >= next {
+            count += 1;
+            next = s.saturating_add(gap);
+        }
+    }
+    count
+}
+
+/// An upper bound on the output rows of a home defended in the sets of `partition`
+/// (`packets[id]`: device `id`'s packets in time order), every member's real packets included:
+/// - supersequence: per slot and direction a member sends at most the largest pending packets of
+///   any member plus the packets that carry the largest pending bytes (no more than that
+///   member's packets) plus one, so each member at most 3 times its set's real packets;
+/// - regulator: its rates summed over slots: every pending demand (real packets, counted again
+///   for each slot they wait) surges the rate by `surge` times itself, which decays by the half-life
+///   (a geometric sum), the ladder rounding up by at most `levels` (at least 2) on packets and
+///   bytes, plus the floor's packets over the span;
+/// - target rows: window slots (windows started by real packets, see `demand_windows`, and fake
+///   windows at their mean plus six standard deviations over the span, never more slots than the
+///   span has), each at most a row's packets, plus the member's real packets (leaked ones go
+///   beyond the target).
+pub fn pad_output_rows_bound(
+    packets: &[Vec<Packet>],
+    partition: &SetPartition,
+    cover: PadCoverKind<'_>,
+    settings: &PadSettings,
+) -> u64 {
+    let first = packets.iter().filter_map(|p| p.first()).map(|p| p.time_ns).min().unwrap_or(0);
+    let last = packets.iter().filter_map(|p| p.last()).map(|p| p.time_ns).max().unwrap_or(0);
+    let omega = settings.omega_ns.max(1) as f64;
+    let span_s = (last - first + settings.latency_budget_ns) as f64 / 1e9;
+    let span_slots = ((last - first + settings.latency_budget_ns) as f64 / omega).ceil() + 1.0;
+    let waits = 1.0 + (settings.latency_budget_ns as f64 / omega).ceil();
+    let mut total = 0.0;
+    for set in &partition.sets {
+        let n = set.members.len() as f64;
+        let real: f64 = set.members.iter().map(|&d| packets.get(d).map_or(0, Vec::len) as f64).sum();
+        let per_member = match cover {
+            PadCoverKind::Supersequence => 3.0 * real,
+            PadCoverKind::Regulator(r) => {
+                let demand = real * waits;
+                let decay = 0.5f64.powf(omega / 1e9 / r.half_life);
+                let ladder = r.levels.max(2.0);
+                let surged = ladder * ladder * r.surge * demand / (1.0 - decay).max(1e-12);
+                surged + 2.0 * ladder * demand + 2.0 * (r.floor_rate * span_s + 1.0) + real
+            }
+            PadCoverKind::TargetRows { packets_per_row, slots_per_window, fake_window_rate } => {
+                let w = i64::from(slots_per_window.max(1));
+                let fake = fake_window_rate * span_s;
+                let windows =
+                    demand_windows(packets, &set.members, first, settings, w) as f64 + fake + 6.0 * fake.sqrt() + 1.0;
+                let slots = (windows * w as f64).min(span_slots + w as f64);
+                let per_row = set.members.iter().filter_map(|&d| packets_per_row.get(d)).copied().max().unwrap_or(0);
+                slots * per_row as f64 + real
+            }
+        };
+        total += n * per_member;
+    }
+    if total >= u64::MAX as f64 { u64::MAX } else { total.ceil() as u64 }
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use ipet::{
     app::{AppState, Limits},
     config::ModelArgs,
     jobs::WorkerConfig,
-    models::{Engine, ModelSet},
+    models::{Engine, ModelSet, ModelSets},
     store::Store,
 };
 use tower::ServiceExt;
@@ -100,7 +100,7 @@ impl TestApp {
     /// No worker, on a database URL of the test's own (its `cleanup` drops nothing).
     pub async fn on_url(url: &str) -> Self {
         let store = Store::connect(url, 4).await.expect("store connects");
-        Self::on_store(store, Db::Postgres, None, 64, None, engine()).await
+        Self::on_store(store, Db::Postgres, None, 64, None, ModelSets::single(engine())).await
     }
 
     /// Over another model set's engine (no simulation worker).
@@ -112,7 +112,16 @@ impl TestApp {
         Self::build_with(db, max_concurrent, workers, engine()).await
     }
 
+    /// Serving several model sets (the first the default), with a simulation worker.
+    pub async fn with_model_sets(db: Db, engines: Vec<Arc<Engine>>) -> Self {
+        Self::build_over(db, 64, Some(worker_config()), ModelSets::of(engines).expect("model sets")).await
+    }
+
     async fn build_with(db: Db, max_concurrent: usize, workers: Option<WorkerConfig>, engine: Arc<Engine>) -> Self {
+        Self::build_over(db, max_concurrent, workers, ModelSets::single(engine)).await
+    }
+
+    async fn build_over(db: Db, max_concurrent: usize, workers: Option<WorkerConfig>, models: ModelSets) -> Self {
         let (url, database) = match db {
             Db::Sqlite => ("sqlite::memory:".to_string(), None),
             Db::Postgres => {
@@ -130,7 +139,7 @@ impl TestApp {
             }
         };
         let store = Store::connect(&url, 4).await.expect("store connects");
-        Self::on_store(store, db, database, max_concurrent, workers, engine).await
+        Self::on_store(store, db, database, max_concurrent, workers, models).await
     }
 
     async fn on_store(
@@ -139,7 +148,7 @@ impl TestApp {
         database: Option<String>,
         max_concurrent: usize,
         workers: Option<WorkerConfig>,
-        engine: Arc<Engine>,
+        models: ModelSets,
     ) -> Self {
         let limits = Limits {
             max_n: MAX_N,
@@ -148,7 +157,7 @@ impl TestApp {
             max_body_bytes: 8 << 20,
             jobs: Default::default(),
         };
-        let mut state = AppState::new(engine, store, limits);
+        let mut state = AppState::with_models(Arc::new(models), store, limits);
         if let Some(config) = workers {
             state = ipet::startup::start_workers(state, config).await.expect("workers start");
         }

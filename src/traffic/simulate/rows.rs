@@ -72,6 +72,11 @@ impl FixedRows {
     pub fn remaining(&self) -> usize {
         self.len() - self.next
     }
+
+    /// The most packets (both directions) of any row.
+    pub fn max_packets_per_row(&self) -> u64 {
+        self.values.chunks_exact(4).map(|r| r[0].max(0) as u64 + r[2].max(0) as u64).max().unwrap_or(0)
+    }
 }
 
 impl RowSource for FixedRows {

@@ -1,0 +1,299 @@
+//! Turning a home submission (a set defense over every device of a device table) into a queued
+//! job: the captures are read, the sets formed and every setting checked first, so a bad request
+//! gets a 4xx naming the problem and no job exists.
+
+use std::{io::Cursor, sync::Arc};
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::{
+    codec::{encode_packets, encode_sections},
+    home::{
+        DEFAULT_CHUNK, DEFAULT_WINDOW_SECS, HomeSettings, SetDefenseKind, SetKnobs, assigned_sets, require_set_targets,
+        set_generator,
+    },
+    params::{HomeDevice, HomeParams, HomeSet, JobParams, TargetsSource},
+    submit::{JobLimits, MAX_BYTES_PER_OUTPUT_ROW},
+};
+use crate::{
+    auth::Caller,
+    error::{Error, Result},
+    models::{Engine, GenerationChoice, ModelSet, ModelSets},
+    store::{NewSimulation, Store},
+    traffic::{
+        CaptureStats, DeviceTable, FixedRows, Packet, RegulatorSettings,
+        capture::read_capture,
+        devices::format_mac,
+        form_sets,
+        sets::DEFAULT_K,
+        simulate::TargetRowsSettings,
+        work::{self, PadCoverKind},
+    },
+};
+
+/// Where a home's target rows should come from, as asked.
+pub enum TargetsRequest {
+    /// A set-targets model set's generators: a generation index or `mix`.
+    Generation(String),
+    /// A stored perturbation job's schedule (its id).
+    PerturbationJob(String),
+    /// An uploaded `.npy` schedule.
+    UploadedSchedule(Vec<u8>),
+}
+
+/// The set defense's knobs as asked; unset ones take `ipet simulate`'s defaults.
+#[derive(Debug, Clone, Default)]
+pub struct HomeKnobs {
+    pub k: Option<usize>,
+    /// `a,b,c;d,e`: sets by device name (devices not named are clustered).
+    pub sets: Option<String>,
+    pub latency_budget: Option<f64>,
+    pub levels: Option<f64>,
+    pub surge: Option<f64>,
+    pub threshold: Option<f64>,
+    pub half_life: Option<f64>,
+    pub floor_rate: Option<f64>,
+    pub fake_window_rate: Option<f64>,
+    pub seed: Option<u64>,
+}
+
+pub struct HomeSubmission {
+    pub defense: SetDefenseKind,
+    /// Capture files (pcap, pcapng, tshark CSV) as uploaded: (file name, bytes).
+    pub captures: Vec<(String, Vec<u8>)>,
+    /// The device table as uploaded (CSV, as `ipet simulate --devices`); default: the model set's
+    /// devices and addresses.
+    pub devices: Option<String>,
+    pub targets: Option<TargetsRequest>,
+    /// The served model set of `targets` from generators (default: the default set).
+    pub model_set: Option<String>,
+    pub knobs: HomeKnobs,
+}
+
+/// A model set's devices as a device table (their addresses from the manifest).
+fn manifest_table(set: &ModelSet) -> Result<DeviceTable> {
+    let mut csv = String::from("name,mac,ip\n");
+    for d in &set.manifest.devices {
+        let cell = |v: &Option<String>| v.clone().unwrap_or_default().replace(['"', ','], " ");
+        csv.push_str(&format!("{},{},{}\n", d.name.replace(',', " "), cell(&d.mac), cell(&d.ip)));
+    }
+    DeviceTable::from_csv_str(&csv).map_err(|e| {
+        Error::invalid(
+            "invalid_device_table",
+            format!("model set {}'s devices cannot select packets ({e}); upload a device table", set.manifest.name),
+        )
+    })
+}
+
+/// Checks a home submission and stores it as a queued job; returns its id.
+pub async fn submit_home(
+    models: &ModelSets,
+    store: &Store,
+    caller: &Caller,
+    limits: &JobLimits,
+    s: HomeSubmission,
+) -> Result<Uuid> {
+    let targets_defense = s.defense == SetDefenseKind::Targets;
+    match (&s.targets, targets_defense) {
+        (None, true) => {
+            return Err(Error::invalid(
+                "missing_targets",
+                "defense `targets` needs target rows: give generation (with ?model_set= naming a served set-targets \
+                 model set), schedule_job or schedule",
+            ));
+        }
+        (Some(_), false) => {
+            return Err(Error::invalid(
+                "invalid_simulation_settings",
+                "generation, schedule_job and schedule give target rows: use them with defense `targets`",
+            ));
+        }
+        _ => {}
+    }
+    if s.captures.is_empty() {
+        return Err(Error::invalid("missing_trace", "the form has no `trace` file"));
+    }
+    // The target rows first, so that a bad source fails before the captures are read.
+    let mut model: Option<(Arc<Engine>, GenerationChoice)> = None;
+    let (targets, schedule_bytes, fixed) = match s.targets {
+        None => (None, None, None),
+        Some(TargetsRequest::Generation(g)) => {
+            let engine = models.engine(s.model_set.as_deref())?;
+            let set = engine.model_set();
+            require_set_targets(set)?;
+            let choice = GenerationChoice::parse(&g, set.generations())?;
+            let source = TargetsSource::Generation {
+                model_set: set.manifest.name.clone(),
+                generation: choice.to_string(),
+                chunk: DEFAULT_CHUNK,
+            };
+            model = Some((engine.clone(), choice));
+            (Some(source), None, None)
+        }
+        Some(TargetsRequest::PerturbationJob(raw)) => {
+            let id = Uuid::parse_str(raw.trim())
+                .map_err(|_| Error::invalid("invalid_job_id", format!("schedule_job {raw:?} is not a UUID")))?;
+            let job = store
+                .get_perturbation(id, caller.owner_filter())
+                .await?
+                .ok_or_else(|| Error::not_found("unknown_job", format!("no perturbation job {id}")))?;
+            (Some(TargetsSource::PerturbationJob { job_id: id }), None, Some(job.schedule.fixed_rows()?))
+        }
+        Some(TargetsRequest::UploadedSchedule(bytes)) => {
+            let rows = FixedRows::from_npy_bytes(&bytes)?;
+            if rows.is_empty() {
+                return Err(Error::invalid("invalid_schedule", "the uploaded schedule has no rows"));
+            }
+            (Some(TargetsSource::UploadedSchedule { rows: rows.len() as u64 }), Some(bytes), Some(rows))
+        }
+    };
+    let model_set = model.as_ref().map(|(e, _)| e.model_set());
+    let k = s.knobs.k.unwrap_or(DEFAULT_K);
+    let defaults = RegulatorSettings::default();
+    let kn = &s.knobs;
+    let regulator = RegulatorSettings {
+        levels: kn.levels.unwrap_or(defaults.levels),
+        surge: kn.surge.unwrap_or(defaults.surge),
+        threshold: kn.threshold.unwrap_or(defaults.threshold),
+        half_life: kn.half_life.unwrap_or(defaults.half_life),
+        floor_rate: kn.floor_rate.unwrap_or(defaults.floor_rate),
+    };
+    let settings = HomeSettings::new(
+        s.defense,
+        model_set,
+        None,
+        DEFAULT_WINDOW_SECS,
+        SetKnobs {
+            latency_budget: kn.latency_budget.unwrap_or(0.0),
+            regulator,
+            fake_window_rate: kn.fake_window_rate.unwrap_or(TargetRowsSettings::default().fake_window_rate),
+            seed: kn.seed,
+        },
+    )?;
+    let pad = settings.pad()?;
+
+    let table = match (&s.devices, model_set) {
+        (Some(csv), _) => DeviceTable::from_csv_str(csv)?,
+        (None, Some(set)) => manifest_table(set)?,
+        (None, None) => manifest_table(models.default_engine().model_set())?,
+    };
+    let mut packets: Vec<Vec<Packet>> = vec![Vec::new(); table.len()];
+    let mut capture = CaptureStats::default();
+    let mut trace_names = Vec::new();
+    for (name, bytes) in &s.captures {
+        let mut stats = CaptureStats::default();
+        read_capture(Cursor::new(bytes), name, &table, &mut stats, |d, _, p| packets[d].push(p))?;
+        capture.add(&stats);
+        trace_names.push(name.clone());
+    }
+    for p in &mut packets {
+        p.sort_by_key(|p| p.time_ns);
+    }
+    capture.lan_packets_by_device.resize(table.len(), 0);
+
+    let assigned = assigned_sets(&table, kn.sets.as_deref(), model_set)?;
+    let partition = form_sets(&table, &assigned, &packets, k, pad.omega_ns)?;
+    let names: Vec<String> = table.devices().iter().map(|d| d.name.clone()).collect();
+    if let Some(set) = model_set {
+        for s in &partition.sets {
+            set_generator(set, s, &names)?;
+        }
+    }
+
+    // The work is bounded before the job is accepted.
+    let first = packets.iter().filter_map(|p| p.first()).map(|p| p.time_ns).min().unwrap_or(0);
+    let last = packets.iter().filter_map(|p| p.last()).map(|p| p.time_ns).max().unwrap_or(0);
+    let span = (last - first) as f64 / 1e9;
+    if span > limits.max_span_secs as f64 {
+        return Err(Error::invalid(
+            "span_too_long",
+            format!(
+                "the captures span {span:.0} s (the home's first to last packet); a simulation may span at most {} s \
+                 (--sim-max-span-secs); split the captures",
+                limits.max_span_secs
+            ),
+        ));
+    }
+    // A row's packets (both directions): the caps of each device's target generator, or the
+    // fixed schedule's largest row.
+    let packets_per_row: Vec<u64> = names
+        .iter()
+        .map(|name| match (&model_set, &fixed) {
+            (Some(set), _) => set.device_index(name).map_or(0, |d| {
+                let c = set.caps_of(d);
+                (c.first().copied().unwrap_or(0.0) + c.get(2).copied().unwrap_or(0.0)).ceil() as u64
+            }),
+            (None, Some(rows)) => rows.max_packets_per_row(),
+            (None, None) => 0,
+        })
+        .collect();
+    let kind = match s.defense {
+        SetDefenseKind::Supersequence => PadCoverKind::Supersequence,
+        SetDefenseKind::Regulator => PadCoverKind::Regulator(&settings.regulator),
+        SetDefenseKind::Targets => PadCoverKind::TargetRows {
+            packets_per_row: &packets_per_row,
+            slots_per_window: settings.target_rows.slots_per_window,
+            fake_window_rate: settings.target_rows.fake_window_rate,
+        },
+    };
+    let rows = work::pad_output_rows_bound(&packets, &partition, kind, &pad);
+    if rows > limits.max_output_rows {
+        return Err(Error::invalid(
+            "output_too_large",
+            format!(
+                "this simulation may produce up to {rows} output rows (about {} MB stored); at most {} rows are \
+                 accepted (--sim-max-output-rows); shorten the captures",
+                rows.saturating_mul(MAX_BYTES_PER_OUTPUT_ROW) / 1_000_000,
+                limits.max_output_rows
+            ),
+        ));
+    }
+    let active = store.count_active_simulations(&caller.name).await?;
+    if active >= limits.max_active_per_caller as i64 {
+        return Err(Error::QuotaExceeded(format!(
+            "{} holds {active} unfinished simulations; at most {} at once (--sim-max-active-jobs); retry when one has \
+             finished",
+            caller.name, limits.max_active_per_caller
+        )));
+    }
+
+    let devices = table
+        .devices()
+        .iter()
+        .map(|d| HomeDevice {
+            name: d.name.clone(),
+            addresses: d.mac.iter().map(format_mac).chain(d.ips.iter().map(|ip| ip.to_string())).collect(),
+            packets: packets[d.id].len() as u64,
+        })
+        .collect();
+    let params = JobParams::Home(HomeParams {
+        settings,
+        targets,
+        k,
+        devices,
+        sets: partition
+            .sets
+            .iter()
+            .map(|s| HomeSet { name: s.name.clone(), members: s.members.iter().map(|&d| names[d].clone()).collect() })
+            .collect(),
+        excluded: partition.excluded.iter().map(|&d| names[d].clone()).collect(),
+        trace_names,
+        capture,
+    });
+    let id = Uuid::new_v4();
+    let created_at: DateTime<Utc> = DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).unwrap_or_default();
+    let sections: Vec<Vec<u8>> = packets.iter().map(|p| encode_packets(p)).collect();
+    store
+        .insert_simulation(&NewSimulation {
+            id,
+            requester: caller.name.clone(),
+            params: serde_json::to_string(&params).map_err(|e| Error::Internal(e.to_string()))?,
+            trace: encode_sections(&sections),
+            trace_packets: packets.iter().map(|p| p.len() as u64).sum(),
+            schedule: schedule_bytes,
+            created_at,
+        })
+        .await?;
+    Ok(id)
+}
