@@ -189,6 +189,88 @@ async fn a_job_killed_mid_run_completes_after_restart_exactly_once() {
     assert!(bits(&served) == bits(&local), "the stored output is not ipet simulate's, bit for bit");
 }
 
+/// A home's set-defense job (every device's capture, sets by clustering) killed mid-run finishes
+/// after the restart with `ipet simulate --defense supersequence`'s summary and traces.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_home_job_killed_mid_run_completes_after_restart_with_the_cli_result() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = format!("sqlite:{}", dir.path().join("jobs.sqlite3").display());
+    let client = reqwest::Client::new();
+    let slice = repo().join("data/tj-oconnor-2021-slice");
+    let devices: Vec<String> = std::fs::read_dir(slice.join("pcaps"))
+        .expect("pcaps")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().trim_end_matches(".pcap").to_string())
+        .collect();
+
+    let server = Server::start(&db).await;
+    server.wait_ready(&client).await;
+    let mut form = reqwest::multipart::Form::new();
+    for d in &devices {
+        let bytes = std::fs::read(slice.join(format!("pcaps/{d}.pcap"))).expect("capture");
+        form = form.part("trace", reqwest::multipart::Part::bytes(bytes).file_name(format!("{d}.pcap")));
+    }
+    let table = std::fs::read(slice.join("devices.csv")).expect("table");
+    form = form
+        .part("devices", reqwest::multipart::Part::bytes(table).file_name("devices.csv"))
+        .text("defense", "supersequence")
+        .text("k", "3")
+        .text("seed", "21");
+    let r = client.post(format!("{}/simulations", server.base)).multipart(form).send().await.expect("submit");
+    assert_eq!(r.status(), reqwest::StatusCode::ACCEPTED);
+    let accepted: serde_json::Value = r.json().await.expect("json");
+    let id = accepted["id"].as_str().expect("id").to_string();
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while status(&client, &server.base, &id).await["status"] != "running" {
+        assert!(Instant::now() < deadline, "the job never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let before = status(&client, &server.base, &id).await;
+    assert_eq!(before["status"], "running", "the job must still be running when the process dies: {before}");
+    server.kill();
+
+    let server = Server::start(&db).await;
+    server.wait_ready(&client).await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let done = loop {
+        let v = status(&client, &server.base, &id).await;
+        if v["status"] == "succeeded" || v["status"] == "failed" {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "the job did not finish after the restart: {v}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["attempts"], 2, "claimed once before the kill and once after");
+
+    let out = dir.path().join("cli");
+    let cli = Command::new(env!("CARGO_BIN_EXE_ipet"))
+        .args(["simulate", "--trace", slice.join("pcaps").to_str().expect("path")])
+        .args(["--devices", slice.join("devices.csv").to_str().expect("path")])
+        .args(["--defense", "supersequence", "--k", "3", "--seed", "21", "--out-dir", out.to_str().expect("path")])
+        .current_dir(repo())
+        .output()
+        .expect("ipet simulate");
+    assert!(cli.status.success(), "{}", String::from_utf8_lossy(&cli.stderr));
+    let cli_summary: serde_json::Value = serde_json::from_slice(&cli.stdout).expect("summary JSON");
+    assert_eq!(done["summary"], cli_summary);
+    let bits = |a: &ndarray::Array2<f64>| a.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    for d in &devices {
+        let served = client
+            .get(format!("{}/simulations/{id}/output?format=npy&device={d}", server.base))
+            .send()
+            .await
+            .expect("output")
+            .bytes()
+            .await
+            .expect("bytes");
+        let served: ndarray::Array2<f64> = ndarray_npy::ReadNpyExt::read_npy(&served[..]).expect("npy");
+        let local: ndarray::Array2<f64> = ndarray_npy::read_npy(out.join(format!("{d}.npy"))).expect("npy");
+        assert!(bits(&served) == bits(&local), "{d}: the stored output is not ipet simulate's, bit for bit");
+    }
+}
+
 fn slow_workers() -> WorkerConfig {
     WorkerConfig {
         workers: 2,

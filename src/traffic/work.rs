@@ -181,6 +181,10 @@ pub fn pad_output_rows_bound(
 mod tests {
     use super::*;
     use crate::traffic::{
+        AnonymitySet, FixedRows, SetDefense, defend_home,
+        simulate::{TargetRows, TargetRowsSettings, TargetSource, set_rng},
+    };
+    use crate::traffic::{
         BaselineKind,
         packet::{Direction, Transport},
     };
@@ -214,5 +218,74 @@ mod tests {
         assert!(rows > 10_000_000, "{rows}: a constant baseline over 10 days is tens of millions of rows");
         let ipet = output_rows_bound(&p, CoverKind::Ipet { mode: Mode::Slotted, cap_packets: 4.0 }, &s);
         assert_eq!(ipet, 2 + 2 * 50 * 8);
+    }
+
+    /// Three devices: bursts of packets of mixed sizes and directions, with long silences.
+    fn home() -> Vec<Vec<Packet>> {
+        (0..3u32)
+            .map(|d| {
+                let mut p = Vec::new();
+                for burst in 0..20i64 {
+                    let start = burst * 37_000_000_000 + i64::from(d) * 1_300_000_000;
+                    for k in 0..(5 + 7 * i64::from(d) + burst % 4) {
+                        p.push(Packet {
+                            time_ns: start + k * 23_000_000,
+                            size: 40 + ((k as u32 * 397 + d * 131) % 1400),
+                            direction: if (k + i64::from(d)) % 3 == 0 { Direction::In } else { Direction::Out },
+                            transport: Transport::Tcp,
+                        });
+                    }
+                }
+                p
+            })
+            .collect()
+    }
+
+    fn output_rows(
+        packets: &[Vec<Packet>],
+        partition: &SetPartition,
+        defense: SetDefense<'_>,
+        pad: &PadSettings,
+    ) -> u64 {
+        let names: Vec<String> = (0..packets.len()).map(|d| format!("d{d}")).collect();
+        let mut rows = 0u64;
+        defend_home(&names, packets, partition, defense, pad, Some(7), |_, _| {
+            rows += 1;
+            Ok(())
+        })
+        .expect("defended");
+        rows
+    }
+
+    #[test]
+    fn pad_to_target_output_stays_under_its_bound() {
+        let packets = home();
+        let partition =
+            SetPartition { sets: vec![AnonymitySet { name: "all".into(), members: vec![0, 1, 2] }], excluded: vec![] };
+        for budget in [0.0, 0.5] {
+            let pad = PadSettings::new(0.1, budget).expect("settings");
+            let rows = output_rows(&packets, &partition, SetDefense::Supersequence, &pad);
+            let bound = pad_output_rows_bound(&packets, &partition, PadCoverKind::Supersequence, &pad);
+            assert!(rows <= bound, "supersequence: {rows} rows, bound {bound}");
+
+            let r = RegulatorSettings { floor_rate: 1.0, ..RegulatorSettings::default() };
+            let rows = output_rows(&packets, &partition, SetDefense::Regulator(r), &pad);
+            let bound = pad_output_rows_bound(&packets, &partition, PadCoverKind::Regulator(&r), &pad);
+            assert!(rows <= bound, "regulator: {rows} rows, bound {bound}");
+
+            let settings = TargetRowsSettings { slots_per_window: 40, fake_window_rate: 0.2 };
+            let make = SetDefense::Targets(Box::new(move |_: &AnonymitySet, _: &_, pad: &PadSettings| {
+                let rows = FixedRows::new(vec![[3, 900, 6, 5000]; 100_000])?;
+                let rng = set_rng(Some(3), 1);
+                Ok(Box::new(TargetRows::new(Box::new(rows), settings, pad.omega_ns, rng)?) as Box<dyn TargetSource>)
+            }));
+            let rows = output_rows(&packets, &partition, make, &pad);
+            let per_row = [9u64; 3];
+            let kind =
+                PadCoverKind::TargetRows { packets_per_row: &per_row, slots_per_window: 40, fake_window_rate: 0.2 };
+            let bound = pad_output_rows_bound(&packets, &partition, kind, &pad);
+            assert!(rows <= bound, "targets: {rows} rows, bound {bound}");
+            assert!(bound < 20 * rows, "targets: the bound {bound} is not wildly above the {rows} rows");
+        }
     }
 }
