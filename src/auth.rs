@@ -15,7 +15,7 @@ use std::{collections::HashMap, num::NonZeroU32, path::Path, sync::Arc, time::Du
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter, clock::Clock};
 use sha2::{Digest, Sha256};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCode, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Scope {
@@ -100,7 +100,7 @@ pub fn hash_token(token: &str) -> String {
 impl Auth {
     /// Parses token lines; `requests_per_minute` 0 disables the rate limit.
     pub fn new(lines: &str, requests_per_minute: u32) -> Result<Self> {
-        let bad = |n: usize, m: String| Error::invalid("invalid_tokens", format!("token line {n}: {m}"));
+        let bad = |n: usize, m: String| Error::invalid(ErrorCode::InvalidTokens, format!("token line {n}: {m}"));
         let mut tokens = HashMap::new();
         let mut names = std::collections::HashSet::new();
         for (i, line) in lines.lines().enumerate() {

@@ -11,7 +11,7 @@ use crate::{
     app::{AppState, Limits},
     auth::Auth,
     config::ServeConfig,
-    error::{Error, Result},
+    error::{Error, ErrorCode, Result},
     http::server::{ConnectionLimits, serve_connections},
     jobs::{WorkerConfig, worker},
     models::ModelSets,
@@ -37,7 +37,7 @@ pub async fn start(config: &ServeConfig) -> Result<Started> {
     if !auth.enabled() {
         if !config.bind.is_loopback() && !a.allow_unauthenticated {
             return Err(Error::invalid(
-                "unauthenticated_bind",
+                ErrorCode::UnauthenticatedBind,
                 format!(
                     "no tokens are configured, so the service only listens on loopback; to listen on {} configure tokens (--tokens-file) or pass --allow-unauthenticated",
                     config.bind

@@ -13,7 +13,10 @@ use std::{
 
 use axum::http::StatusCode;
 use common::{Db, TestApp, repo};
-use ipet::models::{Engine, ModelSet};
+use ipet::{
+    models::{Engine, ModelSet},
+    store::JobState,
+};
 
 const SETS_MODEL: &str = "models/tj-oconnor-2021-sets";
 const DEVICES: [&str; 7] = [
@@ -234,7 +237,7 @@ async fn bad_requests_store_nothing(app: &TestApp) {
     // A one-device form with a home's field.
     let one = [("device", "blink-cam-01".to_string()), ("baseline", "constant".into()), ("k", "3".into())];
     post(app, "/simulations", &form(false, &one)).await.assert_error(StatusCode::BAD_REQUEST, "invalid_field", "k");
-    for status in ["queued", "running", "succeeded", "failed"] {
+    for status in [JobState::Queued, JobState::Running, JobState::Succeeded, JobState::Failed] {
         assert_eq!(app.state.store.count_simulations(status).await.expect("count"), 0, "{status}");
     }
 }

@@ -4,6 +4,7 @@ mod common;
 
 use axum::http::StatusCode;
 use common::{Db, TestApp, repo};
+use ipet::store::JobState;
 
 fn slice(device: &str) -> Vec<u8> {
     std::fs::read(repo().join(format!("data/tj-oconnor-2021-slice/pcaps/{device}.pcap"))).expect("slice capture")
@@ -343,7 +344,7 @@ async fn bad_submissions_are_named_and_create_no_job(app: &TestApp) {
         "unsupported_media_type",
         "multipart/form-data",
     );
-    for status in ["queued", "running", "succeeded", "failed"] {
+    for status in [JobState::Queued, JobState::Running, JobState::Succeeded, JobState::Failed] {
         assert_eq!(app.state.store.count_simulations(status).await.expect("count"), 0, "no {status} job was created");
     }
     app.get("/simulations/3f1a3c1e-0000-4000-8000-000000000000").await.assert_error(
@@ -461,7 +462,7 @@ async fn a_jobs_work_is_bounded_before_it_is_accepted() {
         {"time": 6.0 * 86_400.0, "size": 100, "direction": "in"},
     ]});
     assert_eq!(app.post_json("/simulations", &ipet).await.status, StatusCode::ACCEPTED);
-    for status in ["queued"] {
+    for status in [JobState::Queued] {
         assert_eq!(app.state.store.count_simulations(status).await.expect("count"), 1, "only the accepted job");
     }
     // One caller holds at most 16 unfinished jobs (the default quota).
@@ -471,5 +472,5 @@ async fn a_jobs_work_is_bounded_before_it_is_accepted() {
     let r = app.post_json("/simulations", &two_packets(60.0)).await;
     r.assert_error(StatusCode::TOO_MANY_REQUESTS, "quota_exceeded", "--sim-max-active-jobs");
     assert!(!r.header("retry-after").is_empty());
-    assert_eq!(app.state.store.count_simulations("queued").await.expect("count"), 16);
+    assert_eq!(app.state.store.count_simulations(JobState::Queued).await.expect("count"), 16);
 }

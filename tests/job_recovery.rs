@@ -17,7 +17,7 @@ use ipet::{
         submit::{CoverRequest, Submission, TraceInput, submit},
         worker,
     },
-    store::{NewSimulation, Store},
+    store::{JobState, NewSimulation, Store},
     traffic::Mode,
 };
 use uuid::Uuid;
@@ -317,11 +317,11 @@ async fn two_worker_pools_on_one_postgres_never_run_a_job_twice() {
     for id in &ids {
         loop {
             let r = app.state.store.get_simulation(*id, None).await.expect("get").expect("exists");
-            if r.status == "succeeded" {
+            if r.status == JobState::Succeeded {
                 assert_eq!(r.attempts, 1, "job {id} was claimed {} times", r.attempts);
                 break;
             }
-            assert_ne!(r.status, "failed", "{:?}", r.error);
+            assert_ne!(r.status, JobState::Failed, "{:?}", r.error);
             assert!(Instant::now() < deadline, "jobs did not finish");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -383,7 +383,7 @@ async fn a_lost_claim_cannot_finish_and_a_crashing_job_is_given_up(db: Db) {
         !store.finish_simulation(id, "B", t0 + 23_000, Err("again".into())).await.expect("finish"),
         "finished once"
     );
-    assert_eq!(store.get_simulation(id, None).await.expect("get").expect("job").status, "succeeded");
+    assert_eq!(store.get_simulation(id, None).await.expect("get").expect("job").status, JobState::Succeeded);
 
     // A job whose worker dies on every attempt is failed after max_attempts claims.
     let id = queued_job(store).await;
@@ -395,7 +395,7 @@ async fn a_lost_claim_cannot_finish_and_a_crashing_job_is_given_up(db: Db) {
     assert!(store.claim_simulation("W9", now, now - lease, 3).await.expect("claim").is_none());
     assert_eq!(store.fail_abandoned_simulations(now, now - lease, 3).await.expect("sweep"), 1);
     let r = store.get_simulation(id, None).await.expect("get").expect("job");
-    assert_eq!(r.status, "failed");
+    assert_eq!(r.status, JobState::Failed);
     assert!(r.error.expect("reason").contains("3 times"));
     app.cleanup().await;
 }
@@ -441,7 +441,7 @@ async fn a_poison_job_fails_once_with_its_reason(db: Db) {
     let finished = r.finished_at;
     worker::start(common::engine(), store.clone(), config.clone()).await.expect("start");
     let again = store.get_simulation(id, None).await.expect("get").expect("job");
-    assert_eq!((again.status, again.finished_at), ("failed".to_string(), finished), "failed once");
+    assert_eq!((again.status, again.finished_at), (JobState::Failed, finished), "failed once");
     app.cleanup().await;
 }
 
@@ -515,10 +515,10 @@ async fn each_job_logs_under_its_own_id() {
     for id in &ids {
         loop {
             let r = store.get_simulation(*id, None).await.expect("get").expect("exists");
-            if r.status == "succeeded" {
+            if r.status == JobState::Succeeded {
                 break;
             }
-            assert_ne!(r.status, "failed", "{:?}", r.error);
+            assert_ne!(r.status, JobState::Failed, "{:?}", r.error);
             assert!(Instant::now() < deadline, "jobs did not finish");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

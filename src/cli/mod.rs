@@ -10,7 +10,7 @@ mod simulate;
 
 use crate::{
     config::{ModelArgs, ServeConfig},
-    error::{Error, Result},
+    error::{Error, ErrorCode, Result},
     models::{Engine, GenerationChoice, ModelSet},
     traffic::{DeviceTable, WindowSettings, Windows, capture::read_captures, noise, windows::WindowsMeta},
 };
@@ -188,7 +188,7 @@ fn predict(args: PredictArgs) -> Result<()> {
     let set = ModelSet::load(&args.models.models)?;
     let device = set.require_device(&args.dev_id)?;
     if args.n == 0 {
-        return Err(Error::invalid("invalid_n", "n must be at least 1"));
+        return Err(Error::invalid(ErrorCode::InvalidN, "n must be at least 1"));
     }
     let choice = GenerationChoice::parse(&args.generation, set.generations())?;
     let engine = Engine::start(set, &args.models.engine_config())?;

@@ -7,7 +7,7 @@ use clap::{ArgGroup, Args};
 
 use crate::{
     config::ModelArgs,
-    error::{Error, Result},
+    error::{Error, ErrorCode, Result},
     jobs::home::{
         DEFAULT_CHUNK, HomeSettings, SetDefenseKind, SetKnobs, TargetRowsFrom, assigned_sets, defend,
         require_set_targets,
@@ -192,7 +192,7 @@ pub fn run(args: SimulateArgs) -> Result<()> {
     let covers = [args.generation.is_some(), args.schedule.is_some(), args.defense.is_some()];
     if covers.iter().filter(|&&c| c).count() != 1 {
         return Err(Error::invalid(
-            "no_cover",
+            ErrorCode::NoCover,
             "give exactly one of --generation, --schedule and --defense for one device (a set defense \
              --defense targets takes --generation or --schedule)",
         ));
@@ -200,18 +200,21 @@ pub fn run(args: SimulateArgs) -> Result<()> {
     let table = DeviceTable::from_csv_path(&args.devices)?;
     let Some(device_name) = args.device.clone() else {
         return Err(Error::invalid(
-            "no_device",
+            ErrorCode::NoDevice,
             "give --device (the device to defend), or a set defense (--defense supersequence|regulator) for the \
              whole home",
         ));
     };
     if args.out_dir.is_some() {
-        return Err(Error::invalid("invalid_output", "--out-dir is for set defenses; give --out for one device"));
+        return Err(Error::invalid(
+            ErrorCode::InvalidOutput,
+            "--out-dir is for set defenses; give --out for one device",
+        ));
     }
     let device = table.by_name(&device_name).ok_or_else(|| {
         let names: Vec<&str> = table.devices().iter().map(|d| d.name.as_str()).collect();
         Error::not_found(
-            "unknown_device",
+            ErrorCode::UnknownDevice,
             format!("device {device_name:?} is not in {}; devices: {}", args.devices.display(), names.join(", ")),
         )
     })?;
@@ -236,7 +239,10 @@ pub fn run(args: SimulateArgs) -> Result<()> {
     let traffic = read_captures(&args.trace, &table)?;
     let packets = &traffic.packets[device_id];
     if packets.is_empty() {
-        return Err(Error::invalid("no_packets", format!("the trace holds no kept packets of device {device_name:?}")));
+        return Err(Error::invalid(
+            ErrorCode::NoPackets,
+            format!("the trace holds no kept packets of device {device_name:?}"),
+        ));
     }
 
     let defense = match (&mut generated, &mut fixed, args.defense.and_then(DefenseArg::baseline)) {
@@ -246,7 +252,7 @@ pub fn run(args: SimulateArgs) -> Result<()> {
             let mut baseline = Baseline::new(kind);
             if !(args.rate_scale.is_finite() && args.rate_scale > 0.0) {
                 return Err(Error::invalid(
-                    "invalid_rate_scale",
+                    ErrorCode::InvalidRateScale,
                     format!("--rate-scale {} must be positive", args.rate_scale),
                 ));
             }
@@ -257,7 +263,7 @@ pub fn run(args: SimulateArgs) -> Result<()> {
             Defense::Baseline { baseline, seed: args.seed }
         }
         _ => {
-            return Err(Error::invalid("no_cover", "give --generation, --schedule or --defense"));
+            return Err(Error::invalid(ErrorCode::NoCover, "give --generation, --schedule or --defense"));
         }
     };
     let window_settings = args.windows.as_ref().map(|_| WindowSettings::new(args.total_time, omega)).transpose()?;
@@ -299,7 +305,7 @@ pub fn run(args: SimulateArgs) -> Result<()> {
 
 /// The home mode: every device of the table in anonymity sets, padded to shared targets.
 fn run_home(args: SimulateArgs) -> Result<()> {
-    let bad = |m: &str| Err(Error::invalid("invalid_simulation_settings", m.to_string()));
+    let bad = |m: &str| Err(Error::invalid(ErrorCode::InvalidSimulationSettings, m.to_string()));
     if args.device.is_some() {
         return bad("a set defense defends every device of the table: leave out --device");
     }
@@ -311,7 +317,10 @@ fn run_home(args: SimulateArgs) -> Result<()> {
         return bad("--defense targets takes target rows from --generation (with --models) or --schedule, one of them");
     }
     if args.out.is_some() {
-        return Err(Error::invalid("invalid_output", "a set defense writes one trace per member: give --out-dir"));
+        return Err(Error::invalid(
+            ErrorCode::InvalidOutput,
+            "a set defense writes one trace per member: give --out-dir",
+        ));
     }
     let table = DeviceTable::from_csv_path(&args.devices)?;
     // A set-targets model set first, so that a bad one fails before the captures are read; its

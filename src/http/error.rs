@@ -10,18 +10,32 @@ use axum::{
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::error::{Error, unreachable_database};
+use crate::error::{Error, ErrorCode, unreachable_database};
 
 /// The body of every error response.
 #[derive(Debug, Serialize, serde::Deserialize, ToSchema)]
 pub struct ErrorBody {
     /// Stable machine-readable code, e.g. `unknown_device`, `invalid_n`.
     #[schema(example = "unknown_device")]
-    pub code: String,
+    pub code: ErrorCode,
     /// What went wrong, for a person.
     #[schema(example = "device \"toaster\" is not in the model set; devices: blink-cam-01, ...")]
     pub message: String,
 }
+
+/// The codes as a string enum in the spec (the list is [`ErrorCode::ALL`]).
+impl utoipa::PartialSchema for ErrorCode {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+        ObjectBuilder::new()
+            .schema_type(SchemaType::Type(Type::String))
+            .description(Some("A stable machine-readable error code."))
+            .enum_values(Some(ErrorCode::ALL.iter().map(|c| c.as_str())))
+            .into()
+    }
+}
+
+impl ToSchema for ErrorCode {}
 
 impl Error {
     /// The HTTP status this error is answered with.
@@ -57,13 +71,13 @@ impl IntoResponse for Error {
         let message = if self.is_client_error() {
             self.to_string()
         } else if status == axum::http::StatusCode::SERVICE_UNAVAILABLE {
-            tracing::warn!(error = %self, code = self.code(), "request refused: the database does not answer");
+            tracing::warn!(error = %self, code = self.code().as_str(), "request refused: the database does not answer");
             "the database does not answer; retry shortly".to_string()
         } else {
-            tracing::error!(error = %self, code = self.code(), "request failed");
+            tracing::error!(error = %self, code = self.code().as_str(), "request failed");
             "internal error; the cause is in the service's log".to_string()
         };
-        let mut response = (status, Json(ErrorBody { code: self.code().to_string(), message })).into_response();
+        let mut response = (status, Json(ErrorBody { code: self.code(), message })).into_response();
         if status == axum::http::StatusCode::TOO_MANY_REQUESTS || status == axum::http::StatusCode::SERVICE_UNAVAILABLE
         {
             response.headers_mut().insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from(retry_after));
@@ -74,13 +88,13 @@ impl IntoResponse for Error {
 
 impl From<QueryRejection> for Error {
     fn from(r: QueryRejection) -> Self {
-        Error::invalid("invalid_query", r.body_text())
+        Error::invalid(ErrorCode::InvalidQuery, r.body_text())
     }
 }
 
 impl From<PathRejection> for Error {
     fn from(r: PathRejection) -> Self {
-        Error::invalid("invalid_path", r.body_text())
+        Error::invalid(ErrorCode::InvalidPath, r.body_text())
     }
 }
 
@@ -89,17 +103,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn codes_are_one_list_serialised_as_their_names() {
+        let mut seen = std::collections::HashSet::new();
+        for &c in ErrorCode::ALL {
+            assert!(seen.insert(c.as_str()), "{c} twice");
+            assert!(c.as_str().bytes().all(|b| b.is_ascii_lowercase() || b == b'_'), "{c}");
+            let json = serde_json::to_string(&c).expect("json");
+            assert_eq!(json, format!("\"{c}\""));
+            assert_eq!(serde_json::from_str::<ErrorCode>(&json).expect("back"), c);
+        }
+        assert!(serde_json::from_str::<ErrorCode>("\"no_such_code\"").is_err());
+    }
+
+    #[test]
     fn client_errors_are_the_4xx_ones_and_timeouts() {
         let errors = [
-            Error::invalid("invalid_n", "x"),
-            Error::not_found("unknown_device", "x"),
+            Error::invalid(ErrorCode::InvalidN, "x"),
+            Error::not_found(ErrorCode::UnknownDevice, "x"),
             Error::UnsupportedMediaType("x".into()),
             Error::Timeout("x".into()),
             Error::TooLarge("x".into()),
             Error::MethodNotAllowed("x".into()),
             Error::UriTooLong("x".into()),
             Error::HeadersTooLarge("x".into()),
-            Error::Conflict { code: "job_not_finished", message: "x".into() },
+            Error::Conflict { code: ErrorCode::JobNotFinished, message: "x".into() },
             Error::Unauthorized("x".into()),
             Error::Forbidden("x".into()),
             Error::RateLimited { message: "x".into(), retry_after: std::time::Duration::from_secs(1) },

@@ -4,7 +4,7 @@ use axum::http::{HeaderMap, header};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCode, Result};
 
 pub const NPY: &str = "application/x-npy";
 pub const CSV: &str = "text/csv";
@@ -25,9 +25,10 @@ impl Format {
                 "json" => Ok(Format::Json),
                 "npy" => Ok(Format::Npy),
                 "csv" => Ok(Format::Csv),
-                other => {
-                    Err(Error::invalid("invalid_format", format!("format {other:?} is not one of json, npy, csv")))
-                }
+                other => Err(Error::invalid(
+                    ErrorCode::InvalidFormat,
+                    format!("format {other:?} is not one of json, npy, csv"),
+                )),
             };
         }
         let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
@@ -44,7 +45,7 @@ impl Format {
             }
         }
         Err(Error::invalid(
-            "not_acceptable",
+            ErrorCode::NotAcceptable,
             format!("cannot answer Accept: {accept}; this resource is served as {JSON}, {NPY} or {CSV}"),
         ))
     }

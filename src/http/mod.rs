@@ -30,7 +30,10 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::{app::AppState, error::Error};
+use crate::{
+    app::AppState,
+    error::{Error, ErrorCode},
+};
 
 /// Schemas that operations name only indirectly (through `value_type` or stored JSON), so that
 /// every `$ref` of the document resolves.
@@ -109,7 +112,7 @@ pub fn router(state: AppState) -> Router {
     routes
         .merge(SwaggerUi::new("/docs").url("/openapi.json", spec))
         .fallback(|| async {
-            Error::not_found("no_route", "no such route; the API is described at /openapi.json and /docs")
+            Error::not_found(ErrorCode::NoRoute, "no such route; the API is described at /openapi.json and /docs")
         })
         .method_not_allowed_fallback(|req: Request| async move {
             Error::MethodNotAllowed(format!(
@@ -171,7 +174,8 @@ async fn shed_load(axum::extract::State(shed): axum::extract::State<Shed>, req: 
 
 /// A job id from a path: 400 naming it when it is not a UUID.
 pub(crate) fn parse_job_id(raw: &str) -> crate::error::Result<uuid::Uuid> {
-    uuid::Uuid::parse_str(raw).map_err(|_| Error::invalid("invalid_job_id", format!("job id {raw:?} is not a UUID")))
+    uuid::Uuid::parse_str(raw)
+        .map_err(|_| Error::invalid(ErrorCode::InvalidJobId, format!("job id {raw:?} is not a UUID")))
 }
 
 /// Longest request target (path and query) read, in bytes.

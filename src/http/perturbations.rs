@@ -18,7 +18,7 @@ use super::{
 use crate::{
     app::AppState,
     auth::{Caller, Scope},
-    error::{Error, Result},
+    error::{Error, ErrorCode, Result},
     models::{GenerationChoice, manifest::ScheduleKind},
     store::PerturbationJob,
     traffic::{COLUMNS, noise},
@@ -91,19 +91,25 @@ pub struct PerturbationResponse {
 }
 
 fn parse_n(raw: Option<&str>, max: usize) -> Result<usize> {
-    let raw =
-        raw.ok_or_else(|| Error::invalid("missing_n", format!("query parameter n (windows, 1 to {max}) is required")))?;
+    let raw = raw.ok_or_else(|| {
+        Error::invalid(ErrorCode::MissingN, format!("query parameter n (windows, 1 to {max}) is required"))
+    })?;
     match raw.trim().parse::<u64>() {
         Ok(n) if n >= 1 && n <= max as u64 => Ok(n as usize),
-        Ok(n) => Err(Error::invalid("invalid_n", format!("n = {n} is out of range: n must be between 1 and {max}"))),
-        Err(_) => Err(Error::invalid("invalid_n", format!("n = {raw:?} is not a whole number (1 to {max})"))),
+        Ok(n) => {
+            Err(Error::invalid(ErrorCode::InvalidN, format!("n = {n} is out of range: n must be between 1 and {max}")))
+        }
+        Err(_) => Err(Error::invalid(ErrorCode::InvalidN, format!("n = {raw:?} is not a whole number (1 to {max})"))),
     }
 }
 
 fn parse_seed(raw: Option<&str>) -> Result<Option<u64>> {
     raw.map(|s| {
         s.trim().parse::<u64>().map_err(|_| {
-            Error::invalid("invalid_seed", format!("seed = {s:?} is not a whole number between 0 and {}", u64::MAX))
+            Error::invalid(
+                ErrorCode::InvalidSeed,
+                format!("seed = {s:?} is not a whole number between 0 and {}", u64::MAX),
+            )
         })
     })
     .transpose()
@@ -202,7 +208,7 @@ pub async fn get_perturbation_job(
         .store
         .get_perturbation(id, caller.owner_filter())
         .await?
-        .ok_or_else(|| Error::not_found("unknown_job", format!("no perturbation job {id}")))?;
+        .ok_or_else(|| Error::not_found(ErrorCode::UnknownJob, format!("no perturbation job {id}")))?;
     respond(&state, job, format)
 }
 

@@ -19,7 +19,7 @@ use super::{
 use crate::{
     app::AppState,
     auth::{Caller, Scope},
-    error::{Error, Result},
+    error::{Error, ErrorCode, Result},
     jobs::{
         JobParams,
         codec::{decode_output, decode_sections},
@@ -27,7 +27,7 @@ use crate::{
         submit::{CoverRequest, Submission, TraceInput, submit},
         submit_home::{HomeKnobs, HomeSubmission, TargetsRequest, submit_home},
     },
-    store::SimulationRecord,
+    store::{JobState, SimulationRecord},
     traffic::{BaselineKind, Direction, Mode, Packet, Transport, packet::secs_to_ns, simulate::OUTPUT_COLUMNS},
 };
 
@@ -156,28 +156,16 @@ pub struct SimulationRequest {
 pub struct SimulationAccepted {
     pub id: Uuid,
     /// `queued`.
-    #[schema(value_type = JobState)]
-    pub status: String,
+    pub status: JobState,
     /// Where to poll.
     pub location: String,
-}
-
-/// Where a simulation job is.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum JobState {
-    Queued,
-    Running,
-    Succeeded,
-    Failed,
 }
 
 /// A simulation job.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct SimulationStatus {
     pub id: Uuid,
-    #[schema(value_type = JobState)]
-    pub status: String,
+    pub status: JobState,
     /// Why it failed.
     pub error: Option<String>,
     pub created_at: DateTime<Utc>,
@@ -245,25 +233,28 @@ fn one_cover(
     }
     match given.len() {
         1 => Ok(given.pop().expect("one")),
-        0 => Err(Error::invalid("missing_cover", "give one of generation, schedule_job, schedule or baseline")),
-        _ => Err(Error::invalid("ambiguous_cover", "give only one of generation, schedule_job, schedule or baseline")),
+        0 => Err(Error::invalid(ErrorCode::MissingCover, "give one of generation, schedule_job, schedule or baseline")),
+        _ => Err(Error::invalid(
+            ErrorCode::AmbiguousCover,
+            "give only one of generation, schedule_job, schedule or baseline",
+        )),
     }
 }
 
 fn parse_field<T: std::str::FromStr>(name: &str, raw: &str, what: &str) -> Result<T> {
-    raw.trim().parse().map_err(|_| Error::invalid("invalid_field", format!("{name} = {raw:?} is not {what}")))
+    raw.trim().parse().map_err(|_| Error::invalid(ErrorCode::InvalidField, format!("{name} = {raw:?} is not {what}")))
 }
 
 fn enum_field<T: serde::de::DeserializeOwned>(name: &str, raw: &str, choices: &str) -> Result<T> {
     serde_json::from_value(serde_json::Value::String(raw.trim().to_string()))
-        .map_err(|_| Error::invalid("invalid_field", format!("{name} = {raw:?} is not one of {choices}")))
+        .map_err(|_| Error::invalid(ErrorCode::InvalidField, format!("{name} = {raw:?} is not one of {choices}")))
 }
 
 fn multipart_error(e: axum::extract::multipart::MultipartError) -> Error {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
         Error::TooLarge(format!("the upload is larger than the service accepts: {}", e.body_text()))
     } else {
-        Error::invalid("invalid_upload", e.body_text())
+        Error::invalid(ErrorCode::InvalidUpload, e.body_text())
     }
 }
 
@@ -309,7 +300,7 @@ async fn from_multipart(mut form: Multipart, model_set: Option<String>) -> Resul
             | "floor_rate" | "fake_window_rate" => {
                 text.insert(name, field.text().await.map_err(multipart_error)?);
             }
-            other => return Err(Error::invalid("unknown_field", format!("unknown form field {other:?}"))),
+            other => return Err(Error::invalid(ErrorCode::UnknownField, format!("unknown form field {other:?}"))),
         }
     }
     if text.contains_key("defense") {
@@ -323,7 +314,7 @@ async fn from_multipart(mut form: Multipart, model_set: Option<String>) -> Resul
         .next();
     if let Some(field) = misplaced {
         return Err(Error::invalid(
-            "invalid_field",
+            ErrorCode::InvalidField,
             format!(
                 "{field} is for a set defense over a whole home: give `defense` (supersequence, regulator, targets)"
             ),
@@ -331,13 +322,15 @@ async fn from_multipart(mut form: Multipart, model_set: Option<String>) -> Resul
     }
     if traces.len() > 1 {
         return Err(Error::invalid(
-            "ambiguous_trace",
+            ErrorCode::AmbiguousTrace,
             "one device's simulation takes one `trace` file; several are for a set defense (`defense`)",
         ));
     }
-    let (name, bytes) = traces.pop().ok_or_else(|| Error::invalid("missing_trace", "the form has no `trace` file"))?;
-    let device =
-        text.remove("device").ok_or_else(|| Error::invalid("missing_device", "the form has no `device` field"))?;
+    let (name, bytes) =
+        traces.pop().ok_or_else(|| Error::invalid(ErrorCode::MissingTrace, "the form has no `trace` file"))?;
+    let device = text
+        .remove("device")
+        .ok_or_else(|| Error::invalid(ErrorCode::MissingDevice, "the form has no `device` field"))?;
     let baseline = text.get("baseline").map(|b| enum_field("baseline", b, "constant, random, random+")).transpose()?;
     Ok(Asked::Device(Submission {
         device,
@@ -365,7 +358,7 @@ fn home_from_form(
 ) -> Result<HomeSubmission> {
     if let Some(other) = text.keys().find(|k| !HOME_FIELDS.contains(&k.as_str())) {
         return Err(Error::invalid(
-            "invalid_field",
+            ErrorCode::InvalidField,
             format!("{other} is for one device's simulation; a set defense defends every device of the table"),
         ));
     }
@@ -382,12 +375,15 @@ fn home_from_form(
         targets.push(TargetsRequest::UploadedSchedule(s));
     }
     if targets.len() > 1 {
-        return Err(Error::invalid("ambiguous_targets", "give only one of generation, schedule_job or schedule"));
+        return Err(Error::invalid(
+            ErrorCode::AmbiguousTargets,
+            "give only one of generation, schedule_job or schedule",
+        ));
     }
     let devices = devices
         .map(|d| {
             String::from_utf8(d)
-                .map_err(|_| Error::invalid("invalid_device_table", "the device table is not UTF-8 text"))
+                .map_err(|_| Error::invalid(ErrorCode::InvalidDeviceTable, "the device table is not UTF-8 text"))
         })
         .transpose()?;
     let number =
@@ -421,7 +417,7 @@ fn from_json(r: SimulationRequest) -> Result<Submission> {
     for (i, p) in r.packets.iter().enumerate() {
         if !p.time.is_finite() || p.time.abs() > 1e10 {
             return Err(Error::invalid(
-                "invalid_packet",
+                ErrorCode::InvalidPacket,
                 format!("packets[{i}].time = {} is not a time in seconds", p.time),
             ));
         }
@@ -493,12 +489,12 @@ pub async fn post_simulation(
     let submission = if content_type.starts_with("multipart/form-data") {
         let form = Multipart::from_request(request, &state)
             .await
-            .map_err(|e| Error::invalid("invalid_upload", e.body_text()))?;
+            .map_err(|e| Error::invalid(ErrorCode::InvalidUpload, e.body_text()))?;
         from_multipart(form, q.model_set).await?
     } else if content_type.starts_with("application/json") {
         if q.model_set.is_some() {
             return Err(Error::invalid(
-                "invalid_field",
+                ErrorCode::InvalidField,
                 "model_set is for a set defense over a whole home (a multipart upload with `defense`)",
             ));
         }
@@ -506,7 +502,7 @@ pub async fn post_simulation(
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 Error::TooLarge(e.body_text())
             } else {
-                Error::invalid("invalid_json", e.body_text())
+                Error::invalid(ErrorCode::InvalidJson, e.body_text())
             }
         })?;
         Asked::Device(from_json(body)?)
@@ -525,7 +521,7 @@ pub async fn post_simulation(
     state.jobs.wake();
     let location = format!("/simulations/{id}");
     let mut response =
-        (StatusCode::ACCEPTED, Json(SimulationAccepted { id, status: "queued".into(), location: location.clone() }))
+        (StatusCode::ACCEPTED, Json(SimulationAccepted { id, status: JobState::Queued, location: location.clone() }))
             .into_response();
     if let Ok(v) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(header::LOCATION, v);
@@ -540,7 +536,7 @@ async fn load(state: &AppState, caller: &Caller, raw: &str) -> Result<Simulation
         .store
         .get_simulation(id, caller.owner_filter())
         .await?
-        .ok_or_else(|| Error::not_found("unknown_job", format!("no simulation job {id}")))
+        .ok_or_else(|| Error::not_found(ErrorCode::UnknownJob, format!("no simulation job {id}")))
 }
 
 /// A simulation's status, parameters and, when done, its summary.
@@ -567,7 +563,7 @@ pub async fn get_simulation(
     let json = |s: &str| serde_json::from_str::<serde_json::Value>(s).map_err(|e| Error::Internal(e.to_string()));
     Ok(Json(SimulationStatus {
         id,
-        output: (r.status == "succeeded").then(|| format!("/simulations/{id}/output")),
+        output: (r.status == JobState::Succeeded).then(|| format!("/simulations/{id}/output")),
         status: r.status,
         error: r.error,
         created_at: r.created_at,
@@ -612,10 +608,10 @@ pub async fn get_simulation_output(
     let format = Format::negotiate(q.format.as_deref(), &headers)?;
     let r = load(&state, &caller, &raw).await?;
     let id = r.id;
-    if r.status != "succeeded" {
+    if r.status != JobState::Succeeded {
         let why = r.error.map(|e| format!(": {e}")).unwrap_or_default();
         return Err(Error::Conflict {
-            code: "job_not_finished",
+            code: ErrorCode::JobNotFinished,
             message: format!("simulation {id} is {}{why}; it has no output", r.status),
         });
     }
@@ -644,7 +640,7 @@ fn output_section(params: &JobParams, device: Option<&str>) -> Result<Option<usi
     match params {
         JobParams::Device(p) => match device {
             Some(d) if d != p.device => Err(Error::not_found(
-                "unknown_device",
+                ErrorCode::UnknownDevice,
                 format!("this simulation defended device {:?}, not {d:?}", p.device),
             )),
             _ => Ok(None),
@@ -653,7 +649,7 @@ fn output_section(params: &JobParams, device: Option<&str>) -> Result<Option<usi
             let members: Vec<&str> = p.sets.iter().flat_map(|s| s.members.iter().map(String::as_str)).collect();
             let Some(device) = device else {
                 return Err(Error::invalid(
-                    "missing_device",
+                    ErrorCode::MissingDevice,
                     format!(
                         "a home's simulation has one defended trace per member: give ?device= one of {}",
                         members.join(", ")
@@ -663,7 +659,7 @@ fn output_section(params: &JobParams, device: Option<&str>) -> Result<Option<usi
             let index = p.devices.iter().position(|d| d.name == device).filter(|_| members.contains(&device));
             index.map(Some).ok_or_else(|| {
                 Error::not_found(
-                    "unknown_device",
+                    ErrorCode::UnknownDevice,
                     format!("{device:?} is not a member of this simulation's sets; members: {}", members.join(", ")),
                 )
             })

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::{
-    error::{Error, Result},
+    error::{Error, ErrorCode, Result},
     models::{Engine, GenerationChoice, GeneratorRows, ModelSet, manifest::Family},
     traffic::{
         DeviceTable, FixedRows, HomeSummary, Packet, PadSettings, RegulatorSettings, RowSource, SetDefense,
@@ -107,7 +107,7 @@ pub enum TargetRowsFrom {
 pub fn require_set_targets(set: &ModelSet) -> Result<()> {
     if set.manifest.family != Family::SetTargets {
         return Err(Error::invalid(
-            "invalid_model_set",
+            ErrorCode::InvalidModelSet,
             format!(
                 "{} holds {:?} generators of additive cover, not set targets: the targets defense needs a set-targets \
                  model set",
@@ -139,14 +139,17 @@ pub fn set_generator(model: &ModelSet, set: &AnonymitySet, names: &[String]) -> 
     let indices: Vec<usize> = set.members.iter().map(|&d| model.require_device(&names[d])).collect::<Result<_>>()?;
     if indices.iter().any(|&i| model.files[i] != model.files[indices[0]]) {
         return Err(Error::invalid(
-            "invalid_sets",
+            ErrorCode::InvalidSets,
             format!(
                 "set {:?} mixes devices of different target generators in {}; use the model set's sets",
                 set.name, model.manifest.name
             ),
         ));
     }
-    indices.first().copied().ok_or_else(|| Error::invalid("invalid_sets", format!("set {:?} is empty", set.name)))
+    indices
+        .first()
+        .copied()
+        .ok_or_else(|| Error::invalid(ErrorCode::InvalidSets, format!("set {:?} is empty", set.name)))
 }
 
 /// Defends every set of `partition` (see [`defend_home`]): `packets[id]` and `names[id]` per
@@ -166,7 +169,7 @@ pub fn defend(
         SetDefenseKind::Regulator => SetDefense::Regulator(settings.regulator),
         SetDefenseKind::Targets => {
             if matches!(rows, TargetRowsFrom::None) {
-                return Err(Error::invalid("missing_targets", "the targets defense needs target rows"));
+                return Err(Error::invalid(ErrorCode::MissingTargets, "the targets defense needs target rows"));
             }
             let rows_settings = settings.target_rows;
             let names = names.to_vec();

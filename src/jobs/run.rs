@@ -15,7 +15,7 @@ use super::{
     params::{Cover, HomeParams, SimulationParams},
 };
 use crate::{
-    error::{Error, Result},
+    error::{Error, ErrorCode, Result},
     models::{Engine, GenerationChoice, GeneratorRows},
     traffic::{AnonymitySet, Baseline, Defense, FixedRows, Packet, SetPartition, SimSettings, simulate},
 };
@@ -67,7 +67,7 @@ impl<'a> Guard<'a> {
         self.emitted += 1;
         if l.max_output_rows > 0 && self.emitted > l.max_output_rows {
             return Err(Error::invalid(
-                "output_too_large",
+                ErrorCode::OutputTooLarge,
                 format!("the defended trace passed {} rows (--sim-max-output-rows); stopped", l.max_output_rows),
             ));
         }

@@ -12,7 +12,7 @@ use super::{
 };
 use crate::{
     auth::Caller,
-    error::{Error, Result},
+    error::{Error, ErrorCode, Result},
     models::{GenerationChoice, ModelSet},
     store::{NewSimulation, Store},
     traffic::{
@@ -78,7 +78,7 @@ fn device_table(device: &str, addresses: &str) -> Result<DeviceTable> {
         if let Some(m) = parse_mac(token) {
             if mac.replace(m).is_some() {
                 return Err(Error::invalid(
-                    "invalid_address",
+                    ErrorCode::InvalidAddress,
                     format!("address {addresses:?} names more than one MAC"),
                 ));
             }
@@ -86,13 +86,14 @@ fn device_table(device: &str, addresses: &str) -> Result<DeviceTable> {
             ips.push(ip);
         } else {
             return Err(Error::invalid(
-                "invalid_address",
+                ErrorCode::InvalidAddress,
                 format!("address {token:?} is neither a MAC nor an IP address"),
             ));
         }
     }
-    DeviceTable::new(vec![(device.to_string(), mac, ips)])
-        .map_err(|_| Error::invalid("invalid_address", format!("no MAC or IP address given for device {device:?}")))
+    DeviceTable::new(vec![(device.to_string(), mac, ips)]).map_err(|_| {
+        Error::invalid(ErrorCode::InvalidAddress, format!("no MAC or IP address given for device {device:?}"))
+    })
 }
 
 /// Checks a submission and stores it as a queued job; returns its id.
@@ -111,14 +112,14 @@ pub async fn submit(set: &ModelSet, store: &Store, caller: &Caller, limits: &Job
         }
         CoverRequest::PerturbationJob(raw) => {
             let id = Uuid::parse_str(raw.trim())
-                .map_err(|_| Error::invalid("invalid_job_id", format!("schedule_job {raw:?} is not a UUID")))?;
+                .map_err(|_| Error::invalid(ErrorCode::InvalidJobId, format!("schedule_job {raw:?} is not a UUID")))?;
             let job = store
                 .get_perturbation(id, caller.owner_filter())
                 .await?
-                .ok_or_else(|| Error::not_found("unknown_job", format!("no perturbation job {id}")))?;
+                .ok_or_else(|| Error::not_found(ErrorCode::UnknownJob, format!("no perturbation job {id}")))?;
             if job.schedule.slots != set.slots() {
                 return Err(Error::invalid(
-                    "incompatible_schedule",
+                    ErrorCode::IncompatibleSchedule,
                     format!(
                         "perturbation job {id} has {} slots per window; the served model set has {}",
                         job.schedule.slots,
@@ -131,7 +132,7 @@ pub async fn submit(set: &ModelSet, store: &Store, caller: &Caller, limits: &Job
         CoverRequest::UploadedSchedule(bytes) => {
             let rows = FixedRows::from_npy_bytes(&bytes)?;
             if rows.is_empty() {
-                return Err(Error::invalid("invalid_schedule", "the uploaded schedule has no rows"));
+                return Err(Error::invalid(ErrorCode::InvalidSchedule, "the uploaded schedule has no rows"));
             }
             (Cover::UploadedSchedule { rows: rows.len() as u64 }, Some(bytes))
         }
@@ -161,7 +162,7 @@ pub async fn submit(set: &ModelSet, store: &Store, caller: &Caller, limits: &Job
     };
     if packets.is_empty() {
         return Err(Error::invalid(
-            "no_packets",
+            ErrorCode::NoPackets,
             format!(
                 "the trace {trace_name:?} holds no TCP/UDP payload packets between device {:?} ({}) and the internet",
                 s.device,
@@ -174,7 +175,7 @@ pub async fn submit(set: &ModelSet, store: &Store, caller: &Caller, limits: &Job
     let span = work::span_ns(&packets) as f64 / 1e9;
     if span > limits.max_span_secs as f64 {
         return Err(Error::invalid(
-            "span_too_long",
+            ErrorCode::SpanTooLong,
             format!(
                 "the trace spans {:.0} s (first to last packet); a simulation may span at most {} s (--sim-max-span-secs); split the trace",
                 span, limits.max_span_secs
@@ -192,7 +193,7 @@ pub async fn submit(set: &ModelSet, store: &Store, caller: &Caller, limits: &Job
     let rows = work::output_rows_bound(&packets, kind, &settings);
     if rows > limits.max_output_rows {
         return Err(Error::invalid(
-            "output_too_large",
+            ErrorCode::OutputTooLarge,
             format!(
                 "this simulation may produce up to {rows} output rows (about {} MB stored); at most {} rows are accepted (--sim-max-output-rows); shorten the trace",
                 rows.saturating_mul(MAX_BYTES_PER_OUTPUT_ROW) / 1_000_000,

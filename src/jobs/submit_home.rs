@@ -18,7 +18,7 @@ use super::{
 };
 use crate::{
     auth::Caller,
-    error::{Error, Result},
+    error::{Error, ErrorCode, Result},
     models::{Engine, GenerationChoice, ModelSet, ModelSets},
     store::{NewSimulation, Store},
     traffic::{
@@ -80,7 +80,7 @@ fn manifest_table(set: &ModelSet) -> Result<DeviceTable> {
     }
     DeviceTable::from_csv_str(&csv).map_err(|e| {
         Error::invalid(
-            "invalid_device_table",
+            ErrorCode::InvalidDeviceTable,
             format!("model set {}'s devices cannot select packets ({e}); upload a device table", set.manifest.name),
         )
     })
@@ -98,21 +98,21 @@ pub async fn submit_home(
     match (&s.targets, targets_defense) {
         (None, true) => {
             return Err(Error::invalid(
-                "missing_targets",
+                ErrorCode::MissingTargets,
                 "defense `targets` needs target rows: give generation (with ?model_set= naming a served set-targets \
                  model set), schedule_job or schedule",
             ));
         }
         (Some(_), false) => {
             return Err(Error::invalid(
-                "invalid_simulation_settings",
+                ErrorCode::InvalidSimulationSettings,
                 "generation, schedule_job and schedule give target rows: use them with defense `targets`",
             ));
         }
         _ => {}
     }
     if s.captures.is_empty() {
-        return Err(Error::invalid("missing_trace", "the form has no `trace` file"));
+        return Err(Error::invalid(ErrorCode::MissingTrace, "the form has no `trace` file"));
     }
     // The target rows first, so that a bad source fails before the captures are read.
     let mut model: Option<(Arc<Engine>, GenerationChoice)> = None;
@@ -133,17 +133,17 @@ pub async fn submit_home(
         }
         Some(TargetsRequest::PerturbationJob(raw)) => {
             let id = Uuid::parse_str(raw.trim())
-                .map_err(|_| Error::invalid("invalid_job_id", format!("schedule_job {raw:?} is not a UUID")))?;
+                .map_err(|_| Error::invalid(ErrorCode::InvalidJobId, format!("schedule_job {raw:?} is not a UUID")))?;
             let job = store
                 .get_perturbation(id, caller.owner_filter())
                 .await?
-                .ok_or_else(|| Error::not_found("unknown_job", format!("no perturbation job {id}")))?;
+                .ok_or_else(|| Error::not_found(ErrorCode::UnknownJob, format!("no perturbation job {id}")))?;
             (Some(TargetsSource::PerturbationJob { job_id: id }), None, Some(job.schedule.fixed_rows()?))
         }
         Some(TargetsRequest::UploadedSchedule(bytes)) => {
             let rows = FixedRows::from_npy_bytes(&bytes)?;
             if rows.is_empty() {
-                return Err(Error::invalid("invalid_schedule", "the uploaded schedule has no rows"));
+                return Err(Error::invalid(ErrorCode::InvalidSchedule, "the uploaded schedule has no rows"));
             }
             (Some(TargetsSource::UploadedSchedule { rows: rows.len() as u64 }), Some(bytes), Some(rows))
         }
@@ -207,7 +207,7 @@ pub async fn submit_home(
     let span = (last - first) as f64 / 1e9;
     if span > limits.max_span_secs as f64 {
         return Err(Error::invalid(
-            "span_too_long",
+            ErrorCode::SpanTooLong,
             format!(
                 "the captures span {span:.0} s (the home's first to last packet); a simulation may span at most {} s \
                  (--sim-max-span-secs); split the captures",
@@ -240,7 +240,7 @@ pub async fn submit_home(
     let rows = work::pad_output_rows_bound(&packets, &partition, kind, &pad);
     if rows > limits.max_output_rows {
         return Err(Error::invalid(
-            "output_too_large",
+            ErrorCode::OutputTooLarge,
             format!(
                 "this simulation may produce up to {rows} output rows (about {} MB stored); at most {} rows are \
                  accepted (--sim-max-output-rows); shorten the captures",

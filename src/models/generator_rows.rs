@@ -6,7 +6,7 @@ use rand_chacha::ChaCha20Rng;
 
 use super::{Engine, GenerationChoice};
 use crate::{
-    error::{Error, Result},
+    error::{Error, ErrorCode, Result},
     traffic::{RowSource, noise},
 };
 
@@ -36,12 +36,15 @@ impl GeneratorRows {
     ) -> Result<Self> {
         let set = engine.model_set();
         if device >= set.files.len() {
-            return Err(Error::not_found("unknown_device", format!("device index {device} is not in the model set")));
+            return Err(Error::not_found(
+                ErrorCode::UnknownDevice,
+                format!("device index {device} is not in the model set"),
+            ));
         }
         if let GenerationChoice::Index(g) = choice
             && g >= set.generations()
         {
-            return Err(Error::not_found("unknown_generation", format!("generation {g} does not exist")));
+            return Err(Error::not_found(ErrorCode::UnknownGeneration, format!("generation {g} does not exist")));
         }
         Ok(Self {
             engine,

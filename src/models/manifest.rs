@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
 use crate::{
-    error::{Error, Result},
+    error::{Error, ErrorCode, Result},
     traffic::COLUMNS,
 };
 
@@ -204,7 +204,7 @@ impl ModelSet {
     pub fn require_device(&self, name: &str) -> Result<usize> {
         self.device_index(name).ok_or_else(|| {
             Error::not_found(
-                "unknown_device",
+                ErrorCode::UnknownDevice,
                 format!("device {name:?} is not in the model set; devices: {}", self.device_names().join(", ")),
             )
         })

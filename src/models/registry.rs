@@ -11,7 +11,7 @@ use std::{
 };
 
 use super::{Engine, EngineConfig, ModelSet};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCode, Result};
 
 /// The loaded sets, in the order given; the first is the default.
 struct Loaded {
@@ -93,7 +93,7 @@ impl ModelSets {
         loaded.engines.iter().find(|e| e.model_set().manifest.name == name).cloned().ok_or_else(|| {
             let names: Vec<&str> = loaded.engines.iter().map(|e| e.model_set().manifest.name.as_str()).collect();
             Error::not_found(
-                "unknown_model_set",
+                ErrorCode::UnknownModelSet,
                 format!("model set {name:?} is not served; model sets: {}", names.join(", ")),
             )
         })

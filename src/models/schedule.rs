@@ -11,7 +11,7 @@ use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    error::{Error, Result},
+    error::{Error, ErrorCode, Result},
     traffic::{COLUMNS, FixedRows},
 };
 
@@ -31,14 +31,14 @@ impl GenerationChoice {
         match s.parse::<usize>() {
             Ok(g) if g < generations => Ok(Self::Index(g)),
             Ok(g) => Err(Error::not_found(
-                "unknown_generation",
+                ErrorCode::UnknownGeneration,
                 format!(
                     "generation {g} does not exist: this model set has generations 0..={} and `mix`",
                     generations - 1
                 ),
             )),
             Err(_) => Err(Error::invalid(
-                "invalid_generation",
+                ErrorCode::InvalidGeneration,
                 format!("generation {s:?} is neither a whole number (0..={}) nor `mix`", generations - 1),
             )),
         }

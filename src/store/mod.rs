@@ -16,9 +16,9 @@ use sqlx::{
 };
 
 pub use perturbations::PerturbationJob;
-pub use simulations::{ClaimedSimulation, NewSimulation, SimulationRecord};
+pub use simulations::{ClaimedSimulation, JobState, NewSimulation, SimulationRecord};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCode, Result};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
@@ -63,7 +63,7 @@ impl Store {
     /// waited for up to 30 s.
     pub async fn connect_with(url: &str, max_connections: u32, acquire_timeout: Duration) -> Result<Self> {
         sqlx::any::install_default_drivers();
-        let bad = |m: String| Error::invalid("invalid_database_url", m);
+        let bad = |m: String| Error::invalid(ErrorCode::InvalidDatabaseUrl, m);
         let (backend, url) = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             (Backend::Postgres, url.to_string())
         } else if let Some(rest) = url.strip_prefix("sqlite:") {

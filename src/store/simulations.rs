@@ -8,7 +8,9 @@
 //! result, so every job finishes exactly once.
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use sqlx::Row;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{Backend, Store, time_from_ms};
@@ -38,11 +40,46 @@ pub struct ClaimedSimulation {
     pub attempts: i64,
 }
 
+/// Where a simulation job is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+}
+
+impl JobState {
+    /// The name stored in the `status` column (and served).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+        }
+    }
+
+    fn from_stored(s: &str) -> Result<Self> {
+        [Self::Queued, Self::Running, Self::Succeeded, Self::Failed]
+            .into_iter()
+            .find(|state| state.as_str() == s)
+            .ok_or_else(|| Error::Internal(format!("a simulation job has the unknown status {s:?}")))
+    }
+}
+
+impl std::fmt::Display for JobState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A job's record, without its (large) trace and output.
 #[derive(Debug, Clone)]
 pub struct SimulationRecord {
     pub id: Uuid,
-    pub status: String,
+    pub status: JobState,
     pub requester: String,
     pub params: String,
     pub trace_packets: i64,
@@ -206,7 +243,7 @@ impl Store {
         };
         Ok(Some(SimulationRecord {
             id,
-            status: row.try_get("status")?,
+            status: JobState::from_stored(row.try_get("status")?)?,
             requester: owner,
             params: row.try_get("params")?,
             trace_packets: row.try_get("trace_packets")?,
@@ -243,9 +280,9 @@ impl Store {
         .try_get("c")?)
     }
 
-    pub async fn count_simulations(&self, status: &str) -> Result<i64> {
+    pub async fn count_simulations(&self, status: JobState) -> Result<i64> {
         Ok(sqlx::query("SELECT COUNT(*) AS c FROM simulation_jobs WHERE status = $1")
-            .bind(status)
+            .bind(status.as_str())
             .fetch_one(&self.pool)
             .await?
             .try_get("c")?)

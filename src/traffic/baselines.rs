@@ -48,7 +48,7 @@ use super::{
     packet::{Direction, Packet},
     simulate::{Emitter, Input, OutputPacket},
 };
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCode, Result};
 
 /// Which baseline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -136,7 +136,7 @@ impl Baseline {
     }
 
     pub fn validate(&self) -> Result<()> {
-        let bad = |m: &str| Err(Error::invalid("invalid_baseline", m.to_string()));
+        let bad = |m: &str| Err(Error::invalid(ErrorCode::InvalidBaseline, m.to_string()));
         let finite = |v: f64| v.is_finite() && v >= 0.0;
         if self.tick_ns <= 0 || self.redraw_ns <= 0 {
             return bad("tick and redraw intervals must be positive");

@@ -28,7 +28,7 @@ use super::{
     packet::{Direction, Packet, Transport},
     tshark_csv,
 };
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCode, Result};
 
 /// What happened to the frames of one or more captures.
 #[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq, Eq, utoipa::ToSchema)]
@@ -290,7 +290,7 @@ pub fn read_capture<R: Read>(
         None => {
             let shown: Vec<String> = head.iter().take(8).map(|b| format!("{b:02x}")).collect();
             return Err(Error::invalid(
-                "not_a_capture",
+                ErrorCode::NotACapture,
                 format!(
                     "{name}: not a pcap, pcapng or tshark CSV file (it starts with bytes {}; a tshark CSV needs a header naming {})",
                     if shown.is_empty() { "nothing: it is empty".to_string() } else { shown.join(" ") },
@@ -323,7 +323,7 @@ fn cut_short(e: &PcapError) -> bool {
 }
 
 fn corrupt(name: &str, e: &dyn std::fmt::Display) -> Error {
-    Error::invalid("corrupt_capture", format!("{name}: the capture is damaged: {e}"))
+    Error::invalid(ErrorCode::CorruptCapture, format!("{name}: the capture is damaged: {e}"))
 }
 
 enum Format {
@@ -424,7 +424,7 @@ pub fn expand_paths(paths: &[PathBuf]) -> Result<Vec<CaptureFile>> {
             for entry in walkdir::WalkDir::new(p).follow_links(true).sort_by_file_name() {
                 let entry = entry.map_err(|e| {
                     let path = e.path().map_or_else(|| p.display().to_string(), |q| q.display().to_string());
-                    Error::invalid("no_captures", format!("{path}: cannot be listed: {e}"))
+                    Error::invalid(ErrorCode::NoCaptures, format!("{path}: cannot be listed: {e}"))
                 })?;
                 if entry.file_type().is_file() {
                     inside.push(CaptureFile { path: entry.into_path(), walked: true });
@@ -435,7 +435,7 @@ pub fn expand_paths(paths: &[PathBuf]) -> Result<Vec<CaptureFile>> {
             };
             if !inside.iter().any(looks_like_capture) {
                 return Err(Error::invalid(
-                    "no_captures",
+                    ErrorCode::NoCaptures,
                     format!("{}: no capture files (.pcap, .pcapng, .cap, .csv) inside", p.display()),
                 ));
             }
@@ -443,7 +443,7 @@ pub fn expand_paths(paths: &[PathBuf]) -> Result<Vec<CaptureFile>> {
         } else if p.is_file() {
             files.push(CaptureFile { path: p.clone(), walked: false });
         } else {
-            return Err(Error::invalid("no_captures", format!("{}: no such file or directory", p.display())));
+            return Err(Error::invalid(ErrorCode::NoCaptures, format!("{}: no such file or directory", p.display())));
         }
     }
     Ok(files)

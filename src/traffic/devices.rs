@@ -10,7 +10,7 @@ use std::{collections::HashMap, net::IpAddr, path::Path};
 
 use serde::Serialize;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCode, Result};
 
 pub type Mac = [u8; 6];
 
@@ -77,31 +77,37 @@ impl DeviceTable {
         for (name, mac, ips) in entries {
             let id = table.devices.len();
             if name.is_empty() {
-                return Err(Error::invalid("invalid_device_table", format!("device {}: empty name", id + 1)));
+                return Err(Error::invalid(ErrorCode::InvalidDeviceTable, format!("device {}: empty name", id + 1)));
             }
             if table.devices.iter().any(|d| d.name == name) {
-                return Err(Error::invalid("invalid_device_table", format!("device name {name:?} appears twice")));
+                return Err(Error::invalid(
+                    ErrorCode::InvalidDeviceTable,
+                    format!("device name {name:?} appears twice"),
+                ));
             }
             if mac.is_none() && ips.is_empty() {
                 return Err(Error::invalid(
-                    "invalid_device_table",
+                    ErrorCode::InvalidDeviceTable,
                     format!("device {name:?} has neither a MAC nor an IP address"),
                 ));
             }
             if let Some(m) = mac
                 && table.by_mac.insert(m, id).is_some()
             {
-                return Err(Error::invalid("invalid_device_table", format!("MAC {} appears twice", format_mac(&m))));
+                return Err(Error::invalid(
+                    ErrorCode::InvalidDeviceTable,
+                    format!("MAC {} appears twice", format_mac(&m)),
+                ));
             }
             for ip in &ips {
                 if table.by_ip.insert(*ip, id).is_some() {
-                    return Err(Error::invalid("invalid_device_table", format!("IP {ip} appears twice")));
+                    return Err(Error::invalid(ErrorCode::InvalidDeviceTable, format!("IP {ip} appears twice")));
                 }
             }
             table.devices.push(Device { id, name, mac, ips, set: None });
         }
         if table.devices.is_empty() {
-            return Err(Error::invalid("invalid_device_table", "the device table lists no device"));
+            return Err(Error::invalid(ErrorCode::InvalidDeviceTable, "the device table lists no device"));
         }
         Ok(table)
     }
@@ -118,7 +124,7 @@ impl DeviceTable {
     }
 
     pub fn from_csv_str(text: &str) -> Result<Self> {
-        let bad = |m: String| Error::invalid("invalid_device_table", m);
+        let bad = |m: String| Error::invalid(ErrorCode::InvalidDeviceTable, m);
         let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).flexible(true).from_reader(text.as_bytes());
         let headers = reader.headers().map_err(|e| bad(format!("header: {e}")))?.clone();
         let col = |n: &str| headers.iter().position(|h| h.eq_ignore_ascii_case(n));

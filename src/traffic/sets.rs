@@ -34,7 +34,7 @@ use super::{
     devices::DeviceTable,
     packet::{Direction, Packet},
 };
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCode, Result};
 
 /// Default minimum set size for clustering.
 pub const DEFAULT_K: usize = 3;
@@ -67,7 +67,7 @@ impl SetPartition {
 /// optional set name per device of the table (`set-1`, `set-2`, ... in the order given). Unknown
 /// or repeated names are refused; devices not named stay unassigned.
 pub fn parse_sets(spec: &str, table: &DeviceTable) -> Result<Vec<Option<String>>> {
-    let bad = |m: String| Error::invalid("invalid_sets", m);
+    let bad = |m: String| Error::invalid(ErrorCode::InvalidSets, m);
     let mut assigned: Vec<Option<String>> = vec![None; table.len()];
     let groups: Vec<&str> = spec.split(';').map(str::trim).filter(|g| !g.is_empty()).collect();
     if groups.is_empty() {
@@ -144,11 +144,11 @@ pub fn cluster(
     names: &[String],
 ) -> Result<Vec<Vec<usize>>> {
     if k == 0 {
-        return Err(Error::invalid("invalid_set_size", "k must be at least 1"));
+        return Err(Error::invalid(ErrorCode::InvalidSetSize, "k must be at least 1"));
     }
     if devices.len() < k {
         return Err(Error::invalid(
-            "invalid_set_size",
+            ErrorCode::InvalidSetSize,
             format!(
                 "k = {k} but only {} device(s) with traffic are left to group into sets of at least k",
                 devices.len()
@@ -187,7 +187,10 @@ pub fn cluster(
     if !best[n].is_finite() {
         // Unreachable for n >= k (one group of all is always allowed when n < 2k; otherwise
         // groups of k..2k-1 tile any n >= k), but a clear error beats a panic.
-        return Err(Error::invalid("invalid_set_size", format!("no partition of {n} devices into sets of >= {k}")));
+        return Err(Error::invalid(
+            ErrorCode::InvalidSetSize,
+            format!("no partition of {n} devices into sets of >= {k}"),
+        ));
     }
     let mut groups = Vec::new();
     let mut j = n;
@@ -213,16 +216,16 @@ pub fn form_sets(
     omega_ns: i64,
 ) -> Result<SetPartition> {
     if k == 0 {
-        return Err(Error::invalid("invalid_set_size", "k must be at least 1"));
+        return Err(Error::invalid(ErrorCode::InvalidSetSize, "k must be at least 1"));
     }
     let excluded: Vec<usize> = table.devices().iter().map(|d| d.id).filter(|&d| packets[d].is_empty()).collect();
     let with_traffic = table.len() - excluded.len();
     if with_traffic == 0 {
-        return Err(Error::invalid("no_packets", "no device of the table has a kept packet in the captures"));
+        return Err(Error::invalid(ErrorCode::NoPackets, "no device of the table has a kept packet in the captures"));
     }
     if k > with_traffic {
         return Err(Error::invalid(
-            "invalid_set_size",
+            ErrorCode::InvalidSetSize,
             format!("k = {k} is larger than the {with_traffic} device(s) with traffic in the captures"),
         ));
     }

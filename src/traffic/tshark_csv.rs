@@ -9,7 +9,7 @@
 use std::io::Read;
 
 use super::{capture::IpPacket, capture::Skip, devices::parse_mac, packet::Transport, packet::secs_to_ns};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCode, Result};
 
 /// Columns a tshark CSV must have (besides a time column).
 pub const REQUIRED: [&str; 5] = ["ip.src", "ip.dst", "ip.proto", "tcp.len", "udp.length"];
@@ -40,7 +40,7 @@ fn decimal_seconds_to_ns(s: &str) -> Option<i64> {
 }
 
 pub fn read<R: Read>(source: R, name: &str, mut sink: impl FnMut(std::result::Result<IpPacket, Skip>)) -> Result<()> {
-    let bad = |m: String| Error::invalid("invalid_csv", format!("{name}: {m}"));
+    let bad = |m: String| Error::invalid(ErrorCode::InvalidCsv, format!("{name}: {m}"));
     let mut source = std::io::BufReader::new(source);
     let mut first = String::new();
     std::io::BufRead::read_line(&mut source, &mut first).map_err(|e| bad(e.to_string()))?;

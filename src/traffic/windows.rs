@@ -17,7 +17,7 @@ use super::{
     devices::DeviceTable,
     packet::{Direction, Packet, secs_to_ns},
 };
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCode, Result};
 
 /// The per-slot columns, in order, everywhere a vector leaves the system.
 pub const COLUMNS: [&str; 4] = ["in_packets", "in_bytes", "out_packets", "out_bytes"];
@@ -31,7 +31,7 @@ pub struct WindowSettings {
 impl WindowSettings {
     /// Validates that omega divides total_time into whole slots.
     pub fn new(total_time: f64, omega: f64) -> Result<Self> {
-        let bad = |m: String| Error::invalid("invalid_window_settings", m);
+        let bad = |m: String| Error::invalid(ErrorCode::InvalidWindowSettings, m);
         if !(total_time.is_finite() && omega.is_finite() && omega > 0.0 && total_time >= omega) {
             return Err(bad(format!(
                 "need 0 < omega <= total_time, got omega {omega} s and total_time {total_time} s"

@@ -9,7 +9,7 @@ use super::{
     targets::{Regulator, RegulatorSettings, Supersequence, TargetSource},
 };
 use crate::{
-    error::{Error, Result},
+    error::{Error, ErrorCode, Result},
     traffic::{
         packet::Packet,
         sets::{AnonymitySet, SetPartition},
@@ -59,7 +59,7 @@ pub fn defend_home(
     let origin = members().filter_map(|d| packets[d].first()).map(|p| p.time_ns).min();
     let end = members().filter_map(|d| packets[d].last()).map(|p| p.time_ns).max();
     let (Some(origin), Some(end)) = (origin, end) else {
-        return Err(Error::invalid("no_packets", "no member of any set has a kept packet"));
+        return Err(Error::invalid(ErrorCode::NoPackets, "no member of any set has a kept packet"));
     };
     let mut total = PadCounts::default();
     let mut sets = Vec::new();

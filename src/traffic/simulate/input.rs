@@ -1,7 +1,7 @@
 //! The simulator's input: one device's packets, checked to be in time order.
 
 use crate::{
-    error::{Error, Result},
+    error::{Error, ErrorCode, Result},
     traffic::packet::Packet,
 };
 
@@ -20,7 +20,7 @@ impl<I: Iterator<Item = Packet>> Input<I> {
     pub(crate) fn next(&mut self) -> Result<Option<Packet>> {
         match self.it.next() {
             Some(p) if p.time_ns < self.prev => Err(Error::invalid(
-                "unsorted_trace",
+                ErrorCode::UnsortedTrace,
                 format!("the trace is not in time order: a packet at {} ns follows one at {} ns", p.time_ns, self.prev),
             )),
             Some(p) => {

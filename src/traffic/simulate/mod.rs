@@ -83,7 +83,7 @@ use super::{
     baselines::{self, Baseline},
     packet::{Direction, Packet, Transport, secs_to_ns},
 };
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCode, Result};
 
 /// The columns of an output row, in order.
 pub const OUTPUT_COLUMNS: [&str; 4] = ["direction", "is_dummy", "size_bytes", "time_s"];
@@ -117,7 +117,7 @@ impl Default for SimSettings {
 impl SimSettings {
     /// From seconds; checks `0 < omega <= active_gap`.
     pub fn new(omega: f64, active_gap: f64) -> Result<Self> {
-        let bad = |m: String| Error::invalid("invalid_simulation_settings", m);
+        let bad = |m: String| Error::invalid(ErrorCode::InvalidSimulationSettings, m);
         if !(omega.is_finite() && active_gap.is_finite()) {
             return Err(bad(format!("omega {omega} s and active_gap {active_gap} s must be finite")));
         }
@@ -187,7 +187,7 @@ pub fn simulate(
     sink: impl FnMut(&OutputPacket) -> Result<()>,
 ) -> Result<Summary> {
     if settings.omega_ns <= 0 || settings.active_gap_ns < settings.omega_ns {
-        return Err(Error::invalid("invalid_simulation_settings", "need 0 < omega <= active_gap"));
+        return Err(Error::invalid(ErrorCode::InvalidSimulationSettings, "need 0 < omega <= active_gap"));
     }
     let mut input = Input::new(packets.into_iter());
     let mut out = Emitter::new(sink);

@@ -8,7 +8,7 @@ use std::{
 
 use super::{OUTPUT_COLUMNS, OutputPacket};
 use crate::{
-    error::{Error, Result},
+    error::{Error, ErrorCode, Result},
     traffic::packet::Direction,
 };
 
@@ -133,7 +133,7 @@ impl OutputFile {
         let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
         if !matches!(ext.as_deref(), Some("npy" | "csv")) {
             return Err(Error::invalid(
-                "invalid_output",
+                ErrorCode::InvalidOutput,
                 format!("{}: the output must end in .npy or .csv", path.display()),
             ));
         }

@@ -48,7 +48,7 @@ use super::{
     targets::{Pending, SlotView, Target, TargetSource},
 };
 use crate::{
-    error::{Error, Result},
+    error::{Error, ErrorCode, Result},
     traffic::packet::{Direction, Packet, secs_to_ns},
 };
 
@@ -70,7 +70,7 @@ impl Default for PadSettings {
 impl PadSettings {
     /// From seconds: `omega > 0`, `latency_budget >= 0`.
     pub fn new(omega: f64, latency_budget: f64) -> Result<Self> {
-        let bad = |m: String| Error::invalid("invalid_simulation_settings", m);
+        let bad = |m: String| Error::invalid(ErrorCode::InvalidSimulationSettings, m);
         if !(omega.is_finite() && omega > 0.0 && secs_to_ns(omega) > 0) {
             return Err(bad(format!("omega {omega} s must be positive")));
         }

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCode, Result};
 
 /// Where perturbation rows `[in_packets, in_bytes, out_packets, out_bytes]` come from, one at a
 /// time, in schedule order. `Ok(None)`: the schedule is used up.
@@ -31,7 +31,7 @@ impl FixedRows {
         if let Some(i) = values.iter().position(|&v| v < 0) {
             let r = i / 4;
             return Err(Error::invalid(
-                "invalid_schedule",
+                ErrorCode::InvalidSchedule,
                 format!(
                     "schedule row {r} is {:?}: packet and byte counts cannot be negative",
                     &values[r * 4..(r * 4 + 4).min(values.len())]
@@ -96,7 +96,7 @@ fn read_rows_npy<R: std::io::Read>(mut open: impl FnMut() -> Result<R>) -> Resul
     fn check_shape(shape: &[usize]) -> Result<()> {
         if shape.last() != Some(&4) || shape.len() < 2 {
             return Err(Error::invalid(
-                "invalid_schedule",
+                ErrorCode::InvalidSchedule,
                 format!("the schedule has shape {shape:?}; expected [rows, 4] (or [windows, slots, 4])"),
             ));
         }
@@ -108,7 +108,7 @@ fn read_rows_npy<R: std::io::Read>(mut open: impl FnMut() -> Result<R>) -> Resul
         for (i, v) in a.iter().enumerate() {
             values.push(conv(*v).ok_or_else(|| {
                 Error::invalid(
-                    "invalid_schedule",
+                    ErrorCode::InvalidSchedule,
                     format!("schedule row {}, column {}: not a whole number from 0 to {}", i / 4, i % 4, i32::MAX),
                 )
             })?);
@@ -121,7 +121,7 @@ fn read_rows_npy<R: std::io::Read>(mut open: impl FnMut() -> Result<R>) -> Resul
     fn float(v: f64) -> Option<i32> {
         (v.is_finite() && v.fract() == 0.0 && v >= f64::from(i32::MIN) && v <= f64::from(i32::MAX)).then_some(v as i32)
     }
-    let bad = |e: ReadNpyError| Error::invalid("invalid_schedule", format!("not a readable .npy array: {e}"));
+    let bad = |e: ReadNpyError| Error::invalid(ErrorCode::InvalidSchedule, format!("not a readable .npy array: {e}"));
     // int32 (what `ipet predict` and the service write): the array's own buffer, no copy.
     match ArrayD::<i32>::read_npy(open()?) {
         Ok(a) => {
@@ -156,7 +156,7 @@ fn read_rows_npy<R: std::io::Read>(mut open: impl FnMut() -> Result<R>) -> Resul
     attempt!(i8, |v: i8| Some(i32::from(v)));
     attempt!(u32, int);
     attempt!(u64, int);
-    Err(Error::invalid("invalid_schedule", "the .npy array's dtype is not an integer or float type"))
+    Err(Error::invalid(ErrorCode::InvalidSchedule, "the .npy array's dtype is not an integer or float type"))
 }
 
 #[cfg(test)]

@@ -27,7 +27,7 @@ use super::{
     RowSource,
     targets::{SlotView, Target, TargetSource},
 };
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCode, Result};
 
 /// Knobs of [`TargetRows`].
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -47,11 +47,11 @@ impl Default for TargetRowsSettings {
 impl TargetRowsSettings {
     pub fn check(&self) -> Result<()> {
         if self.slots_per_window == 0 {
-            return Err(Error::invalid("invalid_target_settings", "slots_per_window must be at least 1"));
+            return Err(Error::invalid(ErrorCode::InvalidTargetSettings, "slots_per_window must be at least 1"));
         }
         if !(self.fake_window_rate.is_finite() && self.fake_window_rate >= 0.0) {
             return Err(Error::invalid(
-                "invalid_target_settings",
+                ErrorCode::InvalidTargetSettings,
                 format!("fake_window_rate {} per second must be zero or positive", self.fake_window_rate),
             ));
         }

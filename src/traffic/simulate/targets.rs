@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{sizes::SizeDistribution, target_rows::TargetRowsStats};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCode, Result};
 
 /// One direction of a slot's target: every member emits exactly this many packets carrying
 /// exactly this many bytes (real first, cover for the rest), leaked packets aside.
@@ -122,7 +122,7 @@ impl Default for RegulatorSettings {
 
 impl RegulatorSettings {
     pub fn check(&self) -> Result<()> {
-        let bad = |m: String| Error::invalid("invalid_regulator_settings", m);
+        let bad = |m: String| Error::invalid(ErrorCode::InvalidRegulatorSettings, m);
         let ok = |v: f64, min: f64| v.is_finite() && v >= min;
         if !(ok(self.levels, 1.0) && self.levels > 1.0) {
             return Err(bad(format!("levels {} must be > 1", self.levels)));
