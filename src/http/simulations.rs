@@ -615,7 +615,7 @@ pub async fn get_simulation_output(
             message: format!("simulation {id} is {}{why}; it has no output", r.status),
         });
     }
-    let params: JobParams = serde_json::from_str(&r.params).map_err(|e| Error::Internal(e.to_string()))?;
+    let params = JobParams::from_stored(&r.params)?;
     let section = output_section(&params, q.device.as_deref())?;
     let bytes = state
         .store

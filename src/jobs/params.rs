@@ -6,14 +6,21 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::home::HomeSettings;
-use crate::traffic::{BaselineKind, CaptureStats, Mode};
+use crate::{
+    error::{Error, Result},
+    models::GenerationChoice,
+    traffic::{BaselineKind, CaptureStats, Mode},
+};
 
 /// Where the cover comes from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Cover {
     /// iPET: the device's generators, fresh noise for every window; a generation index or `mix`.
-    Generation { generation: String },
+    Generation {
+        #[schema(value_type = String)]
+        generation: GenerationChoice,
+    },
     /// iPET: a stored perturbation job's schedule, replayed row by row.
     PerturbationJob { job_id: Uuid },
     /// iPET: an uploaded `.npy` schedule (what the reference predict.py wrote).
@@ -47,7 +54,12 @@ pub struct SimulationParams {
 pub enum TargetsSource {
     /// A served set-targets model set's generators (its manifest name), one generator per set;
     /// `chunk` windows drawn per inference call (the noise stream depends on it).
-    Generation { model_set: String, generation: String, chunk: usize },
+    Generation {
+        model_set: String,
+        #[schema(value_type = String)]
+        generation: GenerationChoice,
+        chunk: usize,
+    },
     /// A stored perturbation job's schedule, replayed by every set from its first row.
     PerturbationJob { job_id: Uuid },
     /// An uploaded `.npy` schedule, replayed by every set from its first row.
@@ -97,4 +109,16 @@ pub struct HomeParams {
 pub enum JobParams {
     Home(HomeParams),
     Device(SimulationParams),
+}
+
+impl JobParams {
+    /// The text kept in the job record (JSON).
+    pub fn to_stored(&self) -> Result<String> {
+        serde_json::to_string(self).map_err(|e| Error::Internal(format!("parameters cannot be stored: {e}")))
+    }
+
+    /// The parameters read back from the job record.
+    pub fn from_stored(text: &str) -> Result<Self> {
+        serde_json::from_str(text).map_err(|e| Error::Internal(format!("stored parameters are unreadable: {e}")))
+    }
 }

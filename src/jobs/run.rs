@@ -16,7 +16,7 @@ use super::{
 };
 use crate::{
     error::{Error, ErrorCode, Result},
-    models::{Engine, GenerationChoice, GeneratorRows},
+    models::{Engine, GeneratorRows},
     traffic::{AnonymitySet, Baseline, Defense, FixedRows, Packet, SetPartition, SimSettings, simulate},
 };
 
@@ -105,7 +105,7 @@ pub fn run(inputs: RunInputs<'_>) -> Result<Outcome> {
         Cover::Generation { generation } => {
             let set = inputs.engine.model_set();
             let device = set.require_device(&p.device)?;
-            let choice = GenerationChoice::parse(generation, set.generations())?;
+            let choice = generation.within(set.generations())?;
             let mut rows = GeneratorRows::new(inputs.engine.clone(), device, choice, inputs.limits.chunk, p.seed)?;
             simulate(packets, Defense::Ipet { mode: p.mode, rows: &mut rows }, &settings, sink)?
         }

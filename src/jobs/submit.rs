@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::{
     codec::encode_packets,
-    params::{Cover, SimulationParams},
+    params::{Cover, JobParams, SimulationParams},
 };
 use crate::{
     auth::Caller,
@@ -108,21 +108,21 @@ pub async fn submit(set: &ModelSet, store: &Store, caller: &Caller, limits: &Job
                 return Err(unknown_device(set, &s.device));
             }
             let choice = GenerationChoice::parse(&g, set.generations())?;
-            (Cover::Generation { generation: choice.to_string() }, None)
+            (Cover::Generation { generation: choice }, None)
         }
         CoverRequest::PerturbationJob(raw) => {
             let id = Uuid::parse_str(raw.trim())
                 .map_err(|_| Error::invalid(ErrorCode::InvalidJobId, format!("schedule_job {raw:?} is not a UUID")))?;
-            let job = store
-                .get_perturbation(id, caller.owner_filter())
+            // Only its slot count now: the worker reads the schedule when it runs the job.
+            let slots = store
+                .perturbation_slots(id, caller.owner_filter())
                 .await?
                 .ok_or_else(|| Error::not_found(ErrorCode::UnknownJob, format!("no perturbation job {id}")))?;
-            if job.schedule.slots != set.slots() {
+            if slots != set.slots() {
                 return Err(Error::invalid(
                     ErrorCode::IncompatibleSchedule,
                     format!(
-                        "perturbation job {id} has {} slots per window; the served model set has {}",
-                        job.schedule.slots,
+                        "perturbation job {id} has {slots} slots per window; the served model set has {}",
                         set.slots()
                     ),
                 ));
@@ -225,7 +225,7 @@ pub async fn submit(set: &ModelSet, store: &Store, caller: &Caller, limits: &Job
         .insert_simulation(&NewSimulation {
             id,
             requester: caller.name.clone(),
-            params: serde_json::to_string(&params).map_err(|e| Error::Internal(e.to_string()))?,
+            params: JobParams::Device(params).to_stored()?,
             trace: encode_packets(&packets),
             trace_packets: packets.len() as u64,
             schedule,

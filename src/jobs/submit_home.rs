@@ -125,7 +125,7 @@ pub async fn submit_home(
             let choice = GenerationChoice::parse(&g, set.generations())?;
             let source = TargetsSource::Generation {
                 model_set: set.manifest.name.clone(),
-                generation: choice.to_string(),
+                generation: choice,
                 chunk: DEFAULT_CHUNK,
             };
             model = Some((engine.clone(), choice));
@@ -288,7 +288,7 @@ pub async fn submit_home(
         .insert_simulation(&NewSimulation {
             id,
             requester: caller.name.clone(),
-            params: serde_json::to_string(&params).map_err(|e| Error::Internal(e.to_string()))?,
+            params: params.to_stored()?,
             trace: encode_sections(&sections),
             trace_packets: packets.iter().map(|p| p.len() as u64).sum(),
             schedule: schedule_bytes,

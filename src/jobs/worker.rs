@@ -21,7 +21,7 @@ use super::{
 };
 use crate::{
     error::Result,
-    models::{Engine, GenerationChoice, ModelSets},
+    models::{Engine, ModelSets},
     store::{Backend, ClaimedSimulation, Store},
     traffic::FixedRows,
 };
@@ -190,8 +190,7 @@ async fn prepare(
     store: &Store,
     job: &ClaimedSimulation,
 ) -> std::result::Result<Prepared, RunError> {
-    let params: JobParams =
-        serde_json::from_str(&job.params).map_err(|e| Failed(format!("stored parameters are unreadable: {e}")))?;
+    let params = JobParams::from_stored(&job.params).map_err(|e| Failed(e.to_string()))?;
     Ok(match params {
         JobParams::Device(params) => {
             let schedule = match &params.cover {
@@ -207,8 +206,7 @@ async fn prepare(
                 Some(TargetsSource::Generation { model_set, generation, chunk }) => {
                     let engine = models.engine(Some(model_set)).map_err(|e| Failed(e.to_string()))?;
                     let set = engine.model_set();
-                    let choice =
-                        GenerationChoice::parse(generation, set.generations()).map_err(|e| Failed(e.to_string()))?;
+                    let choice = generation.within(set.generations()).map_err(|e| Failed(e.to_string()))?;
                     TargetRowsFrom::Model { engine, choice, chunk: *chunk }
                 }
                 Some(TargetsSource::PerturbationJob { job_id }) => {

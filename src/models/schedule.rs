@@ -15,8 +15,9 @@ use crate::{
     traffic::{COLUMNS, FixedRows},
 };
 
-/// Which generation serves a request: one, or a fresh random one for every window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Which generation serves a request: one, or a fresh random one for every window. Kept in job
+/// records as its text (`"3"`, `"mix"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GenerationChoice {
     Index(usize),
     Mix,
@@ -25,23 +26,48 @@ pub enum GenerationChoice {
 impl GenerationChoice {
     /// Parses `"3"` or `"mix"` against a model set with `generations` generations.
     pub fn parse(s: &str, generations: usize) -> Result<Self> {
-        if s.eq_ignore_ascii_case("mix") {
-            return Ok(Self::Mix);
-        }
-        match s.parse::<usize>() {
-            Ok(g) if g < generations => Ok(Self::Index(g)),
-            Ok(g) => Err(Error::not_found(
-                ErrorCode::UnknownGeneration,
-                format!(
-                    "generation {g} does not exist: this model set has generations 0..={} and `mix`",
-                    generations - 1
-                ),
-            )),
-            Err(_) => Err(Error::invalid(
+        match Self::from_text(s) {
+            Some(choice) => choice.within(generations),
+            None => Err(Error::invalid(
                 ErrorCode::InvalidGeneration,
                 format!("generation {s:?} is neither a whole number (0..={}) nor `mix`", generations - 1),
             )),
         }
+    }
+
+    /// This choice, if a model set with `generations` generations has it.
+    pub fn within(self, generations: usize) -> Result<Self> {
+        match self {
+            Self::Index(g) if g >= generations => Err(Error::not_found(
+                ErrorCode::UnknownGeneration,
+                format!(
+                    "generation {g} does not exist: this model set has generations 0..={} and `mix`",
+                    generations.saturating_sub(1)
+                ),
+            )),
+            _ => Ok(self),
+        }
+    }
+
+    fn from_text(s: &str) -> Option<Self> {
+        if s.eq_ignore_ascii_case("mix") {
+            return Some(Self::Mix);
+        }
+        s.parse().ok().map(Self::Index)
+    }
+}
+
+impl Serialize for GenerationChoice {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for GenerationChoice {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Self::from_text(&s)
+            .ok_or_else(|| serde::de::Error::custom(format!("{s:?} is neither a generation index nor `mix`")))
     }
 }
 
@@ -358,6 +384,14 @@ mod tests {
         assert_eq!(GenerationChoice::parse("4", 5).expect("4"), GenerationChoice::Index(4));
         assert!(GenerationChoice::parse("5", 5).expect_err("5").to_string().contains("0..=4"));
         assert_eq!(GenerationChoice::parse("x", 5).expect_err("x").code(), "invalid_generation");
+        // Kept in job records as its text, read back without the model set.
+        for (choice, text) in [(GenerationChoice::Index(3), "\"3\""), (GenerationChoice::Mix, "\"mix\"")] {
+            assert_eq!(serde_json::to_string(&choice).expect("json"), text);
+            assert_eq!(serde_json::from_str::<GenerationChoice>(text).expect("back"), choice);
+        }
+        assert!(serde_json::from_str::<GenerationChoice>("\"x\"").is_err());
+        assert_eq!(GenerationChoice::Index(5).within(5).expect_err("5").code(), "unknown_generation");
+        assert_eq!(GenerationChoice::Index(4).within(5).expect("4"), GenerationChoice::Index(4));
     }
 
     #[test]

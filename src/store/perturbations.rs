@@ -69,6 +69,14 @@ impl Store {
         }))
     }
 
+    /// Slots per window of the job's schedule, if `requester` may see it (the schedule itself is
+    /// not read).
+    pub async fn perturbation_slots(&self, id: Uuid, requester: Option<&str>) -> Result<Option<usize>> {
+        let sql = "SELECT requester, slots FROM perturbation_jobs WHERE id = $1";
+        let Some((row, _)) = self.fetch_visible(sql, id, requester).await? else { return Ok(None) };
+        Ok(Some(row.try_get::<i64, _>("slots")? as usize))
+    }
+
     pub async fn count_perturbations(&self) -> Result<i64> {
         Ok(sqlx::query("SELECT COUNT(*) AS c FROM perturbation_jobs").fetch_one(&self.pool).await?.try_get("c")?)
     }
