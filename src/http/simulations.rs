@@ -28,7 +28,11 @@ use crate::{
         submit_home::{HomeKnobs, HomeSubmission, TargetsRequest, submit_home},
     },
     store::{JobState, SimulationRecord},
-    traffic::{BaselineKind, Direction, Mode, Packet, Transport, packet::secs_to_ns, simulate::OUTPUT_COLUMNS},
+    traffic::{
+        BaselineKind, Direction, Mode, Packet, Transport,
+        packet::secs_to_ns,
+        simulate::{NpyWriter, OUTPUT_COLUMNS},
+    },
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -681,11 +685,12 @@ fn render_output(id: Uuid, bytes: &[u8], rows: usize, format: Format) -> Result<
         })
         .into_response(),
         Format::Npy => {
-            let arr = ndarray::Array2::from_shape_vec((values.len() / 4, 4), values)
-                .map_err(|e| Error::Internal(e.to_string()))?;
-            let mut out = Vec::with_capacity(arr.len() * 8 + 128);
-            ndarray_npy::WriteNpyExt::write_npy(&arr, &mut out).map_err(|e| Error::Internal(e.to_string()))?;
-            ([(header::CONTENT_TYPE, NPY)], out).into_response()
+            let mut npy = NpyWriter::new(std::io::Cursor::new(Vec::with_capacity(values.len() * 8 + 128)))?;
+            for r in values.chunks_exact(4) {
+                npy.write_row([r[0], r[1], r[2], r[3]])?;
+            }
+            let (out, _) = npy.finish()?;
+            ([(header::CONTENT_TYPE, NPY)], out.into_inner()).into_response()
         }
         Format::Csv => {
             use std::fmt::Write;

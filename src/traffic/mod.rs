@@ -8,6 +8,7 @@ pub mod baselines;
 pub mod capture;
 pub mod devices;
 pub mod noise;
+pub mod npy;
 pub mod packet;
 pub mod sets;
 pub mod simulate;

@@ -9,7 +9,7 @@ use std::{
 use super::{OUTPUT_COLUMNS, OutputPacket};
 use crate::{
     error::{Error, ErrorCode, Result},
-    traffic::packet::Direction,
+    traffic::{npy, packet::Direction},
 };
 
 /// Streams output rows into a float64 `.npy` of shape `[rows, 4]`: the header is written with
@@ -21,18 +21,9 @@ pub struct NpyWriter<W: Write + Seek> {
     origin: Option<i64>,
 }
 
-/// Bytes before the data: magic, version, header length, padded header.
-const NPY_PREAMBLE: usize = 128;
-
+/// The header of a float64 `[rows, 4]` array: the same length for any row count.
 fn npy_header(rows: u64) -> Vec<u8> {
-    let dict = format!("{{'descr': '<f8', 'fortran_order': False, 'shape': ({rows}, 4), }}");
-    let mut h = Vec::with_capacity(NPY_PREAMBLE);
-    h.extend_from_slice(b"\x93NUMPY\x01\x00");
-    h.extend_from_slice(&((NPY_PREAMBLE - 10) as u16).to_le_bytes());
-    h.extend_from_slice(dict.as_bytes());
-    h.resize(NPY_PREAMBLE - 1, b' ');
-    h.push(b'\n');
-    h
+    npy::header("<f8", rows as usize, 4)
 }
 
 impl<W: Write + Seek> NpyWriter<W> {
@@ -45,8 +36,14 @@ impl<W: Write + Seek> NpyWriter<W> {
     #[inline]
     pub fn write(&mut self, p: &OutputPacket) -> Result<()> {
         let origin = *self.origin.get_or_insert(p.time_ns);
+        self.write_row(p.row(origin))
+    }
+
+    /// One row as it is (`[direction, is_dummy, size_bytes, time_s]`).
+    #[inline]
+    pub fn write_row(&mut self, row: [f64; 4]) -> Result<()> {
         let mut buf = [0u8; 32];
-        for (i, v) in p.row(origin).iter().enumerate() {
+        for (i, v) in row.iter().enumerate() {
             buf[i * 8..i * 8 + 8].copy_from_slice(&v.to_le_bytes());
         }
         self.out.write_all(&buf).map_err(|e| Error::io("writing .npy rows", e))?;
@@ -196,6 +193,9 @@ mod tests {
         assert_eq!(n, all.len() as u64);
         let bytes = cursor.into_inner();
         let back: ndarray::Array2<f64> = ndarray_npy::ReadNpyExt::read_npy(&bytes[..]).expect("read back");
+        let mut want = Vec::new();
+        ndarray_npy::WriteNpyExt::write_npy(&back, &mut want).expect("npy");
+        assert_eq!(bytes, want, "byte for byte what ndarray-npy writes");
         assert_eq!(back.shape(), &[all.len(), 4]);
         let origin = trace[0].time_ns;
         for (i, p) in all.iter().enumerate() {
