@@ -93,11 +93,20 @@ fn bits(a: &ndarray::Array2<f64>) -> Vec<u64> {
 /// Submits, waits, and checks the summary and every member's trace against the CLI's.
 async fn same_as_cli(app: &TestApp, uri: &str, parts: &[(&'static str, Option<String>, Vec<u8>)], args: &[&str]) {
     let r = post(app, uri, parts).await;
+    accepted_same_as_cli(app, r, args, false).await;
+}
+
+/// Waits for the accepted job and checks it against the CLI's run; `relative`: the job's packet
+/// times count from the home's first packet (a JSON trace), so only its start time differs.
+async fn accepted_same_as_cli(app: &TestApp, r: common::Reply, args: &[&str], relative: bool) {
     assert_eq!(r.status, StatusCode::ACCEPTED, "{}", String::from_utf8_lossy(&r.body));
     let id = r.json()["id"].as_str().expect("id").to_string();
     let v = app.wait_simulation(&id, 240).await;
     assert_eq!(v["status"], "succeeded", "{v}");
-    let (summary, dir) = cli(args);
+    let (mut summary, dir) = cli(args);
+    if relative {
+        summary["start_time_s"] = serde_json::json!(0.0);
+    }
     assert_eq!(v["summary"], summary, "the job's summary is the CLI's, bit for bit");
     let members: Vec<String> = summary["members"]
         .as_array()
@@ -150,6 +159,50 @@ async fn supersequence_with_k_and_with_sets(app: &TestApp) {
         &["--defense", "supersequence", "--sets", sets, "--latency-budget", "0.5", "--seed", "9"],
     )
     .await;
+}
+
+/// The slice's packets as JSON, times relative to the home's first packet.
+fn slice_as_json() -> Vec<serde_json::Value> {
+    use ipet::traffic::{DeviceTable, Direction, Transport, read_captures};
+    let table = DeviceTable::from_csv_path(&slice().join("devices.csv")).expect("table");
+    let traffic = read_captures(&[slice().join("pcaps")], &table).expect("captures");
+    let origin = traffic.packets.iter().filter_map(|p| p.first()).map(|p| p.time_ns).min().expect("packets");
+    table
+        .devices()
+        .iter()
+        .map(|d| {
+            let packets: Vec<serde_json::Value> = traffic.packets[d.id]
+                .iter()
+                .map(|p| {
+                    serde_json::json!({
+                        "time": (p.time_ns - origin) as f64 / 1e9,
+                        "size": p.size,
+                        "direction": if p.direction == Direction::Out { "out" } else { "in" },
+                        "transport": if p.transport == Transport::Udp { "udp" } else { "tcp" },
+                    })
+                })
+                .collect();
+            serde_json::json!({"name": d.name, "packets": packets})
+        })
+        .collect()
+}
+
+async fn json_packets_of_every_device(app: &TestApp) {
+    let body = serde_json::json!({
+        "defense": "regulator", "devices": slice_as_json(), "k": 3, "latency_budget": 0.5, "seed": 4,
+    });
+    let r = app.post_json("/simulations", &body).await;
+    accepted_same_as_cli(
+        app,
+        r,
+        &["--defense", "regulator", "--k", "3", "--latency-budget", "0.5", "--seed", "4"],
+        true,
+    )
+    .await;
+    let bad = serde_json::json!({"defense": "supersequence", "devices": slice_as_json(), "k": 8});
+    app.post_json("/simulations", &bad).await.assert_error(StatusCode::BAD_REQUEST, "invalid_set_size", "k = 8");
+    let bad = serde_json::json!({"defense": "supersequence", "devices": [], "nope": 1});
+    app.post_json("/simulations", &bad).await.assert_error(StatusCode::BAD_REQUEST, "invalid_json", "nope");
 }
 
 async fn targets_from_the_shipped_set_targets_model_set(app: &TestApp) {
@@ -269,6 +322,7 @@ macro_rules! on_both_backends_with_sets {
 
 on_both_backends_with_sets!(
     supersequence_with_k_and_with_sets,
+    json_packets_of_every_device,
     targets_from_the_shipped_set_targets_model_set,
     bad_requests_store_nothing,
 );

@@ -4,6 +4,7 @@ pub mod auth;
 pub mod devices;
 pub mod error;
 pub mod format;
+pub mod home_request;
 pub mod ops;
 pub mod perturbations;
 pub mod server;

@@ -20,12 +20,13 @@ use crate::{
     app::AppState,
     auth::{Caller, Scope},
     error::{Error, ErrorCode, Result},
+    http::home_request::{HomeSimulationRequest, home_from_form, home_from_json, names_a_defense},
     jobs::{
         JobParams,
         codec::{decode_output, decode_sections},
         home::SetDefenseKind,
         submit::{CoverRequest, Submission, TraceInput, submit},
-        submit_home::{HomeKnobs, HomeSubmission, TargetsRequest, submit_home},
+        submit_home::{HomeSubmission, submit_home},
     },
     store::{JobState, SimulationRecord},
     traffic::{
@@ -138,6 +139,15 @@ pub struct TracePacket {
     pub transport: Option<Transport>,
 }
 
+/// A simulation submitted as JSON: one device's packets, or with `defense` every device's.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum SimulationJson {
+    Device(SimulationRequest),
+    Home(HomeSimulationRequest),
+}
+
 /// A simulation submitted as JSON: the trace as packets.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -245,11 +255,11 @@ fn one_cover(
     }
 }
 
-fn parse_field<T: std::str::FromStr>(name: &str, raw: &str, what: &str) -> Result<T> {
+pub(super) fn parse_field<T: std::str::FromStr>(name: &str, raw: &str, what: &str) -> Result<T> {
     raw.trim().parse().map_err(|_| Error::invalid(ErrorCode::InvalidField, format!("{name} = {raw:?} is not {what}")))
 }
 
-fn enum_field<T: serde::de::DeserializeOwned>(name: &str, raw: &str, choices: &str) -> Result<T> {
+pub(super) fn enum_field<T: serde::de::DeserializeOwned>(name: &str, raw: &str, choices: &str) -> Result<T> {
     serde_json::from_value(serde_json::Value::String(raw.trim().to_string()))
         .map_err(|_| Error::invalid(ErrorCode::InvalidField, format!("{name} = {raw:?} is not one of {choices}")))
 }
@@ -267,23 +277,6 @@ enum Asked {
     Device(Submission),
     Home(HomeSubmission),
 }
-
-/// Form fields of a set defense besides the files.
-const HOME_FIELDS: [&str; 13] = [
-    "defense",
-    "generation",
-    "schedule_job",
-    "k",
-    "sets",
-    "latency_budget",
-    "levels",
-    "surge",
-    "threshold",
-    "half_life",
-    "floor_rate",
-    "fake_window_rate",
-    "seed",
-];
 
 async fn from_multipart(mut form: Multipart, model_set: Option<String>) -> Result<Asked> {
     let mut traces = Vec::new();
@@ -310,7 +303,7 @@ async fn from_multipart(mut form: Multipart, model_set: Option<String>) -> Resul
     if text.contains_key("defense") {
         return home_from_form(traces, schedule, devices, text, model_set).map(Asked::Home);
     }
-    let home_only = HOME_FIELDS.iter().copied().filter(|f| !["generation", "schedule_job", "seed"].contains(f));
+    let home_only = super::home_request::HOME_ONLY_FIELDS.iter().copied();
     let misplaced = home_only
         .filter(|f| text.contains_key(*f))
         .chain(devices.is_some().then_some("devices"))
@@ -351,78 +344,14 @@ async fn from_multipart(mut form: Multipart, model_set: Option<String>) -> Resul
     }))
 }
 
-/// A set defense's form: every device of the table (uploaded, or the model set's) from the
-/// uploaded captures.
-fn home_from_form(
-    traces: Vec<(String, Vec<u8>)>,
-    schedule: Option<Vec<u8>>,
-    devices: Option<Vec<u8>>,
-    text: std::collections::BTreeMap<String, String>,
-    model_set: Option<String>,
-) -> Result<HomeSubmission> {
-    if let Some(other) = text.keys().find(|k| !HOME_FIELDS.contains(&k.as_str())) {
-        return Err(Error::invalid(
-            ErrorCode::InvalidField,
-            format!("{other} is for one device's simulation; a set defense defends every device of the table"),
-        ));
-    }
-    let defense =
-        enum_field("defense", text.get("defense").map_or("", String::as_str), "supersequence, regulator, targets")?;
-    let mut targets = Vec::new();
-    if let Some(g) = text.get("generation") {
-        targets.push(TargetsRequest::Generation(g.trim().to_string()));
-    }
-    if let Some(j) = text.get("schedule_job") {
-        targets.push(TargetsRequest::PerturbationJob(j.clone()));
-    }
-    if let Some(s) = schedule {
-        targets.push(TargetsRequest::UploadedSchedule(s));
-    }
-    if targets.len() > 1 {
-        return Err(Error::invalid(
-            ErrorCode::AmbiguousTargets,
-            "give only one of generation, schedule_job or schedule",
-        ));
-    }
-    let devices = devices
-        .map(|d| {
-            String::from_utf8(d)
-                .map_err(|_| Error::invalid(ErrorCode::InvalidDeviceTable, "the device table is not UTF-8 text"))
-        })
-        .transpose()?;
-    let number =
-        |name: &str| -> Result<Option<f64>> { text.get(name).map(|v| parse_field(name, v, "a number")).transpose() };
-    Ok(HomeSubmission {
-        defense,
-        captures: traces,
-        devices,
-        targets: targets.pop(),
-        model_set,
-        knobs: HomeKnobs {
-            k: text.get("k").map(|v| parse_field("k", v, "a whole number of devices")).transpose()?,
-            sets: text.get("sets").cloned(),
-            latency_budget: number("latency_budget")?,
-            levels: number("levels")?,
-            surge: number("surge")?,
-            threshold: number("threshold")?,
-            half_life: number("half_life")?,
-            floor_rate: number("floor_rate")?,
-            fake_window_rate: number("fake_window_rate")?,
-            seed: text
-                .get("seed")
-                .map(|s| parse_field("seed", s, "a whole number between 0 and 2^64-1"))
-                .transpose()?,
-        },
-    })
-}
-
-fn from_json(r: SimulationRequest) -> Result<Submission> {
-    let mut packets = Vec::with_capacity(r.packets.len());
-    for (i, p) in r.packets.iter().enumerate() {
+/// A JSON trace's packets; `what` names them in errors (`packets`, `devices[2].packets`).
+pub(super) fn to_packets(what: &str, trace: &[TracePacket]) -> Result<Vec<Packet>> {
+    let mut packets = Vec::with_capacity(trace.len());
+    for (i, p) in trace.iter().enumerate() {
         if !p.time.is_finite() || p.time.abs() > 1e10 {
             return Err(Error::invalid(
                 ErrorCode::InvalidPacket,
-                format!("packets[{i}].time = {} is not a time in seconds", p.time),
+                format!("{what}[{i}].time = {} is not a time in seconds", p.time),
             ));
         }
         packets.push(Packet {
@@ -432,10 +361,14 @@ fn from_json(r: SimulationRequest) -> Result<Submission> {
             transport: p.transport.unwrap_or(Transport::Tcp),
         });
     }
+    Ok(packets)
+}
+
+fn from_json(r: SimulationRequest) -> Result<Submission> {
     Ok(Submission {
         device: r.device,
         addresses: None,
-        trace: TraceInput::Packets(packets),
+        trace: TraceInput::Packets(to_packets("packets", &r.packets)?),
         cover: one_cover(r.generation, r.schedule_job, None, r.baseline)?,
         mode: r.mode.unwrap_or_default(),
         seed: r.seed,
@@ -463,7 +396,7 @@ fn from_json(r: SimulationRequest) -> Result<Submission> {
     params(SubmitQuery),
     request_body(content(
         (SimulationUpload = "multipart/form-data"),
-        (SimulationRequest = "application/json"),
+        (SimulationJson = "application/json"),
     )),
     responses(
         (status = 202, description = "Queued; poll the Location", body = SimulationAccepted, headers(("Location" = String, description = "The job's URL")),
@@ -496,20 +429,25 @@ pub async fn post_simulation(
             .map_err(|e| Error::invalid(ErrorCode::InvalidUpload, e.body_text()))?;
         from_multipart(form, q.model_set).await?
     } else if content_type.starts_with("application/json") {
-        if q.model_set.is_some() {
-            return Err(Error::invalid(
-                ErrorCode::InvalidField,
-                "model_set is for a set defense over a whole home (a multipart upload with `defense`)",
-            ));
-        }
-        let Json(body) = Json::<SimulationRequest>::from_request(request, &state).await.map_err(|e| {
+        let bytes = axum::body::Bytes::from_request(request, &state).await.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 Error::TooLarge(e.body_text())
             } else {
-                Error::invalid(ErrorCode::InvalidJson, e.body_text())
+                Error::invalid(ErrorCode::InvalidUpload, e.body_text())
             }
         })?;
-        Asked::Device(from_json(body)?)
+        if names_a_defense(&bytes) {
+            Asked::Home(home_from_json(&bytes, q.model_set)?)
+        } else if q.model_set.is_some() {
+            return Err(Error::invalid(
+                ErrorCode::InvalidField,
+                "model_set is for a set defense over a whole home (a request with `defense`)",
+            ));
+        } else {
+            let Json(body) = Json::<SimulationRequest>::from_bytes(&bytes)
+                .map_err(|e| Error::invalid(ErrorCode::InvalidJson, e.body_text()))?;
+            Asked::Device(from_json(body)?)
+        }
     } else {
         return Err(Error::UnsupportedMediaType(format!(
             "Content-Type {content_type:?}: send multipart/form-data (a capture upload) or application/json (packets)"

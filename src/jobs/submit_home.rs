@@ -58,13 +58,22 @@ pub struct HomeKnobs {
     pub seed: Option<u64>,
 }
 
+/// A home's traffic as given.
+pub enum HomeTrace {
+    Captures {
+        /// Capture files (pcap, pcapng, tshark CSV) as uploaded: (file name, bytes).
+        files: Vec<(String, Vec<u8>)>,
+        /// The device table as uploaded (CSV, as `ipet simulate --devices`); default: the model
+        /// set's devices and addresses.
+        devices: Option<String>,
+    },
+    /// Every device's packets (any order): (name, its set, packets).
+    Packets(Vec<(String, Option<String>, Vec<Packet>)>),
+}
+
 pub struct HomeSubmission {
     pub defense: SetDefenseKind,
-    /// Capture files (pcap, pcapng, tshark CSV) as uploaded: (file name, bytes).
-    pub captures: Vec<(String, Vec<u8>)>,
-    /// The device table as uploaded (CSV, as `ipet simulate --devices`); default: the model set's
-    /// devices and addresses.
-    pub devices: Option<String>,
+    pub trace: HomeTrace,
     pub targets: Option<TargetsRequest>,
     /// The served model set of `targets` from generators (default: the default set).
     pub model_set: Option<String>,
@@ -111,7 +120,7 @@ pub async fn submit_home(
         }
         _ => {}
     }
-    if s.captures.is_empty() {
+    if matches!(&s.trace, HomeTrace::Captures { files, .. } if files.is_empty()) {
         return Err(Error::invalid(ErrorCode::MissingTrace, "the form has no `trace` file"));
     }
     // The target rows first, so that a bad source fails before the captures are read.
@@ -173,24 +182,40 @@ pub async fn submit_home(
     )?;
     let pad = settings.pad()?;
 
-    let table = match (&s.devices, model_set) {
-        (Some(csv), _) => DeviceTable::from_csv_str(csv)?,
-        (None, Some(set)) => manifest_table(set)?,
-        (None, None) => manifest_table(models.default_engine().model_set())?,
+    let (table, mut packets, capture, trace_names) = match s.trace {
+        HomeTrace::Captures { files, devices } => {
+            let table = match (&devices, model_set) {
+                (Some(csv), _) => DeviceTable::from_csv_str(csv)?,
+                (None, Some(set)) => manifest_table(set)?,
+                (None, None) => manifest_table(models.default_engine().model_set())?,
+            };
+            let mut packets: Vec<Vec<Packet>> = vec![Vec::new(); table.len()];
+            let mut capture = CaptureStats::default();
+            let mut trace_names = Vec::new();
+            for (name, bytes) in &files {
+                let mut stats = CaptureStats::default();
+                read_capture(Cursor::new(bytes), name, &table, &mut stats, |d, _, p| packets[d].push(p))?;
+                capture.add(&stats);
+                trace_names.push(name.clone());
+            }
+            capture.lan_packets_by_device.resize(table.len(), 0);
+            (table, packets, capture, trace_names)
+        }
+        HomeTrace::Packets(devices) => {
+            let mut entries = Vec::with_capacity(devices.len());
+            let mut packets = Vec::with_capacity(devices.len());
+            for (name, set, p) in devices {
+                entries.push((name, set));
+                packets.push(p);
+            }
+            let n = packets.iter().map(|p| p.len() as u64).sum();
+            let capture = CaptureStats { frames: n, kept: n, ..Default::default() };
+            (DeviceTable::named(entries)?, packets, capture, vec!["packets".to_string()])
+        }
     };
-    let mut packets: Vec<Vec<Packet>> = vec![Vec::new(); table.len()];
-    let mut capture = CaptureStats::default();
-    let mut trace_names = Vec::new();
-    for (name, bytes) in &s.captures {
-        let mut stats = CaptureStats::default();
-        read_capture(Cursor::new(bytes), name, &table, &mut stats, |d, _, p| packets[d].push(p))?;
-        capture.add(&stats);
-        trace_names.push(name.clone());
-    }
     for p in &mut packets {
         p.sort_by_key(|p| p.time_ns);
     }
-    capture.lan_packets_by_device.resize(table.len(), 0);
 
     let assigned = assigned_sets(&table, kn.sets.as_deref(), model_set)?;
     let partition = form_sets(&table, &assigned, &packets, k, pad.omega_ns)?;

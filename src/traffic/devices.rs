@@ -112,6 +112,29 @@ impl DeviceTable {
         Ok(table)
     }
 
+    /// Devices known by name only (and their sets), for packets already attributed to their
+    /// device (a trace given as packets); such a table selects no packet from a capture.
+    pub fn named(entries: Vec<(String, Option<String>)>) -> Result<Self> {
+        let mut table = DeviceTable::default();
+        for (name, set) in entries {
+            let id = table.devices.len();
+            if name.is_empty() {
+                return Err(Error::invalid(ErrorCode::InvalidDeviceTable, format!("device {}: empty name", id + 1)));
+            }
+            if table.devices.iter().any(|d| d.name == name) {
+                return Err(Error::invalid(
+                    ErrorCode::InvalidDeviceTable,
+                    format!("device name {name:?} appears twice"),
+                ));
+            }
+            table.devices.push(Device { id, name, mac: None, ips: Vec::new(), set });
+        }
+        if table.devices.is_empty() {
+            return Err(Error::invalid(ErrorCode::InvalidDeviceTable, "the device table lists no device"));
+        }
+        Ok(table)
+    }
+
     /// Reads a `name,mac,ip[,...]` CSV file.
     pub fn from_csv_path(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;

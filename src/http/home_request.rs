@@ -1,0 +1,187 @@
+//! The request of a set defense over a whole home (`POST /simulations` with `defense`): its
+//! multipart form (captures, device table) and its JSON form (every device's packets).
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::simulations::{TracePacket, enum_field, parse_field, to_packets};
+use crate::{
+    error::{Error, ErrorCode, Result},
+    jobs::{
+        home::SetDefenseKind,
+        submit_home::{HomeKnobs, HomeSubmission, HomeTrace, TargetsRequest},
+    },
+};
+
+/// Form fields of a set defense besides the files.
+pub(super) const HOME_FIELDS: [&str; 13] = [
+    "defense",
+    "generation",
+    "schedule_job",
+    "k",
+    "sets",
+    "latency_budget",
+    "levels",
+    "surge",
+    "threshold",
+    "half_life",
+    "floor_rate",
+    "fake_window_rate",
+    "seed",
+];
+
+/// Form fields only a set defense takes.
+pub(super) const HOME_ONLY_FIELDS: [&str; 10] = [
+    "k",
+    "sets",
+    "latency_budget",
+    "levels",
+    "surge",
+    "threshold",
+    "half_life",
+    "floor_rate",
+    "fake_window_rate",
+    "devices",
+];
+
+/// A set defense's form: every device of the table (uploaded, or the model set's) from the
+/// uploaded captures.
+pub(super) fn home_from_form(
+    traces: Vec<(String, Vec<u8>)>,
+    schedule: Option<Vec<u8>>,
+    devices: Option<Vec<u8>>,
+    text: BTreeMap<String, String>,
+    model_set: Option<String>,
+) -> Result<HomeSubmission> {
+    if let Some(other) = text.keys().find(|k| !HOME_FIELDS.contains(&k.as_str())) {
+        return Err(Error::invalid(
+            ErrorCode::InvalidField,
+            format!("{other} is for one device's simulation; a set defense defends every device of the table"),
+        ));
+    }
+    let defense =
+        enum_field("defense", text.get("defense").map_or("", String::as_str), "supersequence, regulator, targets")?;
+    let mut targets = Vec::new();
+    if let Some(g) = text.get("generation") {
+        targets.push(TargetsRequest::Generation(g.trim().to_string()));
+    }
+    if let Some(j) = text.get("schedule_job") {
+        targets.push(TargetsRequest::PerturbationJob(j.clone()));
+    }
+    if let Some(s) = schedule {
+        targets.push(TargetsRequest::UploadedSchedule(s));
+    }
+    if targets.len() > 1 {
+        return Err(Error::invalid(
+            ErrorCode::AmbiguousTargets,
+            "give only one of generation, schedule_job or schedule",
+        ));
+    }
+    let devices = devices
+        .map(|d| {
+            String::from_utf8(d)
+                .map_err(|_| Error::invalid(ErrorCode::InvalidDeviceTable, "the device table is not UTF-8 text"))
+        })
+        .transpose()?;
+    let number =
+        |name: &str| -> Result<Option<f64>> { text.get(name).map(|v| parse_field(name, v, "a number")).transpose() };
+    Ok(HomeSubmission {
+        defense,
+        trace: HomeTrace::Captures { files: traces, devices },
+        targets: targets.pop(),
+        model_set,
+        knobs: HomeKnobs {
+            k: text.get("k").map(|v| parse_field("k", v, "a whole number of devices")).transpose()?,
+            sets: text.get("sets").cloned(),
+            latency_budget: number("latency_budget")?,
+            levels: number("levels")?,
+            surge: number("surge")?,
+            threshold: number("threshold")?,
+            half_life: number("half_life")?,
+            floor_rate: number("floor_rate")?,
+            fake_window_rate: number("fake_window_rate")?,
+            seed: text
+                .get("seed")
+                .map(|s| parse_field("seed", s, "a whole number between 0 and 2^64-1"))
+                .transpose()?,
+        },
+    })
+}
+
+/// One device of a home's JSON trace.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HomeTraceDevice {
+    /// Device name.
+    pub name: String,
+    /// Its anonymity set (default: none, clustered with the others left without one).
+    pub set: Option<String>,
+    pub packets: Vec<TracePacket>,
+}
+
+/// A set defense over a whole home submitted as JSON: every device's packets (as `ipet simulate
+/// --defense` over their captures); the settings as in the multipart form.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HomeSimulationRequest {
+    pub defense: SetDefenseKind,
+    pub devices: Vec<HomeTraceDevice>,
+    /// `targets`: the generators of the set-targets model set named by `?model_set=`.
+    pub generation: Option<String>,
+    /// `targets`: rows from a stored perturbation job.
+    #[schema(format = Uuid)]
+    pub schedule_job: Option<String>,
+    pub k: Option<usize>,
+    pub sets: Option<String>,
+    pub latency_budget: Option<f64>,
+    pub levels: Option<f64>,
+    pub surge: Option<f64>,
+    pub threshold: Option<f64>,
+    pub half_life: Option<f64>,
+    pub floor_rate: Option<f64>,
+    pub fake_window_rate: Option<f64>,
+    pub seed: Option<u64>,
+}
+
+/// Whether a JSON body is an object naming a `defense` (a home's request).
+pub(super) fn names_a_defense(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(body).is_ok_and(|m| m.contains_key("defense"))
+}
+
+pub(super) fn home_from_json(body: &[u8], model_set: Option<String>) -> Result<HomeSubmission> {
+    let r: HomeSimulationRequest = serde_json::from_slice(body)
+        .map_err(|e| Error::invalid(ErrorCode::InvalidJson, format!("a home's simulation: {e}")))?;
+    let mut devices = Vec::with_capacity(r.devices.len());
+    for (i, d) in r.devices.into_iter().enumerate() {
+        let packets = to_packets(&format!("devices[{i}].packets"), &d.packets)?;
+        devices.push((d.name, d.set, packets));
+    }
+    let targets = match (r.generation, r.schedule_job) {
+        (Some(_), Some(_)) => {
+            return Err(Error::invalid(ErrorCode::AmbiguousTargets, "give only one of generation or schedule_job"));
+        }
+        (Some(g), None) => Some(TargetsRequest::Generation(g.trim().to_string())),
+        (None, Some(j)) => Some(TargetsRequest::PerturbationJob(j)),
+        (None, None) => None,
+    };
+    Ok(HomeSubmission {
+        defense: r.defense,
+        trace: HomeTrace::Packets(devices),
+        targets,
+        model_set,
+        knobs: HomeKnobs {
+            k: r.k,
+            sets: r.sets,
+            latency_budget: r.latency_budget,
+            levels: r.levels,
+            surge: r.surge,
+            threshold: r.threshold,
+            half_life: r.half_life,
+            floor_rate: r.floor_rate,
+            fake_window_rate: r.fake_window_rate,
+            seed: r.seed,
+        },
+    })
+}
