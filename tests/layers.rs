@@ -1,6 +1,8 @@
 //! Dependencies point one way: the data plane (`src/traffic`) imports nothing from the layers
 //! above it (models, store, jobs, HTTP, CLI, startup) nor from their libraries (axum, sqlx, ONNX
-//! Runtime, clap). Read from the source files, so a new import that points up fails here.
+//! Runtime, clap); models and the store sit above it, simulation jobs above those, the HTTP API
+//! and the CLI on top, startup above all. Read from the source files, so a new import that
+//! points up fails here.
 
 use std::path::{Path, PathBuf};
 
@@ -103,14 +105,19 @@ fn is_ident_char(c: u8) -> bool {
     c.is_ascii_alphanumeric() || c == b'_'
 }
 
-/// Every place in `code` (comment-free) that reaches an upper layer; `depth` is how many `super::`
-/// lead from this file's module to the crate root.
+/// Every place in `code` (comment-free) that reaches an upper layer of the data plane; `depth`
+/// is how many `super::` lead from this file's module to the crate root.
 fn upward_imports(code: &str, depth: usize) -> Vec<String> {
+    imports_of(code, depth, &ABOVE, &UPPER_CRATES)
+}
+
+/// Every place in `code` that reaches one of the crate's modules `above` or one of `crates`.
+fn imports_of(code: &str, depth: usize, above: &[&str], crates: &[&str]) -> Vec<String> {
     let mut found = Vec::new();
     let b = code.as_bytes();
     let mut check = |segments: Vec<String>, at: usize| {
         for s in segments {
-            if ABOVE.contains(&s.as_str()) {
+            if above.contains(&s.as_str()) {
                 let line = code[..at].matches('\n').count() + 1;
                 found.push(format!("line {line}: crate::{s}"));
             }
@@ -131,7 +138,7 @@ fn upward_imports(code: &str, depth: usize) -> Vec<String> {
         }
         check(first_segments(&code[at + prefix.len()..]), at);
     }
-    for krate in UPPER_CRATES {
+    for &krate in crates {
         let pat = format!("{krate}::");
         for (at, _) in code.match_indices(pat.as_str()) {
             if at > 0 && (is_ident_char(b[at - 1]) || b[at - 1] == b':') {
@@ -145,7 +152,7 @@ fn upward_imports(code: &str, depth: usize) -> Vec<String> {
 }
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).expect("read src/traffic") {
+    for entry in std::fs::read_dir(dir).expect("read a source directory") {
         let path = entry.expect("dir entry").path();
         if path.is_dir() {
             rust_files(&path, out);
@@ -155,24 +162,66 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-#[test]
-fn the_data_plane_imports_nothing_from_the_layers_above_it() {
+/// The files of the crate's module `module` (`src/<module>.rs` or `src/<module>/**`), each with
+/// its comment-free code and its depth below the crate root.
+fn module_sources(module: &str) -> Vec<(String, String, usize)> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut files = Vec::new();
-    rust_files(&src.join("traffic"), &mut files);
-    assert!(files.len() > 10, "expected the data plane's files under src/traffic, found {}", files.len());
+    let dir = src.join(module);
+    if dir.is_dir() {
+        rust_files(&dir, &mut files);
+    } else {
+        files.push(src.join(format!("{module}.rs")));
+    }
+    files
+        .iter()
+        .map(|f| {
+            let rel = f.strip_prefix(&src).expect("under src");
+            // Module depth below the crate root: traffic/mod.rs and auth.rs are 1, traffic/x.rs 2.
+            let parts = rel.components().count();
+            let depth = if rel.file_name().is_some_and(|n| n == "mod.rs") { parts - 1 } else { parts };
+            let code = code_only(&std::fs::read_to_string(f).expect("read source"));
+            (rel.display().to_string(), code, depth)
+        })
+        .collect()
+}
+
+#[test]
+fn the_data_plane_imports_nothing_from_the_layers_above_it() {
+    let sources = module_sources("traffic");
+    assert!(sources.len() > 10, "expected the data plane's files under src/traffic, found {}", sources.len());
     let mut offenders = Vec::new();
-    for f in &files {
-        let rel = f.strip_prefix(&src).expect("under src");
-        // Module depth below the crate root: traffic/mod.rs is 1, traffic/x.rs 2, traffic/a/x.rs 3.
-        let parts = rel.components().count();
-        let depth = if rel.file_name().is_some_and(|n| n == "mod.rs") { parts - 1 } else { parts };
-        let code = code_only(&std::fs::read_to_string(f).expect("read source"));
-        for hit in upward_imports(&code, depth) {
-            offenders.push(format!("{}: {hit}", rel.display()));
+    for (file, code, depth) in &sources {
+        for hit in upward_imports(code, *depth) {
+            offenders.push(format!("{file}: {hit}"));
         }
     }
     assert!(offenders.is_empty(), "src/traffic must not import the layers above it:\n{}", offenders.join("\n"));
+}
+
+#[test]
+fn each_layer_imports_only_the_layers_below_it() {
+    // (module, the modules above it). `error` and `telemetry` sit under everything; `auth` (tokens
+    // and scopes) under jobs and HTTP; `config` holds the flags that startup and the CLI read.
+    let layers: [(&str, &[&str]); 6] = [
+        ("models", &["store", "jobs", "http", "cli", "app", "auth", "config", "startup"]),
+        ("store", &["jobs", "http", "cli", "app", "auth", "config", "startup"]),
+        ("auth", &["models", "store", "jobs", "http", "cli", "app", "config", "startup"]),
+        ("jobs", &["http", "cli", "app", "config", "startup"]),
+        ("app", &["http", "cli", "startup"]),
+        ("http", &["cli", "startup"]),
+    ];
+    let mut offenders = Vec::new();
+    for (module, above) in layers {
+        let sources = module_sources(module);
+        assert!(!sources.is_empty(), "no sources for {module}");
+        for (file, code, depth) in &sources {
+            for hit in imports_of(code, *depth, above, &[]) {
+                offenders.push(format!("{file}: {hit}"));
+            }
+        }
+    }
+    assert!(offenders.is_empty(), "imports that point up:\n{}", offenders.join("\n"));
 }
 
 #[test]
