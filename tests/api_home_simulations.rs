@@ -267,6 +267,13 @@ async fn bad_requests_store_nothing(app: &TestApp) {
         ),
         (
             "/simulations",
+            vec![("defense", "regulator".into()), ("surge", "1000".into())],
+            StatusCode::BAD_REQUEST,
+            "output_too_large",
+            "--sim-max-output-rows",
+        ),
+        (
+            "/simulations",
             vec![("defense", "regulator".into()), ("levels", "0.5".into())],
             StatusCode::BAD_REQUEST,
             "invalid_regulator_settings",
