@@ -1,4 +1,13 @@
 //! Simulation jobs: parameters, the compact stored encodings, the run, the worker pool.
+//!
+//! Where a job's cover comes from goes by one name per stage:
+//! - as asked, unchecked: [`submit::CoverRequest`] (one device), [`submit_home::TargetsRequest`]
+//!   (a home's target rows);
+//! - checked, stored in the job record and served: [`Cover`] and [`params::TargetsSource`] (the
+//!   API's schemas `Cover` and `TargetsSource`), naming a [`crate::traffic::BaselineKind`] for a
+//!   baseline;
+//! - run: the data plane's [`crate::traffic::Defense`] (iPET rows or a [`crate::traffic::Baseline`]
+//!   with all its parameters) and [`home::TargetRowsFrom`] for a home's sets.
 
 pub mod codec;
 pub mod home;
