@@ -48,6 +48,7 @@ async fn readiness_fails_when_the_database_is_gone(app: &TestApp) {
     let r = app.get("/readyz").await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(r.json()["status"], "unavailable");
+    assert_eq!(r.header("retry-after"), "1", "readyz's 503 says when to ask again, like the others");
     // And a schedule request says so, to retry later, without leaking the cause.
     let r = app.get("/perturbations/blink-cam-01/0?n=1").await;
     r.assert_error(StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable", "retry");

@@ -90,6 +90,7 @@ async fn an_outage_is_503_with_retry_after_fast_and_recovers_without_restart() {
     let r = app.get("/readyz").await;
     assert!(started.elapsed() < Duration::from_millis(2500), "readyz took {:?}", started.elapsed());
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(r.header("retry-after").parse::<u64>().is_ok_and(|s| s >= 1), "Retry-After on /readyz");
     let v = r.json();
     assert_eq!(v["status"], "unavailable", "the documented Health body: {v}");
     assert!(v["detail"].as_str().expect("detail").contains("database"));

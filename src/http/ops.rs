@@ -4,7 +4,7 @@ use axum::{
     Json,
     extract::State,
     http::{StatusCode, header},
-    response::IntoResponse,
+    response::{IntoResponse, Response},
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -37,18 +37,21 @@ pub async fn healthz() -> Json<Health> {
 /// Models are loaded and the database answers.
 #[utoipa::path(get, path = "/readyz", tag = "operations", security(()), responses(
     (status = 200, description = "Ready to serve", body = Health),
-    (status = 503, description = "The database does not answer", body = Health),
+    (status = 503, description = "The database does not answer", body = Health,
+        headers(("Retry-After" = u64, description = "Seconds to wait before asking again"))),
 ))]
-pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
+pub async fn readyz(State(state): State<AppState>) -> Response {
     let model_set = Some(state.models.default_engine().model_set().label());
     let database = Some(format!("{:?}", state.store.backend()).to_lowercase());
     // Answered within a second whatever the database does: a hung probe is no answer.
     match state.store.ping(std::time::Duration::from_secs(1)).await {
-        Ok(()) => (StatusCode::OK, Json(Health { status: "ok".into(), detail: None, model_set, database })),
+        Ok(()) => Json(Health { status: "ok".into(), detail: None, model_set, database }).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "readiness: database does not answer");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
+                // Like every other 503 of the service (storage_unavailable).
+                [(header::RETRY_AFTER, "1")],
                 Json(Health {
                     status: "unavailable".into(),
                     detail: Some("the database does not answer".into()),
@@ -56,6 +59,7 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Health>)
                     database,
                 }),
             )
+                .into_response()
         }
     }
 }
