@@ -42,6 +42,11 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// For an in-memory SQLite database: a second connection, never used, that keeps the database
+    /// alive. It lives as long as one connection to it is open, and the pool replaces its
+    /// connection when it cannot vouch for it (it did, silently, when 1,000 clients left at once
+    /// with requests in flight): without this the new connection found an empty database.
+    _memory_keeper: Option<std::sync::Arc<std::sync::Mutex<sqlx::AnyConnection>>>,
 }
 
 /// How long a query waits for a pooled connection by default: a database that does not answer
@@ -68,7 +73,11 @@ impl Store {
             (Backend::Postgres, url.to_string())
         } else if let Some(rest) = url.strip_prefix("sqlite:") {
             let memory = rest == ":memory:" || rest.contains("mode=memory");
-            let url = if memory || rest.contains("mode=") {
+            let url = if rest == ":memory:" {
+                // A database of this store's own, by name, so that every connection opens the same
+                // one: sqlx's `Any` driver gives each new connection to `:memory:` a new database.
+                format!("sqlite:file:ipet-memory-{}?mode=memory&cache=shared", uuid::Uuid::new_v4().simple())
+            } else if memory || rest.contains("mode=") {
                 url.to_string()
             } else {
                 format!("{url}{}mode=rwc", if rest.contains('?') { '&' } else { '?' })
@@ -84,7 +93,7 @@ impl Store {
         let connections = if backend == Backend::Sqlite { 1 } else { max_connections.max(1) };
         let mut pool = AnyPoolOptions::new().max_connections(connections).acquire_timeout(acquire_timeout);
         if memory {
-            // An in-memory database lives as long as its one connection.
+            // An in-memory database lives as long as one connection to it (see `_memory_keeper`).
             pool = pool.min_connections(1).idle_timeout(None).max_lifetime(None);
         }
         if backend == Backend::Sqlite {
@@ -97,6 +106,12 @@ impl Store {
                 })
             });
         }
+        let memory_keeper = if memory {
+            use sqlx::ConnectOptions;
+            Some(std::sync::Arc::new(std::sync::Mutex::new(options.connect().await?)))
+        } else {
+            None
+        };
         let started = std::time::Instant::now();
         let pool = loop {
             match pool.clone().connect_with(options.clone()).await {
@@ -112,7 +127,7 @@ impl Store {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
-        Ok(Self { pool, backend })
+        Ok(Self { pool, backend, _memory_keeper: memory_keeper })
     }
 
     pub fn backend(&self) -> Backend {
