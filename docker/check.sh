@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Static checks of the container setup (there is no Docker engine on the CI machines, so the
-# images are not built here): hadolint on both Dockerfiles, the compose file resolved and
-# validated by docker-compose's own schema (`docker-compose config`), and the promises that
-# docker/README.md makes about it. Needs what scripts/setup.sh installs.
+# Static checks of the container setup: hadolint on both Dockerfiles, the compose file resolved
+# and validated by docker-compose's own schema (`docker-compose config`), and the promises that
+# docker/README.md makes about it. docker/run-check.sh builds and runs the service image. Needs
+# what scripts/setup.sh installs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv="target/tools-venv"

@@ -31,13 +31,19 @@ fi
 
 scripts/onnxruntime.sh >/dev/null
 
-# The API client, browser and container checks (scripts/client_tests.sh, docker/check.sh):
+# The API client, browser and container checks (scripts/client_tests.sh, docker/check.sh,
+# docker/run-check.sh):
 # Debian's headless Chromium, its driver and docker-compose (for `config` only: no engine), and
 # the Python tools of clients/requirements.txt in their own environment, target/tools-venv.
 apt_needed=()
 command -v chromium >/dev/null 2>&1 || apt_needed+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || apt_needed+=(chromium-driver)
 command -v docker-compose >/dev/null 2>&1 || apt_needed+=(docker-compose)
+# The image built and run for real (docker/run-check.sh): podman with runc, and debootstrap for
+# its Debian base (no registry is reachable).
+command -v podman >/dev/null 2>&1 || apt_needed+=(podman)
+command -v runc >/dev/null 2>&1 || apt_needed+=(runc)
+command -v debootstrap >/dev/null 2>&1 || apt_needed+=(debootstrap)
 if [ ${#apt_needed[@]} -gt 0 ]; then
   echo "setup: installing ${apt_needed[*]}" >&2
   apt-get update -qq

@@ -13,7 +13,9 @@ cargo build --locked --bins
 cargo test --locked
 IPET_BIN="$PWD/target/debug/ipet" python3 -m pytest training/tests -q
 
-# The container setup (static: lint and compose validation), then the API from the outside: a
-# generated client, schemathesis and the docs page in a browser, against the running debug binary.
+# The container setup (static: lint and compose validation; then the runtime image built with
+# podman around the debug binary and run), then the API from the outside: a generated client,
+# schemathesis and the docs page in a browser, against the running debug binary.
 docker/check.sh
+docker/run-check.sh target/debug/ipet
 scripts/client_tests.sh
