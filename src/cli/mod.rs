@@ -5,6 +5,7 @@ use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Args, Parser, Subcommand};
 
+mod features;
 mod packets;
 mod simulate;
 
@@ -31,6 +32,9 @@ pub enum Command {
     /// Write the kept packets of every device (.npy columns + packets.json), for evaluations that
     /// need packets rather than windows (e.g. per-transport aggregates).
     Packets(PacketsArgs),
+    /// Write the attackers' view of the captures: the M_seq windows plus per-window k-FP-style
+    /// features and 15-minute aggregates (the evaluation's inputs).
+    Features(features::FeaturesArgs),
     /// Write n perturbation vectors of a device's generator as a [n*slots, 4] int32 .npy file
     /// (the reference predict.py's output; the same array the service serves as npy).
     Predict(PredictArgs),
@@ -142,6 +146,7 @@ pub fn run(cli: Cli) -> ExitCode {
             .and_then(|rt| rt.block_on(crate::startup::serve(config))),
         Command::Windows(args) => windows(args),
         Command::Packets(args) => packets::run(args),
+        Command::Features(args) => features::run(args),
         Command::Predict(args) => predict(args),
         Command::Openapi(args) => openapi(args),
         Command::Token(args) => token(args),

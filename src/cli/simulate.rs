@@ -5,6 +5,7 @@ use std::{path::PathBuf, sync::Arc};
 
 use clap::{ArgGroup, Args};
 
+use super::features::DefendedFeatures;
 use crate::{
     config::ModelArgs,
     error::{Error, ErrorCode, Result},
@@ -135,7 +136,20 @@ pub struct SimulateArgs {
     /// all members.
     #[arg(long)]
     pub windows: Option<PathBuf>,
-    /// Window length in seconds for --windows.
+    /// Also write the attackers' view of the defended trace (what `ipet features` writes for
+    /// captures): the windows' files plus per-window features, which windows hold real packets,
+    /// and aggregates. With a set defense: one directory for all members.
+    #[arg(long)]
+    pub features: Option<PathBuf>,
+    /// Seconds per aggregate bin for --features.
+    #[arg(long, default_value_t = 900.0)]
+    pub agg_seconds: f64,
+    /// Baselines: random cover bursts start only up to this many seconds after the device's last
+    /// real packet (so that a capture spread over months is not months of cover); default: no
+    /// limit (the paper's baselines).
+    #[arg(long)]
+    pub idle_cover: Option<f64>,
+    /// Window length in seconds for --windows and --features.
     #[arg(long, default_value_t = 4.0)]
     pub total_time: f64,
     /// Baselines: multiply every rate parameter (rate, its sigma, random+'s mean range) by this,
@@ -260,6 +274,12 @@ pub fn run(args: SimulateArgs) -> Result<()> {
             baseline.rate_sigma *= args.rate_scale;
             baseline.mean_low *= args.rate_scale;
             baseline.mean_high *= args.rate_scale;
+            if let Some(s) = args.idle_cover {
+                if !(s.is_finite() && s >= 0.0) {
+                    return Err(Error::invalid("invalid_idle_cover", format!("--idle-cover {s} must be >= 0")));
+                }
+                baseline.idle_cover_ns = Some(crate::traffic::packet::secs_to_ns(s));
+            }
             Defense::Baseline { baseline, seed: args.seed }
         }
         _ => {
@@ -268,11 +288,20 @@ pub fn run(args: SimulateArgs) -> Result<()> {
     };
     let window_settings = args.windows.as_ref().map(|_| WindowSettings::new(args.total_time, omega)).transpose()?;
     let transport = packets.first().map_or(Transport::Tcp, |p| p.transport);
+    let mut features = match &args.features {
+        Some(_) => Some(DefendedFeatures::new(args.total_time, omega, args.agg_seconds, table.len())?),
+        None => None,
+    };
     let mut defended: Vec<Packet> = Vec::new();
+    let mut out_packets = 0usize;
     let mut file = args.out.as_deref().map(OutputFile::create).transpose()?;
     let summary = simulate(packets.iter().copied(), defense, &settings, |p| {
         if window_settings.is_some() {
             defended.push(p.to_packet(transport));
+        }
+        out_packets += 1;
+        if let Some(f) = &mut features {
+            f.push(device_id, p, transport);
         }
         match &mut file {
             Some(f) => f.write(p),
@@ -293,6 +322,13 @@ pub fn run(args: SimulateArgs) -> Result<()> {
         windows.write_dir(dir, &WindowsMeta::new(&ws, &table, &defended_traffic, &windows))?;
         eprintln!("{} windows of the defended trace written to {}", windows.len(), dir.display());
     }
+    if let (Some(dir), Some(f)) = (&args.features, features) {
+        let mut counts = vec![0usize; table.len()];
+        counts[device_id] = out_packets;
+        let n =
+            f.write(dir, |w| WindowsMeta::with_packets(&f_ws(args.total_time, omega), &table, &traffic, &counts, w))?;
+        eprintln!("{n} windows and features of the defended trace written to {}", dir.display());
+    }
     if let Some(f) = file {
         let rows = f.finish()?;
         if let Some(p) = &args.out {
@@ -301,6 +337,11 @@ pub fn run(args: SimulateArgs) -> Result<()> {
     }
     println!("{}", serde_json::to_string_pretty(&summary).map_err(|e| Error::Internal(e.to_string()))?);
     Ok(())
+}
+
+/// Window settings already checked by [`DefendedFeatures::new`].
+fn f_ws(total_time: f64, omega: f64) -> WindowSettings {
+    WindowSettings::new(total_time, omega).unwrap_or_else(|_| WindowSettings::reference())
 }
 
 /// The home mode: every device of the table in anonymity sets, padded to shared targets.
@@ -386,11 +427,18 @@ fn run_home(args: SimulateArgs) -> Result<()> {
     }
     let mut cutters: Vec<Option<WindowCutter>> =
         (0..table.len()).map(|d| window_settings.map(|ws| WindowCutter::new(&ws, d as i64))).collect();
+    let mut features = match &args.features {
+        Some(_) => Some(DefendedFeatures::new(args.total_time, omega, args.agg_seconds, table.len())?),
+        None => None,
+    };
     let mut defended_packets = vec![0usize; table.len()];
     let summary = defend(&home, rows, &names, &traffic.packets, &partition, |d, p| {
         defended_packets[d] += 1;
         if let Some(c) = &mut cutters[d] {
             c.push(&p.to_packet(Transport::Udp));
+        }
+        if let Some(f) = &mut features {
+            f.push(d, p, Transport::Udp);
         }
         match &mut files[d] {
             Some(f) => f.write(p),
@@ -414,6 +462,11 @@ fn run_home(args: SimulateArgs) -> Result<()> {
         }
         windows.write_dir(dir, &WindowsMeta::with_packets(&ws, &table, &traffic, &defended_packets, &windows))?;
         eprintln!("{} windows of the defended home written to {}", windows.len(), dir.display());
+    }
+    if let (Some(dir), Some(f)) = (&args.features, features) {
+        let ws = f_ws(args.total_time, omega);
+        let n = f.write(dir, |w| WindowsMeta::with_packets(&ws, &table, &traffic, &defended_packets, w))?;
+        eprintln!("{n} windows and features of the defended home written to {}", dir.display());
     }
     println!("{}", serde_json::to_string_pretty(&summary).map_err(|e| Error::Internal(e.to_string()))?);
     Ok(())

@@ -99,6 +99,10 @@ pub struct Baseline {
     pub redraw_ns: i64,
     /// Payload bytes of a full cover packet.
     pub cover_packet_size: u32,
+    /// Random bursts start only up to this long after the last real packet (None: any time,
+    /// the paper's baselines), so that a trace spread over months is not months of cover.
+    #[serde(default)]
+    pub idle_cover_ns: Option<i64>,
 }
 
 impl Baseline {
@@ -120,6 +124,7 @@ impl Baseline {
             mean_high: 40_000.0,
             redraw_ns: 5_000_000_000,
             cover_packet_size: 1460,
+            idle_cover_ns: None,
         }
     }
 
@@ -152,6 +157,9 @@ impl Baseline {
         }
         if self.mean_low > self.mean_high {
             return bad("mean_low must not exceed mean_high");
+        }
+        if self.idle_cover_ns.is_some_and(|n| n < 0) {
+            return bad("idle_cover must not be negative");
         }
         if self.cover_packet_size == 0 {
             return bad("cover_packet_size must be at least 1 byte");
@@ -210,6 +218,7 @@ pub(crate) fn run<I: Iterator<Item = Packet>, S: FnMut(&OutputPacket) -> Result<
     let mut next_redraw = t0 + b.redraw_ns;
     let cover = f64::from(b.cover_packet_size);
     let mut tick: i64 = 0;
+    let mut last_real = t0;
     loop {
         let tau = t0 + tick * b.tick_ns;
         tick += 1;
@@ -217,6 +226,7 @@ pub(crate) fn run<I: Iterator<Item = Packet>, S: FnMut(&OutputPacket) -> Result<
             if p.time_ns > tau {
                 break;
             }
+            last_real = p.time_ns;
             queues[p.direction.index()].push_back(p);
             pending = input.next()?;
         }
@@ -228,7 +238,8 @@ pub(crate) fn run<I: Iterator<Item = Packet>, S: FnMut(&OutputPacket) -> Result<
             epoch_rate = b.draw_rate(&mut rng);
             next_redraw += b.redraw_ns;
         }
-        if burst_left == 0 && (queued || rng.random::<f64>() < b.on_probability) {
+        let may_cover = b.idle_cover_ns.is_none_or(|idle| tau - last_real <= idle);
+        if burst_left == 0 && (queued || (may_cover && rng.random::<f64>() < b.on_probability)) {
             burst_left = b.burst_ticks;
             burst_rate = epoch_rate;
         }
@@ -444,6 +455,18 @@ mod tests {
         assert!((s.active_time_s - 1001.0).abs() < 1e-6, "{}", s.active_time_s);
         // Constant rate: 1000 bytes per tick per direction while on.
         assert_eq!(s.outgoing.dummy_bytes, 10_010 * 1000);
+    }
+
+    #[test]
+    fn idle_cover_stops_random_bursts_after_the_last_real_packet() {
+        // Always on while allowed: cover runs for about 10 s after the first packet (11 bursts of
+        // 1 s), not the 1000 s until the second one, whose burst ends the run.
+        let trace = [pkt(0, Direction::In, 1), pkt(1000 * S, Direction::In, 1)];
+        let capped = Baseline { on_probability: 1.0, idle_cover_ns: Some(10 * S), ..Baseline::constant() };
+        let (out, s) = run(&trace, capped, 7);
+        assert!(s.active_time_s >= 11.0 && s.active_time_s <= 13.0, "{}", s.active_time_s);
+        assert!(out.iter().filter(|p| p.dummy).all(|p| p.time_ns <= 12 * S || p.time_ns >= 1000 * S));
+        assert!(Baseline { idle_cover_ns: Some(-1), ..Baseline::constant() }.validate().is_err());
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod address;
 pub mod baselines;
 pub mod capture;
 pub mod devices;
+pub mod features;
 pub mod noise;
 pub mod npy;
 pub mod packet;

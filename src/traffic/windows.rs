@@ -186,6 +186,15 @@ impl WindowCutter {
         self.last = p.time_ns;
     }
 
+    /// Windows opened so far.
+    pub fn len(&self) -> usize {
+        self.windows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.windows.is_empty()
+    }
+
     pub fn finish(self) -> Windows {
         self.windows
     }

@@ -120,9 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     tb = sub.add_parser("table", help="print the metrics table of a model set")
     tb.add_argument("modeldir")
     tb.add_argument("--markdown", action="store_true", help="print Markdown instead of plain text")
-    e = sub.add_parser("evaluate", help="defended real traffic (`ipet simulate`) vs static, retrained and M_agg "
-                                        "attackers, for every generation, mix and the baselines: report.md, "
-                                        "results.json, plots")
+    e = sub.add_parser("evaluate", help="every defense (iPET, baselines, set defenses) on defended real traffic "
+                                        "against the attacker suite (LSTM, CNN, k-FP, M_agg, distinguisher): "
+                                        "summary.json, results.json, report.md, plots")
     from .evaluate.cli import add_arguments as _eval_args
     _eval_args(e)
     return ap

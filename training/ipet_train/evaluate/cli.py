@@ -8,49 +8,61 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from ..settings import MODELS
-
 
 def add_arguments(e: argparse.ArgumentParser) -> None:
-    from .core import BASELINES, EvalSettings
+    from ..attackers.suite import SuiteSettings
+    from .core import EvalSettings
+    from .defenses import BASELINES
 
-    d = EvalSettings()
+    d, s = EvalSettings(), SuiteSettings()
     e.add_argument("--captures", nargs="+", required=True, help="pcap files or directories")
     e.add_argument("--devices", required=True, help="devices.csv")
-    e.add_argument("--models", default="models/tj-oconnor-2021", help="model set directory (default: %(default)s)")
-    e.add_argument("--out", required=True, help="report directory (results.json, report.md, PNGs)")
-    e.add_argument("--work", help="keep intermediate windows here (default: a temporary directory)")
+    e.add_argument("--out", required=True, help="report directory (summary.json, results.json, report.md, PNGs)")
+    e.add_argument("--work", help="scratch directory for one simulator run at a time (default: a temporary one)")
     e.add_argument("--ipet-bin", help="ipet binary (else $IPET_BIN, PATH, target/{release,debug}/ipet)")
     e.add_argument("--seed", type=int, default=d.seed, help="seed of everything (default: %(default)s)")
-    e.add_argument("--attacker", choices=MODELS, default=d.attacker, help="retrained M_seq variant (default: %(default)s)")
-    e.add_argument("--rates", type=float, nargs="+", default=d.rates,
-                   help="baseline --rate-scale values (default: %(default)s)")
-    e.add_argument("--baselines", nargs="+", choices=BASELINES, default=d.baselines)
-    e.add_argument("--generations", nargs="+", help="iPET generations to evaluate (indices or mix; default: all + mix)")
-    e.add_argument("--epochs", type=int, default=d.epochs, help="max epochs of the retrained attacker (default: %(default)s)")
-    e.add_argument("--patience", type=int, default=d.patience, help="early stopping patience (default: %(default)s)")
-    e.add_argument("--max-train-windows", type=int, default=d.max_train_windows,
-                   help="cap of training windows per device and defense, 0 = none (default: %(default)s)")
-    e.add_argument("--max-test-windows", type=int, default=d.max_test_windows,
-                   help="cap of test windows per device and defense, 0 = none (default: %(default)s)")
-    e.add_argument("--train-fraction", type=float, default=d.train_fraction,
-                   help="first part of each device's time span used for training (default: %(default)s)")
-    e.add_argument("--rf-trees", type=int, default=d.rf_trees, help="M_agg forest size (default: %(default)s)")
-    e.add_argument("--agg-seconds", type=float, default=d.agg_seconds, help="M_agg bin (default: %(default)s)")
+    e.add_argument("--folds", type=int, default=d.folds, help="contiguous time folds tested (default: %(default)s)")
+    e.add_argument("--draws", type=int, default=d.draws,
+                   help="simulator runs per defense, rotated per training epoch (default: %(default)s)")
+    e.add_argument("--ipet-models", nargs="*", default=d.ipet_models, help="iPET model sets, each run as `mix`")
+    e.add_argument("--baselines", nargs="*", choices=BASELINES, default=d.baselines)
+    e.add_argument("--rates", type=float, nargs="+", default=d.rates, help="baseline --rate-scale values")
+    e.add_argument("--idle-cover", type=float, default=d.idle_cover,
+                   help="baselines: random cover only this many s after the last real packet (default: %(default)s)")
+    e.add_argument("--sets", help="anonymity sets for the set defenses (`a,b;c,d`), else clustering with --k")
+    e.add_argument("--k", type=int, default=d.k, help="minimum set size when clustering (default: %(default)s)")
+    e.add_argument("--no-all-in-one", action="store_true", help="skip the supersequence with every device in one set")
+    e.add_argument("--regulator-budgets", type=float, nargs="*", default=d.regulator_budgets,
+                   help="latency budgets (s) of the regulator rows (default: %(default)s)")
+    e.add_argument("--targets", nargs="*", default=d.targets, help="learned-target configurations (keys of --targets-file)")
+    e.add_argument("--targets-file", default=d.targets_file)
+    e.add_argument("--only", nargs="+", help="evaluate only these defense keys (and the undefended row)")
+    e.add_argument("--seq-models", nargs="*", default=s.seq_models, choices=["lstm", "cnn", "gru", "mlp"])
+    e.add_argument("--epochs", type=int, default=s.epochs, help="max epochs of the sequence attackers")
+    e.add_argument("--patience", type=int, default=s.patience)
+    e.add_argument("--kfp-iters", type=int, default=s.kfp_iters, help="k-FP gradient-boosting iterations")
+    e.add_argument("--dist-iters", type=int, default=s.dist_iters, help="distinguisher gradient-boosting iterations")
+    e.add_argument("--rf-trees", type=int, default=s.rf_trees, help="M_agg forest size")
+    e.add_argument("--bootstrap", type=int, default=s.bootstrap, help="bootstrap draws per interval")
+    e.add_argument("--device", default=s.device, help="torch device for the sequence attackers (auto, cpu, cuda)")
     e.add_argument("--jobs", type=int, default=d.jobs, help="simulations run at once (default: %(default)s)")
     e.add_argument("--threads", type=int, default=d.threads, help="torch CPU threads (default: %(default)s)")
 
 
 def run(args: argparse.Namespace, argv: Optional[Sequence[str]]) -> int:
+    from ..attackers.suite import SuiteSettings
     from .core import EvalSettings, evaluate
 
-    es = EvalSettings(seed=args.seed, attacker=args.attacker, rates=list(args.rates), baselines=list(args.baselines),
-                      generations=args.generations, epochs=args.epochs, patience=args.patience,
-                      max_train_windows=args.max_train_windows or None, max_test_windows=args.max_test_windows or None,
-                      train_fraction=args.train_fraction, rf_trees=args.rf_trees, agg_seconds=args.agg_seconds,
-                      jobs=args.jobs, threads=args.threads)
+    ss = SuiteSettings(seed=args.seed, seq_models=list(args.seq_models), epochs=args.epochs, patience=args.patience,
+                       kfp_iters=args.kfp_iters, dist_iters=args.dist_iters, rf_trees=args.rf_trees,
+                       bootstrap=args.bootstrap, device=args.device)
+    es = EvalSettings(seed=args.seed, folds=args.folds, draws=args.draws, ipet_models=list(args.ipet_models),
+                      baselines=list(args.baselines), rates=list(args.rates), idle_cover=args.idle_cover,
+                      sets=args.sets, k=args.k, all_in_one=not args.no_all_in_one,
+                      regulator_budgets=list(args.regulator_budgets), targets=list(args.targets),
+                      targets_file=args.targets_file, only=args.only, jobs=args.jobs, threads=args.threads, suite=ss)
     argv = list(argv) if argv is not None else sys.argv[1:]
     command = "python -m ipet_train " + " ".join(shlex.quote(a) for a in argv)
-    evaluate(args.captures, args.devices, args.models, args.out, es,
-             binary=Path(args.ipet_bin) if args.ipet_bin else None, work=args.work, command=command)
+    evaluate(args.captures, args.devices, args.out, es, binary=Path(args.ipet_bin) if args.ipet_bin else None,
+             work=args.work, command=command)
     return 0

@@ -1,4 +1,4 @@
-"""report.md and PNG plots from results.json (matplotlib, Agg backend)."""
+"""report.md and the plots, from results.json and summary.json (matplotlib, Agg backend)."""
 
 from __future__ import annotations
 
@@ -6,14 +6,10 @@ import math
 from pathlib import Path
 from typing import Any, Optional
 
-REPORT_SECTIONS = ["## Headline", "## Every defense", "## Per-device recall", "## Plots", "## Settings and method"]
-PLOTS = ["ba_vs_byte_overhead.png", "ba_vs_packet_overhead.png", "confusion.png"]
-ATTACKERS = [("static", "static M_seq"), ("retrained", "retrained M_seq"), ("m_agg", "M_agg")]
-
-
-def _ba(r: dict[str, Any], att: str) -> Optional[float]:
-    s = r.get(att)
-    return None if not s else s.get("balanced_accuracy")
+REPORT_SECTIONS = ["## Headline", "## Every attacker", "## The distinguisher", "## Per-device recall", "## Plots",
+                   "## Method"]
+PLOTS = ["ba_vs_byte_overhead.png", "ba_vs_packet_overhead.png", "ba_vs_latency_p99.png"]
+ATTACKER_NAMES = {"lstm": "LSTM", "cnn": "CNN", "kfp": "k-FP", "m_agg": "M_agg"}
 
 
 def _f(x: Optional[float], nd: int = 3) -> str:
@@ -23,244 +19,141 @@ def _f(x: Optional[float], nd: int = 3) -> str:
 
 
 def _ov(x: Optional[float]) -> str:
-    if x is None:
-        return "-"
-    return f"{x:.3g}"
+    return "-" if x is None else f"{x:.3g}x"
 
 
-def strongest(r: dict[str, Any]) -> float:
-    vals = [_ba(r, a) for a in ("retrained", "m_agg")]
-    vals = [v for v in vals if v is not None]
-    return max(vals) if vals else float("nan")
+def _ci(ci) -> str:
+    return "" if not ci else f" [{ci[0]:.3f}, {ci[1]:.3f}]"
 
 
-def closest_baselines(res: dict[str, Any], target_key: str = "ipet-mix") -> dict[str, dict[str, Any]]:
-    """For each baseline, the rate whose total byte overhead is closest (in log ratio) to target's."""
-    rows = {r["key"]: r for r in res["defenses"]}
-    tgt = rows.get(target_key)
-    if tgt is None:
-        ipet = [r for r in res["defenses"] if r["kind"] == "ipet"]
-        if not ipet:
-            return {}
-        tgt = ipet[-1]
-    tb = tgt["costs"]["total"]["byte_overhead"] or 1e-12
-    out = {}
-    for r in res["defenses"]:
-        if r["kind"] != "baseline":
-            continue
-        b = r["costs"]["total"]["byte_overhead"] or 1e-12
-        d = abs(math.log(b / tb))
-        cur = out.get(r["defense"])
-        if cur is None or d < cur[0]:
-            out[r["defense"]] = (d, r)
-    return {k: v[1] for k, v in out.items()}
+def _att(a: dict[str, Any]) -> str:
+    mark = "*" if a.get("scored_on") == "kept" else ""
+    return f"{_f(a['balanced_accuracy'])}{mark}{_ci(a['ci95'])}"
 
 
-def best_defense(res: dict[str, Any]) -> Optional[dict[str, Any]]:
-    cands = [r for r in res["defenses"] if r["kind"] != "none"]
-    if not cands:
-        return None
-    return min(cands, key=lambda r: (strongest(r), r["costs"]["total"]["byte_overhead"] or 0))
-
-
-def _headline_rows(res: dict[str, Any]) -> list[str]:
-    rows = {r["key"]: r for r in res["defenses"]}
-    lines = ["| defense | static | retrained M_seq | M_agg | byte overhead | packet overhead | "
-             "active byte ovh. | latency mean / p99 (s) |", "|---|---|---|---|---|---|---|---|"]
-
-    def line(r, label=None):
-        c = r.get("costs")
-        lat = c["latency"] if c else None
-        lines.append(f"| {label or r['label']} | {_f(_ba(r, 'static'))} | {_f(_ba(r, 'retrained'))} | "
-                     f"{_f(_ba(r, 'm_agg'))} | {_ov(c['total']['byte_overhead']) if c else '0'} | "
-                     f"{_ov(c['total']['packet_overhead']) if c else '0'} | "
-                     f"{_ov(c['total']['active_byte_overhead']) if c else '0'} | "
-                     + (f"{lat['mean_s']:.3f} / {lat['p99_s_max_over_devices']:.3f}" if lat else "0 / 0") + " |")
-
-    line(rows["none"])
-    for r in res["defenses"]:
-        if r["kind"] == "ipet":
-            line(r)
-    for b, r in closest_baselines(res).items():
-        line(r, f"{r['label']} (rate closest to iPET mix)")
+def headline_table(summary: dict[str, Any]) -> list[str]:
+    atts = [a for a in ("lstm", "cnn", "kfp", "m_agg") if any(a in r["attackers"] for r in summary["defenses"])]
+    lines = ["| defense | " + " | ".join(ATTACKER_NAMES[a] for a in atts)
+             + " | max attacker BA (who) | set floor | bytes | packets | latency p99 | distinguisher AUC |",
+             "|---|" + "---|" * len(atts) + "---|---|---|---|---|---|"]
+    for r in summary["defenses"]:
+        cells = [_att(r["attackers"][a]) if a in r["attackers"] else "-" for a in atts]
+        who = ATTACKER_NAMES.get(r["max_attacker"], r["max_attacker"])
+        lines.append(f"| {r['label']} | " + " | ".join(cells)
+                     + f" | **{_f(r['max_attacker_ba'])}**{_ci(r['max_attacker_ci95'])} ({who}) | "
+                     + f"{_f(r.get('set_floor'))} | {_ov(r['byte_overhead'])} | {_ov(r['packet_overhead'])} | "
+                     + f"{_f(r['latency_p99_s'], 2)} s | {_f(r['distinguisher_auc'])}{_ci(r['distinguisher_auc_ci95'])} |")
     return lines
 
 
-def write_report(res: dict[str, Any], out: Path) -> None:
-    out = Path(out)
-    make_plots(res, out)
-    names = res["devices"]
-    chance = res["chance"]
-    es = res["settings"]
-    rows = res["defenses"]
-    und = next(r for r in rows if r["key"] == "none")
-    best = best_defense(res)
-    md: list[str] = [f"# iPET evaluation: `{res['model_set']['name']}`", ""]
-    md += [f"{len(names)} devices ({', '.join(names)}), chance = 1/{len(names)} = {chance:.3f}. Balanced accuracy "
-           f"= mean per-device recall on the held-out (later {1 - es['train_fraction']:.0%} of each device's time "
-           f"span) part. Overheads are dummy / real, summed over devices.", ""]
-    if res.get("command"):
-        md += ["Command:", "", "```", res["command"], "```", ""]
-    md += [f"Running time: {res['timing']['total_seconds']:.0f} s (simulations {res['timing']['simulate_seconds']:.0f} s, "
-           f"attackers {res['timing']['attackers_seconds']:.0f} s), created {res['created']}.", ""]
-    md += ["## Headline", "",
-           "Balanced accuracy of each attacker (lower = better hidden; chance "
-           f"{chance:.3f}); baselines at the rate whose byte overhead is closest to iPET mix's.", ""]
-    md += _headline_rows(res)
-    ipet_rows = [r for r in rows if r["kind"] == "ipet"]
-    if ipet_rows:
-        ur = _ba(und, "retrained")
-        better = [r["label"] for r in ipet_rows if ur is not None and (_ba(r, "retrained") or 0) >= ur - 0.02]
-        md += ["", f"Undefended: static {_f(_ba(und, 'static'))}, retrained {_f(ur)}, M_agg {_f(_ba(und, 'm_agg'))}. "
-               f"iPET rows where the retrained attacker does as well as on undefended traffic or better (within 0.02): "
-               f"{', '.join(better) if better else 'none'}."]
-    if best:
-        md += ["", f"Best defense by its strongest attacker (max of retrained M_seq and M_agg balanced accuracy): "
-               f"**{best['label']}** ({_f(strongest(best))}, byte overhead {_ov(best['costs']['total']['byte_overhead'])})."]
-    md += ["", "## Every defense", "",
-           "Whole-trace overheads per direction and total; 'active' counts only the dummies sent inside the device's "
-           "active periods (real packets less than the active gap apart, until the gap after the last). "
-           "Latency: packet-weighted mean over devices / worst per-device p99.", "",
-           "| defense | static | retrained | M_agg | bytes in | bytes out | bytes total | packets in | packets out | "
-           "packets total | active bytes | active packets | latency mean / p99 (s) | test windows |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        c = r.get("costs")
-        if c:
-            cells = [_ov(c["incoming"]["byte_overhead"]), _ov(c["outgoing"]["byte_overhead"]),
-                     _ov(c["total"]["byte_overhead"]), _ov(c["incoming"]["packet_overhead"]),
-                     _ov(c["outgoing"]["packet_overhead"]), _ov(c["total"]["packet_overhead"]),
-                     _ov(c["total"]["active_byte_overhead"]), _ov(c["total"]["active_packet_overhead"]),
-                     f"{c['latency']['mean_s']:.3f} / {c['latency']['p99_s_max_over_devices']:.3f}"]
-        else:
-            cells = ["0"] * 8 + ["0 / 0"]
-        md.append(f"| {r['label']} | {_f(_ba(r, 'static'))} | {_f(_ba(r, 'retrained'))} | {_f(_ba(r, 'm_agg'))} | "
-                  + " | ".join(cells) + f" | {r['windows_used']['test']} |")
-    md += ["", "## Per-device recall", ""]
-    for att, title in (("retrained", "Retrained M_seq"), ("m_agg", "M_agg"), ("static", "Static M_seq")):
-        md += [f"{title}:", "", "| defense | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
-        for r in rows:
-            s = r.get(att)
-            rec = s["per_device_recall"] if s else [None] * len(names)
-            md.append(f"| {r['label']} | " + " | ".join(_f(x, 2) for x in rec) + " |")
-        md.append("")
-    md += ["## Plots", "",
-           "![balanced accuracy vs byte overhead](ba_vs_byte_overhead.png)", "",
-           "![balanced accuracy vs packet overhead](ba_vs_packet_overhead.png)", "",
-           f"![confusion matrices, undefended vs {best['label'] if best else '-'}](confusion.png)", ""]
-    md += ["## Settings and method", "",
-           f"- Model set `{res['model_set']['path']}` ({res['model_set']['generations']} generations, trained "
-           f"{res['model_set'].get('created')}); static attacker = its `discriminators/static.pt`.",
-           f"- Defended traffic: `ipet simulate --mode {es['mode']}` per device and defense (iPET generations, `mix`, "
-           f"baselines {', '.join(es['baselines'])} at --rate-scale {', '.join(f'{x:g}' for x in es['rates'])}); "
-           "undefended windows: `ipet windows` on the same captures. Every simulate command and seed is in results.json.",
-           f"- Split by time: per device, windows starting (and ending) before {es['train_fraction']:.0%} of its "
-           "undefended span train attackers, windows starting after it test them; same cut for every defense.",
-           f"- Retrained M_seq: a fresh `{es['attacker']}` discriminator per defense (undefended included), up to "
-           f"{es['epochs']} epochs, early stopping (patience {es['patience']}) on a random {es['val_fraction']:.0%} of the "
-           "training windows, class-balanced loss. "
-           f"Windows per device and defense capped at {es['max_train_windows']} (training) and "
-           f"{es['max_test_windows']} (testing), a seeded random subset.",
-           f"- M_agg: random forest ({es['rf_trees']} trees, balanced class weights) on {es['agg_seconds'] / 60:g}-minute "
-           "bins of the defended trace rows (`ipet simulate -o`): per direction and TCP/UDP, packet count, mean/min/max "
-           "payload size, duration from first to last packet; dummies count as UDP; real packets get their transport "
-           "from the captures (aligned per direction, sizes checked; failures: "
-           f"{len(res.get('transport_alignment_failures', []))}). Bins with no packet are not samples; bins "
-           "straddling the cut are dropped. Because cover counts as UDP, M_agg's TCP features describe real traffic "
-           "only (moved only by a baseline's latency): no cover changes them, so M_agg is a floor for every defense.",
-           "- Baselines shape real packets into their cover rate: at low --rate-scale the queue grows and the "
-           "latency column (from the simulator) is hours; windows and bins see the delayed packets.",
-           "- The static attacker was trained by the model set's own run on its first 70% of windows by count; that "
-           "may overlap this report's test part slightly for devices whose traffic is uneven in time.",
-           f"- Seed {es['seed']}: same seed, same report (up to timings).", ""]
-    (out / "report.md").write_text("\n".join(md))
+def write_report(res: dict[str, Any], summary: dict[str, Any], out: Path) -> None:
+    _plots(summary, out)
+    n = len(res["devices"])
+    s = res["settings"]
+    L: list[str] = ["# Evaluation: every defense against the attacker suite", ""]
+    L += [f"Command: `{res.get('command')}`", "",
+          f"{n} devices, chance {1 / n:.3f}; {res['folds']['test_folds']} contiguous time folds (train on the past, "
+          f"test on the next block); seed {s['seed']}; {res['seconds']:.0f} s on {res['provenance']['device']}; "
+          f"peak disk of defended traffic {res['peak_disk_bytes'] / 1e6:.1f} MB.", ""]
+    L += ["## Headline", "",
+          "Balanced accuracy of each attacker with its bootstrap 95% interval (clusters of one device-hour). "
+          "`*`: scored on the windows the attacker keeps after dropping what its distinguisher calls cover-only "
+          "(the stronger of the two). max attacker BA is the worst case under the link observer of "
+          "docs/threat-model.md. Overheads: cover over real, whole home; latency: added to real packets.", ""]
+    L += headline_table(summary)
+    tr = summary.get("transport_observer")
+    if tr:
+        m = tr["m_agg"]
+        L += ["", f"Transport observer (labelled, not the headline): {tr['note']}: M_agg "
+                  f"{_f(m['balanced_accuracy'])}{_ci(m['ci95'])}."]
+    L += ["", "## Every attacker", "",
+          "Each attacker scored on all tested windows and on the windows kept after the distinguisher "
+          "(per-fold balanced accuracy in results.json).", "",
+          "| defense | attacker | all windows | kept windows | per fold | training |", "|---|---|---|---|---|---|"]
+    for r in res["defenses"]:
+        for a, v in r["attackers"].items():
+            kept = v["kept"]
+            tr_ = v.get("training")
+            ep = "" if not tr_ else "epochs " + "/".join(str(t["epochs_run"]) for t in tr_)
+            L.append(f"| {r['label']} | {ATTACKER_NAMES.get(a, a)} | {_f(v['all']['balanced_accuracy'])}"
+                     f"{_ci(v['all']['ci95'])} (n={v['all']['n']}) | "
+                     + ("-" if not kept else f"{_f(kept['balanced_accuracy'])}{_ci(kept['ci95'])} (n={kept['n']})")
+                     + f" | {', '.join(_f(x) for x in v['per_fold'])} | {ep} |")
+    L += ["", "## The distinguisher", "",
+          "Gradient boosting on the per-window features, trained to tell windows holding real packets from "
+          "cover-only ones (AUC 0.5: cannot). Windows: tested / of them cover-only.", "",
+          "| defense | AUC | tested windows | cover-only | kept | real among kept | real dropped | AUC with "
+          "feature groups left out |", "|---|---|---|---|---|---|---|---|"]
+    for r in res["defenses"]:
+        d = r["distinguisher"]
+        w = r["windows"]
+        L.append(f"| {r['label']} | {_f(d.get('auc'))}{_ci(d.get('ci95'))} | {w['tested']} | {w['tested_cover_only']} | "
+                 f"{d.get('kept_windows', '-')} | {_f(d.get('kept_real_fraction'))} | {d.get('dropped_real_windows', '-')} | "
+                 + "; ".join(f"{k}: {_f(v)}" for k, v in (d.get("ablations") or {}).items()) + " |")
+    L += ["", "## Per-device recall", "", "Of the strongest attacker of each defense (scored as in the headline).", "",
+          "| defense | " + " | ".join(res["devices"]) + " |", "|---|" + "---|" * n]
+    for r in res["defenses"]:
+        v = r["attackers"][r["max_attacker"]]
+        sc = v["kept"] if v["scored_on"] == "kept" else v["all"]
+        L.append(f"| {r['label']} ({ATTACKER_NAMES.get(r['max_attacker'])}) | "
+                 + " | ".join(_f(x) for x in sc["per_device_recall"]) + " |")
+    L += ["", "## Plots", ""] + [f"![{p}]({p})" for p in PLOTS]
+    L += ["", "## Method", "",
+          "- Observer: the link observer of docs/threat-model.md (per-device time, size, direction). Every attacker "
+          "is retrained from scratch on the defended traffic of the defense it attacks, per fold.",
+          "- Data: `ipet features` (undefended) and `ipet simulate --features` (defended) write the M_seq windows, "
+          "per-window k-FP-style features, which windows hold real packets (a label, never a feature) and "
+          "15-minute aggregates: Python restates no window, period or bin rule.",
+          f"- Draws: {s['draws']} simulator runs per defense (different seeds); the sequence networks train on one "
+          "draw per epoch in turn, the forests on all; draw 0 is scored.",
+          f"- Attackers: LSTM and CNN (the M_seq networks of ipet_train.models; up to {s['suite']['epochs']} epochs, "
+          f"early stopping on the last tenth of the training block), k-FP-style gradient boosting "
+          f"({s['suite']['kfp_iters']} iterations), M_agg (random forest, {s['suite']['rf_trees']} trees, "
+          "direction-only aggregates), distinguisher (gradient boosting on the same per-window features).",
+          "- Baselines send random cover only up to "
+          f"{s['idle_cover']} s after a device's last real packet (`--idle-cover`).",
+          "- Intervals: bootstrap over device-hour clusters (each device keeps its count of clusters), "
+          f"{s['suite']['bootstrap']} draws."]
+    (out / "report.md").write_text("\n".join(L) + "\n")
 
 
-def make_plots(res: dict[str, Any], out: Path) -> None:
+def _plots(summary: dict[str, Any], out: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
-    rows = res["defenses"]
-    chance = res["chance"]
-    und = next(r for r in rows if r["key"] == "none")
-    colors = {"constant": "tab:blue", "random": "tab:orange", "random+": "tab:green"}
-    for metric, fname, xlabel in (("byte_overhead", "ba_vs_byte_overhead.png", "byte overhead (dummy / real bytes)"),
-                                  ("packet_overhead", "ba_vs_packet_overhead.png",
-                                   "packet overhead (dummy / real packets)")):
-        fig, axes = plt.subplots(1, 3, figsize=(16, 5), sharey=True)
-        for ax, (att, title) in zip(axes, ATTACKERS):
-            for b in sorted({r["defense"] for r in rows if r["kind"] == "baseline"}):
-                br = sorted((r for r in rows if r.get("defense") == b), key=lambda r: r["rate_scale"])
-                xs = [r["costs"]["total"][metric] for r in br]
-                ys = [_ba(r, att) for r in br]
-                ax.plot(xs, ys, "-o", color=colors.get(b, "gray"), label=b)
-                for r, x, y in zip(br, xs, ys):
-                    if y is not None:
-                        ax.annotate(f"x{r['rate_scale']:g}", (x, y), fontsize=7, textcoords="offset points",
-                                    xytext=(3, 3))
-            ip = [r for r in rows if r["kind"] == "ipet"]
-            for r in ip:
-                x, y = r["costs"]["total"][metric], _ba(r, att)
-                if y is None:
-                    continue
-                mix = r["generation"] == "mix"
-                ax.scatter([x], [y], marker="*" if mix else "D", s=160 if mix else 50, color="crimson" if mix else "purple",
-                           zorder=5, label="iPET mix" if mix else ("iPET generations" if r is ip[0] else None))
-                ax.annotate(r["label"].replace("iPET ", ""), (x, y), fontsize=8, textcoords="offset points",
-                            xytext=(4, -10))
-            ax.axhline(chance, color="gray", ls=":", label=f"chance {chance:.3f}")
-            u = _ba(und, att)
-            if u is not None:
-                ax.axhline(u, color="black", ls="--", label=f"undefended {u:.3f}")
-            ax.set_xscale("log")
-            ax.set_title(title)
-            ax.set_xlabel(xlabel)
-            ax.set_ylim(0, 1.02)
-            ax.grid(alpha=0.3, which="both")
-        axes[0].set_ylabel("balanced accuracy (held-out, later part of each device's span)")
-        handles, labels = [], []
-        for ax in axes:
-            for h, l in zip(*ax.get_legend_handles_labels()):
-                if l not in labels and not l.startswith("undefended"):
-                    handles.append(h)
-                    labels.append(l)
-        axes[-1].legend(handles, labels, fontsize=8, loc="upper right")
-        for ax in axes:
-            h, l = ax.get_legend_handles_labels()
-            hu = [(hh, ll) for hh, ll in zip(h, l) if ll.startswith("undefended")]
-            if hu and ax is not axes[-1]:
-                ax.legend([hu[0][0]], [hu[0][1]], fontsize=8, loc="upper right")
-        fig.suptitle(f"{res['model_set']['name']}: attacker balanced accuracy vs cost")
+    rows = summary["defenses"]
+    und = next((r for r in rows if r["kind"] == "none"), None)
+    colors = {"ipet": "tab:red", "baseline": "tab:blue", "set": "tab:green"}
+    for fname, key, xlabel in (("ba_vs_byte_overhead.png", "byte_overhead", "byte overhead (cover / real bytes)"),
+                               ("ba_vs_packet_overhead.png", "packet_overhead", "packet overhead (cover / real packets)"),
+                               ("ba_vs_latency_p99.png", "latency_p99_s", "added latency p99 (s)")):
+        fig, ax = plt.subplots(figsize=(8, 5.5))
+        xs = []
+        for r in rows:
+            if r["kind"] == "none" or r[key] is None:
+                continue
+            x = max(float(r[key]), 1e-3)
+            xs.append(x)
+            y = r["max_attacker_ba"]
+            ci = r["max_attacker_ci95"] or [y, y]
+            ax.errorbar([x], [y], yerr=[[y - ci[0]], [ci[1] - y]], fmt="o", color=colors.get(r["kind"], "k"), capsize=3)
+            ax.annotate(r["label"], (x, y), fontsize=7, xytext=(4, 3), textcoords="offset points")
+            if r.get("set_floor"):
+                ax.plot([x], [r["set_floor"]], marker="_", markersize=14, color="tab:green")
+        ax.axhline(summary["chance"], color="gray", ls=":", label=f"chance 1/N = {summary['chance']:.3f}")
+        if und:
+            ax.axhline(und["max_attacker_ba"], color="k", ls="--", lw=0.8, label=f"undefended {und['max_attacker_ba']:.3f}")
+        ax.set_xscale("log")
+        ax.set_xlabel(xlabel + (" (0 plotted at 1e-3)" if key == "latency_p99_s" else ""))
+        ax.set_ylabel("max attacker balanced accuracy (link observer)")
+        ax.set_ylim(0, 1)
+        for k_, c in colors.items():
+            ax.plot([], [], "o", color=c, label={"ipet": "iPET", "baseline": "baselines", "set": "set defenses"}[k_])
+        ax.plot([], [], "_", color="tab:green", markersize=14, label="set floor m/N")
+        ax.legend(fontsize=7, loc="upper right")
+        ax.grid(alpha=0.3)
         fig.tight_layout()
         fig.savefig(out / fname, dpi=110)
         plt.close(fig)
-
-    best = best_defense(res)
-    names = res["devices"]
-    cols = [und] + ([best] if best else [])
-    fig, axes = plt.subplots(2, len(cols), figsize=(6.5 * len(cols), 11), squeeze=False)
-    for j, r in enumerate(cols):
-        for i, (att, title) in enumerate((("retrained", "retrained M_seq"), ("m_agg", "M_agg"))):
-            ax = axes[i][j]
-            s = r.get(att)
-            if not s:
-                ax.axis("off")
-                continue
-            cm = np.array(s["confusion"], dtype=float)
-            norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
-            ax.imshow(norm, vmin=0, vmax=1, cmap="Blues")
-            for a in range(len(names)):
-                for b in range(len(names)):
-                    ax.text(b, a, f"{norm[a, b]:.2f}", ha="center", va="center", fontsize=7,
-                            color="white" if norm[a, b] > 0.5 else "black")
-            ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=7)
-            ax.set_yticks(range(len(names)), names, fontsize=7)
-            ax.set_xlabel("predicted")
-            ax.set_ylabel("true")
-            ax.set_title(f"{r['label']}: {title}\nbalanced accuracy {_f(s['balanced_accuracy'])}", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(out / "confusion.png", dpi=110)
-    plt.close(fig)
