@@ -276,7 +276,7 @@ pub fn run(args: SimulateArgs) -> Result<()> {
             baseline.mean_high *= args.rate_scale;
             if let Some(s) = args.idle_cover {
                 if !(s.is_finite() && s >= 0.0) {
-                    return Err(Error::invalid("invalid_idle_cover", format!("--idle-cover {s} must be >= 0")));
+                    return Err(Error::invalid(ErrorCode::InvalidBaseline, format!("--idle-cover {s} must be >= 0")));
                 }
                 baseline.idle_cover_ns = Some(crate::traffic::packet::secs_to_ns(s));
             }

@@ -20,7 +20,7 @@ use super::{
     packet::{Direction, Packet, Transport, secs_to_ns},
     windows::{WindowCutter, WindowSettings, Windows},
 };
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCode, Result};
 
 /// Per-window features, in this order in `kfp.npy`.
 pub const KFP_COLUMNS: [&str; 37] = [
@@ -114,7 +114,7 @@ impl FeatureSettings {
         let agg_ns = if agg_seconds.is_finite() { secs_to_ns(agg_seconds) } else { 0 };
         if agg_ns <= 0 {
             return Err(Error::invalid(
-                "invalid_feature_settings",
+                ErrorCode::InvalidWindowSettings,
                 format!("--agg-seconds {agg_seconds} must be positive"),
             ));
         }

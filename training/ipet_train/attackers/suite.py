@@ -42,10 +42,25 @@ class SuiteSettings:
     bootstrap: int = 1000
     device: str = "cpu"
     ablation: bool = True
+    # 0: every training window; else at most this many per device and draw (a seeded random
+    # subset) for the sequence networks, whose cost on CPU is the run's bottleneck
+    seq_max_per_device: int = 0
+    # draws the forests train on (the first ones)
+    forest_draws: int = 1
 
 
 def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
+
+
+def _cap(mask: np.ndarray, y: np.ndarray, cap: int, rng: np.random.Generator) -> np.ndarray:
+    if cap <= 0:
+        return mask
+    out = np.zeros_like(mask)
+    for c in np.unique(y[mask]):
+        idx = np.flatnonzero(mask & (y == c))
+        out[rng.choice(idx, cap, replace=False) if idx.size > cap else idx] = True
+    return out
 
 
 def _train(draws: Sequence[Dataset], fold: int, folds: TimeFolds, total_time: float, agg_s: float):
@@ -55,7 +70,7 @@ def _train(draws: Sequence[Dataset], fold: int, folds: TimeFolds, total_time: fl
 
 
 def attack(draws: Sequence[Dataset], folds: TimeFolds, n: int, total_time: float, agg_s: float, ss: SuiteSettings,
-           label: str = "", transport_tcp_only: bool = False) -> dict[str, Any]:
+           label: str = "", transport_tcp_only: bool = False, aggregates_only: bool = False) -> dict[str, Any]:
     """Every attacker on one defense. `draws[0]` is scored; all draws train (fresh cover)."""
     d0 = draws[0]
     seed = ss.seed
@@ -75,10 +90,11 @@ def attack(draws: Sequence[Dataset], folds: TimeFolds, n: int, total_time: float
         te = folds.split(f, d0.start, total_time)[1]
         bte = folds.split(f, d0.agg_start, agg_s)[1]
         fseed = seed * 1000 + f
-        if te.any():
-            x_tr = np.concatenate([d.kfp[m] for d, m in zip(draws, wtr)])
-            y_tr = np.concatenate([d.y[m] for d, m in zip(draws, wtr)])
-            r_tr = np.concatenate([d.real[m] > 0 for d, m in zip(draws, wtr)])
+        fdraws = list(zip(draws, wtr))[:max(1, ss.forest_draws)]
+        if te.any() and not aggregates_only:
+            x_tr = np.concatenate([d.kfp[m] for d, m in fdraws])
+            y_tr = np.concatenate([d.y[m] for d, m in fdraws])
+            r_tr = np.concatenate([d.real[m] > 0 for d, m in fdraws])
             t0 = time.time()
             p = distinguisher_fit_score(x_tr, r_tr, d0.kfp[te], fseed, ss.dist_iters)
             t_att["distinguisher"] += time.time() - t0
@@ -94,7 +110,9 @@ def attack(draws: Sequence[Dataset], folds: TimeFolds, n: int, total_time: float
             t_att["kfp"] += time.time() - t0
             for kind in ss.seq_models:
                 t0 = time.time()
-                tr_sets = [(d.x[m], d.silence[m], d.y[m], d.start[m]) for d, m in zip(draws, wtr)]
+                crng = np.random.default_rng(fseed)
+                capped = [_cap(m, d.y, ss.seq_max_per_device, crng) for d, m in zip(draws, wtr)]
+                tr_sets = [(d.x[m], d.silence[m], d.y[m], d.start[m]) for d, m in zip(draws, capped)]
                 pr, rec = fit_predict(kind, tr_sets, (d0.x[te], d0.silence[te]), n, ss.epochs, fseed,
                                       batch=ss.batch_size, patience=ss.patience, device=ss.device)
                 pred[kind][te] = pr
@@ -105,9 +123,10 @@ def attack(draws: Sequence[Dataset], folds: TimeFolds, n: int, total_time: float
                 fold_scores[a].append(scores(d0.y[te], pred[a][te], n, draws=0)["balanced_accuracy"])
         if bte.any():
             cols = _agg_cols(transport_tcp_only)
-            ax_tr = np.concatenate([_agg(d, transport_tcp_only)[m] for d, m in zip(draws, btr)])[:, cols]
-            ay_tr = np.concatenate([d.agg_y[m] for d, m in zip(draws, btr)])
-            ar_tr = np.concatenate([d.agg_real[m] > 0 for d, m in zip(draws, btr)])
+            bdraws = list(zip(draws, btr))[:max(1, ss.forest_draws)]
+            ax_tr = np.concatenate([_agg(d, transport_tcp_only)[m] for d, m in bdraws])[:, cols]
+            ay_tr = np.concatenate([d.agg_y[m] for d, m in bdraws])
+            ar_tr = np.concatenate([d.agg_real[m] > 0 for d, m in bdraws])
             ax_te = _agg(d0, transport_tcp_only)[bte][:, cols]
             t0 = time.time()
             pred_agg[bte] = agg_fit_predict(ax_tr, ay_tr, ax_te, fseed, ss.rf_trees)
@@ -125,7 +144,7 @@ def attack(draws: Sequence[Dataset], folds: TimeFolds, n: int, total_time: float
                                     "tested_cover_only": int((btested & (d0.agg_real == 0)).sum())},
                            "attackers": {}, "seconds": {k: round(v, 1) for k, v in t_att.items()}}
     bseed = seed + 17
-    for a, pr in pred.items():
+    for a, pr in pred.items() if not aggregates_only else ():
         out["attackers"][a] = _both(d0.y, pr, tested, p_real, d0.start, n, bseed, ss.bootstrap)
         out["attackers"][a]["per_fold"] = fold_scores[a]
         if a in records:

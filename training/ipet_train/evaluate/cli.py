@@ -38,6 +38,11 @@ def add_arguments(e: argparse.ArgumentParser) -> None:
     e.add_argument("--targets-file", default=d.targets_file)
     e.add_argument("--only", nargs="+", help="evaluate only these defense keys (and the undefended row)")
     e.add_argument("--seq-models", nargs="*", default=s.seq_models, choices=["lstm", "cnn", "gru", "mlp"])
+    e.add_argument("--seq-max-per-device", type=int, default=s.seq_max_per_device,
+                   help="sequence networks: at most this many training windows per device and draw (0: all)")
+    e.add_argument("--forest-draws", type=int, default=s.forest_draws, help="draws the forests train on")
+    e.add_argument("--ablation-on", nargs="*", default=None,
+                   help="defense keys whose distinguisher is also refit without feature groups (default: every one)")
     e.add_argument("--epochs", type=int, default=s.epochs, help="max epochs of the sequence attackers")
     e.add_argument("--patience", type=int, default=s.patience)
     e.add_argument("--kfp-iters", type=int, default=s.kfp_iters, help="k-FP gradient-boosting iterations")
@@ -55,12 +60,13 @@ def run(args: argparse.Namespace, argv: Optional[Sequence[str]]) -> int:
 
     ss = SuiteSettings(seed=args.seed, seq_models=list(args.seq_models), epochs=args.epochs, patience=args.patience,
                        kfp_iters=args.kfp_iters, dist_iters=args.dist_iters, rf_trees=args.rf_trees,
-                       bootstrap=args.bootstrap, device=args.device)
+                       bootstrap=args.bootstrap, device=args.device, seq_max_per_device=args.seq_max_per_device,
+                       forest_draws=args.forest_draws)
     es = EvalSettings(seed=args.seed, folds=args.folds, draws=args.draws, ipet_models=list(args.ipet_models),
                       baselines=list(args.baselines), rates=list(args.rates), idle_cover=args.idle_cover,
                       sets=args.sets, k=args.k, all_in_one=not args.no_all_in_one,
                       regulator_budgets=list(args.regulator_budgets), targets=list(args.targets),
-                      targets_file=args.targets_file, only=args.only, jobs=args.jobs, threads=args.threads, suite=ss)
+                      targets_file=args.targets_file, only=args.only, ablation_on=args.ablation_on, jobs=args.jobs, threads=args.threads, suite=ss)
     argv = list(argv) if argv is not None else sys.argv[1:]
     command = "python -m ipet_train " + " ".join(shlex.quote(a) for a in argv)
     evaluate(args.captures, args.devices, args.out, es, binary=Path(args.ipet_bin) if args.ipet_bin else None,

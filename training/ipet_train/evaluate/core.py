@@ -56,6 +56,7 @@ class EvalSettings:
     targets: list[str] = field(default_factory=lambda: ["targets-sets@lb1-fw0", "targets-sets-light@lb1-fw0"])
     targets_file: Optional[str] = "models/set-targets-defenses.json"
     only: Optional[list[str]] = None
+    ablation_on: Optional[list[str]] = None  # None: every defense
     jobs: int = 2
     threads: int = 2
     suite: SuiteSettings = field(default_factory=SuiteSettings)
@@ -145,11 +146,15 @@ def evaluate(captures: Sequence[str], devices_csv: str, out_dir: str, es: EvalSe
             t_sim = time.time() - ts
             row = {**{k: v for k, v in dfn.items() if k != "args"}, "simulate_args": dfn.get("args"), "seeds": seeds,
                    "costs": costs}
-            row.update(attack(draws, folds, n, es.total_time, es.agg_seconds, es.suite, label=dfn["label"]))
+            ss = es.suite
+            if es.ablation_on is not None and dfn["key"] not in es.ablation_on:
+                ss = SuiteSettings(**{**asdict(es.suite), "ablation": False})
+            row.update(attack(draws, folds, n, es.total_time, es.agg_seconds, ss, label=dfn["label"]))
             if dfn["kind"] == "none":
                 transport_row = attack([und], folds, n, es.total_time, es.agg_seconds,
-                                       SuiteSettings(**{**asdict(es.suite), "seq_models": []}),
-                                       label="transport observer (real TCP)", transport_tcp_only=True)
+                                       SuiteSettings(**{**asdict(es.suite), "seq_models": [], "ablation": False}),
+                                       label="transport observer (real TCP)", transport_tcp_only=True,
+                                       aggregates_only=True)
             if dfn["kind"] == "set":
                 m = len(costs.get("sets") or []) or 1
                 row["set_floor"] = round(m / n, 4)
