@@ -53,13 +53,13 @@ trap cleanup EXIT
 
 # ---- the base image, once per machine -----------------------------------------------------------
 if ! podman image exists "$base"; then
-  tarball="$cache/debian-$release-minbase.tar"
+  tarball="$cache/debian-$release-minbase.tar.gz"
   if [ ! -s "$tarball" ]; then
     say "debootstrap --variant=minbase $release (once; cached in $tarball)"
     rm -rf "$cache/rootfs"
     debootstrap --variant=minbase "$release" "$cache/rootfs" http://deb.debian.org/debian >"$cache/debootstrap.log" 2>&1 \
       || { tail -n 20 "$cache/debootstrap.log" >&2; fail "debootstrap"; }
-    tar -C "$cache/rootfs" -cf "$tarball.part" . && mv "$tarball.part" "$tarball"
+    tar -C "$cache/rootfs" -c . | gzip -1 >"$tarball.part" && mv "$tarball.part" "$tarball"
     rm -rf "$cache/rootfs"
   fi
   podman import --quiet "$tarball" "$base" >/dev/null
