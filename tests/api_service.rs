@@ -62,6 +62,16 @@ async fn metrics_count_requests_per_route(app: &TestApp) {
     assert!(text.contains("ipet_http_request_duration_seconds_bucket"), "{text}");
     assert!(text.contains("ipet_generator_seconds"), "{text}");
     assert!(text.contains("ipet_perturbation_jobs "), "{text}");
+
+    // Made-up methods share one label: a client cannot grow the metrics a series per method.
+    for i in 0..3 {
+        let method = axum::http::Method::from_bytes(format!("MADEUP{i}").as_bytes()).expect("method");
+        let req = axum::http::Request::builder().method(method).uri("/devices").body(axum::body::Body::empty());
+        assert_eq!(app.request(req.expect("request")).await.status, StatusCode::METHOD_NOT_ALLOWED);
+    }
+    let text = String::from_utf8(app.get("/metrics").await.body).expect("text");
+    assert!(!text.contains("MADEUP"), "{text}");
+    assert!(text.contains("ipet_http_requests_total{route=\"/devices\",method=\"other\",status=\"405\"}"), "{text}");
 }
 
 async fn docs_and_spec_are_served(app: &TestApp) {

@@ -206,10 +206,19 @@ async fn limit_head(req: Request, next: Next) -> Response {
     next.run(req).await
 }
 
+/// A request method as a metrics label: the standard methods by name, any other `other`, so
+/// that clients cannot make a series per made-up method (unbounded memory, an endless /metrics).
+fn method_label(method: &axum::http::Method) -> &str {
+    match method.as_str() {
+        m @ ("GET" | "HEAD" | "POST" | "PUT" | "DELETE" | "PATCH" | "OPTIONS" | "TRACE" | "CONNECT") => m,
+        _ => "other",
+    }
+}
+
 async fn record_metrics(req: Request, next: Next) -> Response {
     let route =
         req.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
-    let method = req.method().to_string();
+    let method = method_label(req.method()).to_string();
     let started = Instant::now();
     let response = next.run(req).await;
     let status = response.status().as_u16().to_string();
