@@ -26,7 +26,7 @@ def agg_fit_predict(x_tr: np.ndarray, y_tr: np.ndarray, x_te: np.ndarray, seed: 
         return np.zeros(0, np.int64)
     if np.unique(y_tr).size < 2:
         return np.full(x_te.shape[0], y_tr[0] if y_tr.size else 0, np.int64)
-    m = RandomForestClassifier(n_estimators=trees, class_weight="balanced", random_state=seed, n_jobs=2)
+    m = RandomForestClassifier(n_estimators=trees, class_weight="balanced", random_state=seed, n_jobs=1)
     return m.fit(np.nan_to_num(x_tr), y_tr).predict(np.nan_to_num(x_te)).astype(np.int64)
 
 

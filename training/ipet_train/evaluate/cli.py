@@ -51,7 +51,7 @@ def add_arguments(e: argparse.ArgumentParser) -> None:
     e.add_argument("--bootstrap", type=int, default=s.bootstrap, help="bootstrap draws per interval")
     e.add_argument("--device", default=s.device, help="torch device for the sequence attackers (auto, cpu, cuda)")
     e.add_argument("--jobs", type=int, default=d.jobs, help="simulations run at once (default: %(default)s)")
-    e.add_argument("--threads", type=int, default=d.threads, help="torch CPU threads (default: %(default)s)")
+    e.add_argument("--threads", type=int, default=d.threads, help="CPU threads of torch and the forests (default: %(default)s)")
 
 
 def run(args: argparse.Namespace, argv: Optional[Sequence[str]]) -> int:
