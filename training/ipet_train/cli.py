@@ -152,7 +152,7 @@ def _require(run: dict[str, Any], *keys: str) -> None:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "table":
-        from .train import format_markdown, format_table
+        from .report_format import format_markdown, format_table
         manifest = json.loads((Path(args.modeldir) / "manifest.json").read_text())
         print(format_markdown(manifest) if args.markdown else format_table(manifest))
         return 0

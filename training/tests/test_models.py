@@ -4,7 +4,7 @@ import torch
 
 from ipet_train.models import (DISCRIMINATORS, Generator, RoundedGenerator, build_discriminator,
                                load_discriminator, save_discriminator, discriminator_config)
-from ipet_train.train import generator_loss
+from ipet_train.generator_training import generator_loss
 
 
 @pytest.mark.parametrize("model", sorted(DISCRIMINATORS))
@@ -84,7 +84,8 @@ def test_uniform_loss_is_minimal_at_uniform_output():
 def test_generator_training_lowers_true_class_confidence():
     """A few Nadam steps against a frozen discriminator push it away from the true label."""
     from ipet_train.settings import Settings
-    from ipet_train.train import Data, train_generator
+    from ipet_train.discriminator import Data
+    from ipet_train.generator_training import train_generator
 
     torch.manual_seed(0)
     n = 256

@@ -163,7 +163,7 @@ def test_devices_without_packets_say_why(tmp_path):
 
 
 def test_silence_only_attacker_separates_by_silence():
-    from ipet_train.train import silence_only_attacker
+    from ipet_train.held_out_metrics import silence_only_attacker
     rng = np.random.default_rng(0)
     s_tr = np.concatenate([rng.normal(60, 0.05, 200), rng.normal(120, 1, 200)])
     y_tr = np.repeat([0, 1], 200)

@@ -24,10 +24,7 @@ Sets come from the device table (`set` column, as `ipet windows` reports it per 
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import math
-import platform
-import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -38,14 +35,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import __version__
-from ..data import COLUMNS, Windows, cap_per_device, load_windows, make_split
-from ..export import INPUT_NAME, OPSET, OUTPUT_NAME, ExportError, export_generator
+from ..data import COLUMNS, Windows, make_split
+from ..discriminator import class_weights
+from ..export import INPUT_NAME, OUTPUT_NAME, ExportError, export_generator
+from ..held_out_metrics import scores
+from ..model_set import MANIFEST_SCHEMA_VERSION, onnx_section, provenance, safe_dir_name, write_manifest
 from ..models import build_discriminator
+from ..runtime import log, resolve_device, seed_everything
+from ..training_windows import load_training_windows
 from .settings import TargetSettings, parse_sets, resolve_sets
 
 FAMILY = "set-targets"
-MANIFEST_SCHEMA_VERSION = 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -132,15 +132,6 @@ def pad_to_target(real: torch.Tensor, target: torch.Tensor, budget_slots: int
 
 # ---------------------------------------------------------------------------------------------
 # training one set
-
-
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-def _scores(y_true: np.ndarray, y_pred: np.ndarray, n: int) -> dict[str, Any]:
-    from ..train import scores
-    return scores(y_true, y_pred, n)
 
 
 class _SetData:
@@ -305,8 +296,6 @@ def _set_limits(x: np.ndarray, y: np.ndarray, n: int, q: float
 def train_set(set_name: str, member_ids: Sequence[int], w: Windows, st: TargetSettings, device: torch.device,
               rng: torch.Generator, np_rng: np.random.Generator) -> tuple[TargetGenerator, dict[str, Any]]:
     """Train one set's generator; returns it and the set's metrics."""
-    from ..train import class_weights
-
     t0 = time.time()
     idx = np.flatnonzero(np.isin(w.labels, member_ids))
     sub = w.subset(idx)
@@ -329,7 +318,7 @@ def train_set(set_name: str, member_ids: Sequence[int], w: Windows, st: TargetSe
     # cost scale: the set's real traffic per window, per column, balanced over members
     per_member = np.stack([sub.features[fit][y[fit] == c].sum(1).mean(0) for c in range(n)])
     scale = torch.tensor(np.maximum(per_member.mean(0), 1.0), dtype=torch.float32, device=device)
-    _log(f"set {set_name}: {n} members, train {len(split.train)} / val {len(split.val)} / test {len(split.test)}; "
+    log(f"set {set_name}: {n} members, train {len(split.train)} / val {len(split.val)} / test {len(split.test)}; "
          f"caps {[round(float(c)) for c in gen.caps]} (packets {maxp}, sizes {sizes})")
     stages = []
     for stage in range(st.stages):
@@ -342,12 +331,12 @@ def train_set(set_name: str, member_ids: Sequence[int], w: Windows, st: TargetSe
         if xo is not None:
             for a in attackers:
                 pred = a(xo, data.s[va]).argmax(1).cpu().numpy()
-                att_ba.append(_scores(y[split.val], pred, n)["balanced_accuracy"])
+                att_ba.append(scores(y[split.val], pred, n)["balanced_accuracy"])
         info = _train_generator(gen, attackers, data, tr, st, weight, scale, rng, device)
         rec = {"stage": stage, "attackers_val_balanced_accuracy": att_ba, "generator": info,
                "seconds": round(time.time() - ts, 1)}
         stages.append(rec)
-        _log(f"set {set_name} stage {stage}: attackers (val, before the generator step) "
+        log(f"set {set_name} stage {stage}: attackers (val, before the generator step) "
              f"{[round(v, 3) for v in att_ba]}; generator {({k: round(v, 3) for k, v in info.items()})} "
              f"({rec['seconds']} s)")
     # evaluation: attackers retrained from scratch on the final generator's observed windows
@@ -355,10 +344,10 @@ def train_set(set_name: str, member_ids: Sequence[int], w: Windows, st: TargetSe
     und, dfd = {}, {}
     for m in st.attacker_list:
         a0 = _fit_attacker(m, data, tr, va, None, st, st.retrain_epochs, weight, rng, True)
-        und[m] = _scores(y[split.test], a0(data.x[te], data.s[te]).argmax(1).cpu().numpy(), n)
+        und[m] = scores(y[split.test], a0(data.x[te], data.s[te]).argmax(1).cpu().numpy(), n)
         a1 = _fit_attacker(m, data, tr, va, gen, st, st.retrain_epochs, weight, rng, True)
         xo = _observed(gen, data.x[te], st.budget_slots, rng)[0]
-        dfd[m] = _scores(y[split.test], a1(xo, data.s[te]).argmax(1).cpu().numpy(), n)
+        dfd[m] = scores(y[split.test], a1(xo, data.s[te]).argmax(1).cpu().numpy(), n)
     ev["undefended"] = und
     ev["retrained"] = dfd
     ev["max_retrained_balanced_accuracy"] = max(v["balanced_accuracy"] for v in dfd.values())
@@ -366,7 +355,7 @@ def train_set(set_name: str, member_ids: Sequence[int], w: Windows, st: TargetSe
     obs, leak, wait, tgt = _observed(gen, data.x[te], st.budget_slots, rng)
     ev["proxy_costs"] = _costs(data.x[te], obs, leak, wait, st.omega)
     ev["target_per_window"] = [round(float(v), 1) for v in tgt.sum(1).mean(0)]
-    _log(f"set {set_name}: within-set balanced accuracy undefended {ev['max_undefended_balanced_accuracy']:.3f} -> "
+    log(f"set {set_name}: within-set balanced accuracy undefended {ev['max_undefended_balanced_accuracy']:.3f} -> "
          f"defended {ev['max_retrained_balanced_accuracy']:.3f} (chance {1 / n:.3f}); proxy costs "
          f"{ {k: (round(v, 3) if v is not None else None) for k, v in ev['proxy_costs'].items()} }")
     ev["stages"] = stages
@@ -422,19 +411,10 @@ def verify_targets(gen: TargetGenerator, path: str | Path, n: int = 512, seed: i
 # the run
 
 
-def _safe_name(name: str) -> str:
-    out = "".join("_" if ch in '/\\\0:' else ch for ch in name).strip()
-    if out in ("", ".", ".."):
-        raise ValueError(f"name {name!r} cannot be a directory name")
-    return out
-
-
 def train_targets(windows_dir: str | Path, out_dir: str | Path, st: TargetSettings,
                   sets: Optional[str | Sequence[Sequence[str]]] = None,
                   windows_info: Optional[dict[str, Any]] = None) -> dict[str, Any]:
     """Train one target generator per set from a windows directory into out_dir; returns the manifest."""
-    from ..train import resolve_device, seed_everything
-
     st.validate()
     t0 = time.time()
     if st.threads:
@@ -444,15 +424,8 @@ def train_targets(windows_dir: str | Path, out_dir: str | Path, st: TargetSettin
     np_rng = np.random.default_rng(st.seed)
     rng = torch.Generator().manual_seed(st.seed)
     out = Path(out_dir)
-    w = load_windows(windows_dir)
+    w = load_training_windows(windows_dir, st, np_rng)
     meta = w.meta
-    for key in ("total_time", "omega"):
-        if key in meta and abs(float(meta[key]) - float(getattr(st, key))) > 1e-9:
-            _log(f"note: windows were cut with {key}={meta[key]}; using that")
-            setattr(st, key, float(meta[key]))
-    if w.slots != st.slots_per_window:
-        raise ValueError(f"windows have {w.slots} slots, total_time/omega gives {st.slots_per_window}")
-    w = w.subset(cap_per_device(w, st.max_windows_per_device, np_rng))
     devices_meta = sorted(meta["devices"], key=lambda d: int(d["id"]))
     counts = np.bincount(w.labels, minlength=len(devices_meta))
     with_windows = [d for d in devices_meta if counts[int(d["id"])] >= st.min_windows_per_device]
@@ -464,7 +437,7 @@ def train_targets(windows_dir: str | Path, out_dir: str | Path, st: TargetSettin
         groups = parse_sets(sets) if isinstance(sets, str) else [list(g) for g in sets]
         sets = [[m for m in g if m in names_ok] for g in groups]
     for s_ in skipped:
-        _log(f"warning: device {s_['name']} has {s_['windows']} windows (< min_windows_per_device="
+        log(f"warning: device {s_['name']} has {s_['windows']} windows (< min_windows_per_device="
              f"{st.min_windows_per_device}); it is left out")
     named = resolve_sets(with_windows, sets)
     by_name = {d["name"]: d for d in with_windows}
@@ -477,7 +450,7 @@ def train_targets(windows_dir: str | Path, out_dir: str | Path, st: TargetSettin
     for set_name, members in named:
         ids = [int(by_name[m]["id"]) for m in members]
         gen, ev = train_set(set_name, ids, w, st, device, rng, np_rng)
-        d = _safe_name(set_name)
+        d = safe_dir_name(set_name)
         rel = f"{d}/g0.onnx"
         export_generator(gen, out / rel)
         ev["onnx_verification"] = verify_targets(gen, out / rel)
@@ -508,9 +481,7 @@ def train_targets(windows_dir: str | Path, out_dir: str | Path, st: TargetSettin
         "columns": list(COLUMNS),
         "caps": [settings_out["max_packets_per_omega"], settings_out["max_payload_per_omega"],
                  settings_out["max_packets_per_omega"], settings_out["max_payload_per_omega"]],
-        "onnx": {"input": INPUT_NAME, "output": OUTPUT_NAME, "opset": OPSET, "rounded": True,
-                 "input_shape": ["batch", st.latent_dim], "output_shape": ["batch", w.slots, 4],
-                 "rounding": "half_to_even"},
+        "onnx": onnx_section(st.latent_dim, w.slots),
         "sets": set_entries,
         "devices": devices_out,
         "skipped_devices": skipped,
@@ -520,12 +491,9 @@ def train_targets(windows_dir: str | Path, out_dir: str | Path, st: TargetSettin
                     "device": str(device), "threads": torch.get_num_threads(),
                     "training_seconds": round(time.time() - t0, 1)},
         "windows": {k: meta.get(k) for k in ("total_time", "omega", "slots_per_window", "stats")},
-        "provenance": {"ipet_train": __version__, "torch": torch.__version__, "python": platform.python_version(),
-                       "windows_dir": str(windows_dir), **(windows_info or {})},
+        "provenance": provenance(windows_dir, windows_info),
     }
-    tmp = out / "manifest.json.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-    tmp.replace(out / "manifest.json")
+    write_manifest(out, manifest)
     print(format_table(manifest))
     return manifest
 
