@@ -92,7 +92,7 @@ def evaluate(captures: Sequence[str], devices_csv: str, out_dir: str, es: EvalSe
 def _evaluate(captures, devices_csv, out_dir, es, binary, work, command):
     import torch
 
-    from ..train import resolve_device, seed_everything
+    from ..runtime import resolve_device, seed_everything
     from .report import write_report
 
     t_start = time.time()
