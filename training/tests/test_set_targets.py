@@ -94,6 +94,18 @@ def test_smoke_run_writes_a_servable_set_targets_model(windows_dir, tmp_path):
     assert a == b
 
 
+
+def test_ids_are_positions_and_a_skipped_device_keeps_its_table_row(tmp_path):
+    """The one definition of device ids (model_set.device_ids), as for iPET model sets: a device
+    skipped for too few windows is listed with its table row and why; the rest are numbered by
+    position, their table row kept apart."""
+    from conftest import fabricate_windows
+    d = fabricate_windows(tmp_path / "w", per_device=(60, 90, 5, 70))
+    m = _train(d, tmp_path / "m", "cam-a,hub-b,cam-a3")
+    assert [(x["name"], x["id"], x["class_index"], x["table_id"]) for x in m["devices"]] == \
+        [("cam-a", 0, 0, 0), ("hub-b", 1, 1, 1), ("cam-a3", 2, 2, 3)]
+    assert m["skipped_devices"] == [{"table_id": 2, "name": "lock-c", "windows": 5, "reason": "too_few_windows"}]
+
 @pytest.mark.real_data
 def test_set_targets_command_on_the_slice(tmp_path):
     try:

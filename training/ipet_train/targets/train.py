@@ -39,10 +39,10 @@ from ..data import COLUMNS, Windows, make_split
 from ..discriminator import class_weights
 from ..export import INPUT_NAME, OUTPUT_NAME, ExportError, export_generator
 from ..held_out_metrics import scores
-from ..model_set import MANIFEST_SCHEMA_VERSION, onnx_section, provenance, safe_dir_name, write_manifest
+from ..model_set import MANIFEST_SCHEMA_VERSION, device_ids, onnx_section, provenance, safe_dir_name, write_manifest
 from ..models import build_discriminator
 from ..runtime import log, resolve_device, seed_everything
-from ..training_windows import load_training_windows
+from ..training_windows import load_training_windows, select_devices
 from .settings import TargetSettings, parse_sets, resolve_sets
 
 FAMILY = "set-targets"
@@ -426,19 +426,14 @@ def train_targets(windows_dir: str | Path, out_dir: str | Path, st: TargetSettin
     out = Path(out_dir)
     w = load_training_windows(windows_dir, st, np_rng)
     meta = w.meta
-    devices_meta = sorted(meta["devices"], key=lambda d: int(d["id"]))
-    counts = np.bincount(w.labels, minlength=len(devices_meta))
-    with_windows = [d for d in devices_meta if counts[int(d["id"])] >= st.min_windows_per_device]
-    skipped = [{"id": int(d["id"]), "name": d["name"], "windows": int(counts[int(d["id"])])}
-               for d in devices_meta if counts[int(d["id"])] < st.min_windows_per_device]
-    if skipped and sets:
-        # a set naming a device without enough windows: leave it out of that set, say so
+    sel = select_devices(w, st.min_windows_per_device)
+    with_windows = [sel.devices[i] for i in sel.class_ids]
+    counts = np.bincount(w.labels, minlength=max(sel.devices) + 1)
+    if sel.skipped and sets:
+        # a set naming a device without enough windows: leave it out of that set (select_devices warned)
         names_ok = {d["name"] for d in with_windows}
         groups = parse_sets(sets) if isinstance(sets, str) else [list(g) for g in sets]
         sets = [[m for m in g if m in names_ok] for g in groups]
-    for s_ in skipped:
-        log(f"warning: device {s_['name']} has {s_['windows']} windows (< min_windows_per_device="
-             f"{st.min_windows_per_device}); it is left out")
     named = resolve_sets(with_windows, sets)
     by_name = {d["name"]: d for d in with_windows}
     out.mkdir(parents=True, exist_ok=True)
@@ -467,7 +462,7 @@ def train_targets(windows_dir: str | Path, out_dir: str | Path, st: TargetSettin
     devices_out = []
     for i, dn in enumerate(sorted(set_of, key=lambda n: int(by_name[n]["id"]))):
         d = by_name[dn]
-        devices_out.append({"id": i, "name": dn, "mac": d.get("mac"), "ip": d.get("ip"),
+        devices_out.append({**device_ids(i, int(d["id"])), "name": dn, "mac": d.get("mac"), "ip": d.get("ip"),
                             "matched_by": d.get("matched_by"), "set": set_of[dn],
                             "windows": int(counts[int(d["id"])])})
     n_dev = len(devices_out)
@@ -484,7 +479,7 @@ def train_targets(windows_dir: str | Path, out_dir: str | Path, st: TargetSettin
         "onnx": onnx_section(st.latent_dim, w.slots),
         "sets": set_entries,
         "devices": devices_out,
-        "skipped_devices": skipped,
+        "skipped_devices": sel.skipped,
         "generations": [{"index": 0, "files": files, "metrics": {}}],
         "metrics": {"status": "complete", "sets": set_metrics,
                     "perfect_hiding_balanced_accuracy": len(set_entries) / n_dev,
