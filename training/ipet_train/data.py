@@ -117,19 +117,29 @@ class Split:
 
 def make_split(w: Windows, classes: Sequence[int], how: str, train_fraction: float, val_fraction: float,
                rng: np.random.Generator) -> Split:
-    """Per device: `time` = first train_fraction of its windows by start time, rest held out;
-    `random` = a random train_fraction/rest split (stratified per device). The validation set is a
-    random val_fraction of each device's training portion."""
+    """`time`: the evaluation's time rule (`attackers.folds.TimeFolds.holdout`): one cut at
+    train_fraction of the home's span (all devices' windows); windows ending before it train,
+    windows starting after it are held out, the few straddling it are dropped. `random`: a random
+    train_fraction/rest split per device. The validation set is a random val_fraction of each
+    device's training portion."""
+    from .attackers.folds import TimeFolds
+
+    in_classes = np.isin(w.labels, list(classes))
+    if how == "time":
+        length = float(w.meta.get("total_time", 4.0))
+        is_tr, is_te = TimeFolds.holdout(w.start_time, length, train_fraction)
+        is_tr = is_tr & in_classes
+        is_te = is_te & in_classes
     tr, va, te = [], [], []
     for c in classes:
         idx = np.flatnonzero(w.labels == c)
         if how == "time":
-            idx = idx[np.argsort(w.start_time[idx], kind="stable")]
+            train_part, test_part = idx[is_tr[idx]], idx[is_te[idx]]
         else:
             idx = idx[rng.permutation(len(idx))]
-        n_train = int(np.floor(train_fraction * len(idx)))
-        n_train = min(max(n_train, 1), len(idx) - 1)
-        train_part, test_part = idx[:n_train], idx[n_train:]
+            n_train = int(np.floor(train_fraction * len(idx)))
+            n_train = min(max(n_train, 1), len(idx) - 1)
+            train_part, test_part = idx[:n_train], idx[n_train:]
         n_val = int(round(val_fraction * len(train_part)))
         if val_fraction > 0 and len(train_part) >= 2:
             n_val = min(max(n_val, 1), len(train_part) - 1)

@@ -9,22 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-
-def scores(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> dict[str, Any]:
-    """accuracy, balanced accuracy (mean per-class recall over classes present) and per-class recall."""
-    y_true = np.asarray(y_true)
-    y_pred = np.asarray(y_pred)
-    recall = []
-    for c in range(n_classes):
-        m = y_true == c
-        recall.append(float((y_pred[m] == c).mean()) if m.any() else float("nan"))
-    present = [r for r in recall if not math.isnan(r)]
-    return {
-        "accuracy": float((y_true == y_pred).mean()) if len(y_true) else float("nan"),
-        "balanced_accuracy": float(np.mean(present)) if present else float("nan"),
-        "per_device_recall": [None if math.isnan(r) else round(r, 4) for r in recall],
-        "n": int(len(y_true)),
-    }
+from .attackers.score import scores  # noqa: F401  (the one scorer, shared with the evaluation)
 
 
 def silence_only_attacker(s_train: np.ndarray, y_train: np.ndarray, s_test: np.ndarray, n_classes: int,

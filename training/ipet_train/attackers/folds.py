@@ -42,6 +42,18 @@ class TimeFolds:
         lo, hi = self.edges[fold], self.edges[fold + 1]
         return start + length <= lo, (start >= lo) & (start < hi)
 
+    @staticmethod
+    def holdout(start: np.ndarray, length: float, train_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+        """The single-cut form of the same rule, for training: (train, test) masks with the cut
+        at `train_fraction` of the span; items straddling the cut are in neither."""
+        if not 0.0 < train_fraction < 1.0:
+            raise ValueError(f"train_fraction {train_fraction} must be between 0 and 1")
+        if start.size == 0:
+            return np.zeros(0, bool), np.zeros(0, bool)
+        a, b = float(start.min()), float(start.max())
+        cut = a + train_fraction * (b - a)
+        return start + length <= cut, start >= cut
+
     def tested(self, start: np.ndarray) -> np.ndarray:
         """Which items some fold tests (those in blocks 1..folds)."""
         return (start >= self.edges[1]) & (start < self.edges[-1])
