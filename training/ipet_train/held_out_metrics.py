@@ -3,8 +3,6 @@ the cover traffic's size next to the real traffic's."""
 
 from __future__ import annotations
 
-import math
-from typing import Any
 
 import numpy as np
 import torch
