@@ -174,12 +174,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     from .train import train  # torch import is slow; keep --help fast
 
+    from .data import WindowsError, find_ipet_binary, run_ipet_windows
+
     if args.command == "train":
         _require(run, "windows", "out")
-        train(run["windows"], run["out"], st)
+        try:
+            train(run["windows"], run["out"], st)
+        except (ValueError, WindowsError) as e:
+            raise SystemExit(f"error: {e}")
         return 0
-
-    from .data import find_ipet_binary, run_ipet_windows
 
     _require(run, "captures", "devices", "out")
     try:
@@ -199,6 +202,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         info = {"captures": [str(c) for c in run["captures"]], "devices_csv": str(run["devices"]),
                 "ipet_bin": str(binary), "windowing_seconds": round(time.time() - t0, 1)}
         train(windows, run["out"], st, windows_info=info)
+    except (ValueError, WindowsError) as e:
+        raise SystemExit(f"error: {e}")
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)

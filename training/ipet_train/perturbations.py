@@ -1,4 +1,5 @@
-"""Drawing cover traffic from trained generators for every window (one generation, or `mix`)."""
+"""Drawing cover traffic from trained generators for every window (one generation, or `mix`), and
+its size next to the real traffic's."""
 
 from __future__ import annotations
 
@@ -45,3 +46,16 @@ def make_perturber(gen_table: GenTable, y: torch.Tensor, rng: torch.Generator, l
         return draw_perturbations(gen_table, y, stage_of, rng, latent_dim, slots)
 
     return draw
+
+
+def cover_stats(x_test: torch.Tensor, pert_test: torch.Tensor) -> dict[str, float]:
+    real_p = float(x_test[..., [0, 2]].sum(-1).mean())
+    real_b = float(x_test[..., [1, 3]].sum(-1).mean())
+    cov_p = float(pert_test[..., [0, 2]].sum(-1).mean())
+    cov_b = float(pert_test[..., [1, 3]].sum(-1).mean())
+    return {
+        "cover_packets_per_slot": cov_p, "cover_bytes_per_slot": cov_b,
+        "real_packets_per_slot": real_p, "real_bytes_per_slot": real_b,
+        "packet_overhead": cov_p / real_p if real_p > 0 else None,
+        "byte_overhead": cov_b / real_b if real_b > 0 else None,
+    }

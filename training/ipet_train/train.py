@@ -16,19 +16,20 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .data import COLUMNS, Windows, make_split
+from .attackers.score import scores
+from .attackers.silence import silence_only_attacker
+from .data import COLUMNS
 from .discriminator import Data, class_weights, fit_discriminator, predict
 from .export import export_generator, verify_generator
 from .generator_training import train_generator
-from .held_out_metrics import cover_stats, scores, silence_only_attacker
 from .model_set import (MANIFEST_SCHEMA_VERSION, device_ids, onnx_section, provenance, safe_dir_name,
                         write_manifest)
 from .models import Generator, build_discriminator, discriminator_config, save_discriminator
-from .perturbations import GenTable, make_perturber
+from .perturbations import GenTable, cover_stats, make_perturber
 from .report_format import format_table
 from .runtime import log, resolve_device, seed_everything
 from .settings import Settings
-from .training_windows import load_training_windows, select_devices
+from .training_windows import load_training_windows, select_devices, split_devices
 
 
 def train(windows_dir: str | Path, out_dir: str | Path, st: Settings,
@@ -49,19 +50,16 @@ def train(windows_dir: str | Path, out_dir: str | Path, st: Settings,
     meta = w.meta
     slots = w.slots
     sel = select_devices(w, st.min_windows_per_device)
+    w, y_np, split = split_devices(w, sel, st, np_rng)
     devices_meta, class_ids = sel.devices, sel.class_ids
-    w = w.subset(np.flatnonzero(np.isin(w.labels, class_ids)))
     n_cls = len(class_ids)
-    to_class = {dev: c for c, dev in enumerate(class_ids)}
-    y_np = np.array([to_class[int(v)] for v in w.labels], dtype=np.int64)
-    split = make_split(Windows(w.features, w.silence, y_np, w.start_time, meta), range(n_cls), st.split,
-                       st.train_fraction, st.val_fraction, np_rng)
     data = Data(torch.from_numpy(w.features).to(device), torch.from_numpy(w.silence).to(device),
                 torch.from_numpy(y_np).to(device), n_cls)
     tr = torch.from_numpy(split.train).to(device)
     va = torch.from_numpy(split.val).to(device)
     te = torch.from_numpy(split.test).to(device)
     y_test = y_np[split.test]
+    start_test = w.start_time[split.test]  # the scorer's bootstrap resamples a device's hours
     weight = class_weights(y_np[split.train], n_cls, st.class_weight).to(device)
     names = [devices_meta[i]["name"] for i in class_ids]
     dirs = [safe_dir_name(n) for n in names]
@@ -109,6 +107,9 @@ def train(windows_dir: str | Path, out_dir: str | Path, st: Settings,
         "provenance": provenance(windows_dir, windows_info),
     }
 
+    def held_out(pred: np.ndarray) -> dict[str, Any]:
+        return scores(y_test, pred, n_cls, start=start_test, seed=st.seed)
+
     def save() -> None:
         manifest["metrics"]["training_seconds"] = round(time.time() - t0, 1)
         write_manifest(out, manifest)
@@ -118,14 +119,14 @@ def train(windows_dir: str | Path, out_dir: str | Path, st: Settings,
         perturber = make_perturber(gen_table, data.y, draw_rng, st.latent_dim, slots, mix)
         pert = perturber()  # the one defended test draw scored by every attacker
         row: dict[str, Any] = {
-            "static": scores(y_test, predict(static, data, te, pert), n_cls),
-            "adapted": scores(y_test, predict(adapted, data, te, pert), n_cls),
+            "static": held_out(predict(static, data, te, pert)),
+            "adapted": held_out(predict(adapted, data, te, pert)),
         }
         if st.retrain_epochs > 0:
             fresh = build_discriminator(st.model, n_cls, slots).to(device)
             hist = fit_discriminator(fresh, data, tr, va, st.retrain_epochs, st, weight, rng, perturber,
                                      early_stopping=True, desc=f"retrained attacker {label}")
-            row["retrained"] = scores(y_test, predict(fresh, data, te, pert), n_cls)
+            row["retrained"] = held_out(predict(fresh, data, te, pert))
             row["retrained"]["epochs_run"] = hist["epochs_run"]
         row["cover"] = cover_stats(data.x[te], pert[te])
         return row
@@ -137,11 +138,11 @@ def train(windows_dir: str | Path, out_dir: str | Path, st: Settings,
                               desc="discriminator (undefended)")
     static = copy.deepcopy(disc).eval()
     save_discriminator(disc_dir / "static.pt", static, dcfg, {"trained_on": "undefended", "history": hist0})
-    und = scores(y_test, predict(static, data, te, None), n_cls)
+    und = held_out(predict(static, data, te, None))
     manifest["metrics"]["undefended"] = und
     fit_np = np.concatenate([split.train, split.val])
-    manifest["metrics"]["silence_only"] = scores(
-        y_test, silence_only_attacker(w.silence[fit_np], y_np[fit_np], w.silence[split.test], n_cls), n_cls)
+    manifest["metrics"]["silence_only"] = held_out(
+        silence_only_attacker(w.silence[fit_np], y_np[fit_np], w.silence[split.test], n_cls))
     manifest["metrics"]["static_training"] = hist0
     log(f"undefended: accuracy {und['accuracy']:.3f}  balanced {und['balanced_accuracy']:.3f}  "
         f"(chance {chance:.3f}; {hist0['epochs_run']} epochs)")

@@ -1,5 +1,5 @@
 """The windows a training run uses: loaded from `ipet windows` output with its own window length,
-capped per device, and the devices with enough windows to get a generator."""
+capped per device, the devices with enough windows to get a generator, and their split."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from .data import Windows, cap_per_device, load_windows
+from .data import Split, Windows, cap_per_device, load_windows, make_split
 from .runtime import log
 
 
@@ -63,3 +63,39 @@ def select_devices(w: Windows, min_windows: int) -> DeviceSelection:
     if len(class_ids) < 2:
         raise ValueError(f"need at least 2 devices with >= {min_windows} windows, got {len(class_ids)}")
     return DeviceSelection(devices_meta, class_ids, skipped)
+
+
+def split_devices(w: Windows, sel: DeviceSelection, st: Any, np_rng: np.random.Generator
+                  ) -> tuple[Windows, np.ndarray, Split]:
+    """The windows of the selected devices, their class indices (position in `sel.class_ids`) and
+    their split (data.make_split). Under the time split (one cut over the home's span) a device
+    whose windows all lie after the cut has nothing to train a generator on: it is skipped too
+    (reason `no_windows_before_cut`), warned of, and the rest is split again. One whose windows all
+    lie before it keeps its generator, untested (warned of; its recall is null)."""
+    while True:
+        ws = w.subset(np.flatnonzero(np.isin(w.labels, sel.class_ids)))
+        to_class = {dev: c for c, dev in enumerate(sel.class_ids)}
+        y = np.array([to_class[int(v)] for v in ws.labels], dtype=np.int64)
+        n = len(sel.class_ids)
+        split = make_split(Windows(ws.features, ws.silence, y, ws.start_time, ws.meta), range(n), st.split,
+                           st.train_fraction, st.val_fraction, np_rng)
+        n_fit = np.bincount(y[np.concatenate([split.train, split.val])], minlength=n)
+        bad = [c for c in range(n) if n_fit[c] == 0]
+        if not bad:
+            n_test = np.bincount(y[split.test], minlength=n)
+            for c in np.flatnonzero(n_test == 0):
+                log(f"warning: device {sel.devices[sel.class_ids[c]]['name']} has no windows after the time cut "
+                    f"at train_fraction={st.train_fraction} of the home's span; its generator is trained but "
+                    f"not tested")
+            return ws, y, split
+        for c in bad:
+            i = sel.class_ids[c]
+            sel.skipped.append({"table_id": i, "name": sel.devices[i]["name"], "windows": int((y == c).sum()),
+                                "reason": "no_windows_before_cut"})
+            log(f"warning: device {sel.devices[i]['name']} has no windows before the time cut at "
+                f"train_fraction={st.train_fraction} of the home's span; no generator is trained for it "
+                f"(`--split random` splits every device's own windows)")
+        sel.skipped.sort(key=lambda e: e["table_id"])
+        sel.class_ids = [i for c, i in enumerate(sel.class_ids) if c not in bad]
+        if len(sel.class_ids) < 2:
+            raise ValueError(f"need at least 2 devices with windows before the time cut, got {len(sel.class_ids)}")

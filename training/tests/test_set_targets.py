@@ -106,6 +106,16 @@ def test_ids_are_positions_and_a_skipped_device_keeps_its_table_row(tmp_path):
         [("cam-a", 0, 0, 0), ("hub-b", 1, 1, 1), ("cam-a3", 2, 2, 3)]
     assert m["skipped_devices"] == [{"table_id": 2, "name": "lock-c", "windows": 5, "reason": "too_few_windows"}]
 
+
+def test_a_member_seen_only_after_the_time_cut_is_a_clear_error(tmp_path):
+    from conftest import fabricate_windows
+    d = fabricate_windows(tmp_path / "w")
+    start, labels = np.load(d / "start_time.npy"), np.load(d / "labels.npy")
+    start[labels == 2] = 1.6e9 + 86400 * 0.9 + np.arange((labels == 2).sum()) * 60.0
+    np.save(d / "start_time.npy", start)
+    with pytest.raises(ValueError, match="set set-1: no windows before the time cut for lock-c"):
+        _train(d, tmp_path / "m", "cam-a,hub-b,lock-c")
+
 @pytest.mark.real_data
 def test_set_targets_command_on_the_slice(tmp_path):
     try:

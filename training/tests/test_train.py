@@ -53,6 +53,10 @@ def test_end_to_end_train(windows_dir, tmp_path, capsys):
     met = m["metrics"]
     assert met["chance"] == pytest.approx(1 / 3)
     assert {"accuracy", "balanced_accuracy"} <= set(met["undefended"])
+    # the evaluation's scorer: an interval around every balanced accuracy, a confusion matrix
+    for sc in (met["undefended"], met["silence_only"], met["mix"]["retrained"]):
+        lo, hi = sc["ci95"]
+        assert lo <= sc["balanced_accuracy"] <= hi and np.array(sc["confusion"]).sum() == sc["n"]
     assert {"static", "adapted", "retrained", "cover"} <= set(met["mix"])
     assert met["status"] == "complete" and met["device"] == "cpu" and met["training_seconds"] > 0
     assert (out / "discriminators" / "static.pt").is_file()
@@ -162,8 +166,33 @@ def test_devices_without_packets_say_why(tmp_path):
     assert m["lan_traffic"] is False
 
 
+
+def test_a_device_seen_only_after_the_time_cut_is_skipped(tmp_path):
+    """The time split cuts the home's span once: a device seen only after the cut (short sessions
+    months apart, as in other homes' captures) has nothing to train a generator on. It is skipped
+    with the reason, not served with an untrained generator; with the random split it is kept."""
+    from conftest import fabricate_windows
+    d = fabricate_windows(tmp_path / "w")
+    start, labels = np.load(d / "start_time.npy"), np.load(d / "labels.npy")
+    late = 1.6e9 + 86400 * 0.9
+    start[labels == 2] = late + np.arange((labels == 2).sum()) * 60.0
+    np.save(d / "start_time.npy", start)
+    m = train(d, tmp_path / "m", Settings(**TINY))
+    assert [x["name"] for x in m["devices"]] == ["cam-a", "hub-b"]
+    assert m["skipped_devices"] == [{"table_id": 2, "name": "lock-c", "windows": 40,
+                                     "reason": "no_windows_before_cut"}]
+    assert all(x["train_windows"] > 0 for x in m["devices"])
+    m = train(d, tmp_path / "r", Settings(**{**TINY, "split": "random"}))
+    assert [x["name"] for x in m["devices"]] == ["cam-a", "hub-b", "lock-c"]
+    # a home where one device alone has windows before the cut: a clear error, not a traceback
+    start[labels == 1] = late + np.arange((labels == 1).sum()) * 60.0
+    np.save(d / "start_time.npy", start)
+    with pytest.raises(SystemExit, match="need at least 2 devices with windows before the time cut, got 1"):
+        main(["train", "--windows", str(d), "--out", str(tmp_path / "x"), "--disc-epochs", "1", "--no-progress"])
+
+
 def test_silence_only_attacker_separates_by_silence():
-    from ipet_train.held_out_metrics import silence_only_attacker
+    from ipet_train.attackers.silence import silence_only_attacker
     rng = np.random.default_rng(0)
     s_tr = np.concatenate([rng.normal(60, 0.05, 200), rng.normal(120, 1, 200)])
     y_tr = np.repeat([0, 1], 200)

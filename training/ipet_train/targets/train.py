@@ -35,10 +35,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..attackers.score import balanced_accuracy, scores
 from ..data import COLUMNS, Windows, make_split
 from ..discriminator import class_weights
 from ..export import INPUT_NAME, OUTPUT_NAME, ExportError, export_generator
-from ..held_out_metrics import scores
 from ..model_set import MANIFEST_SCHEMA_VERSION, device_ids, onnx_section, provenance, safe_dir_name, write_manifest
 from ..models import build_discriminator
 from ..runtime import log, resolve_device, seed_everything
@@ -305,6 +305,13 @@ def train_set(set_name: str, member_ids: Sequence[int], w: Windows, st: TargetSe
     split = make_split(Windows(sub.features, sub.silence, y, sub.start_time, sub.meta), range(n), st.split,
                        st.train_fraction, st.val_fraction, np_rng)
     fit = np.concatenate([split.train, split.val])
+    n_fit = np.bincount(y[fit], minlength=n)
+    lacking = [str(d["name"]) for d in w.meta["devices"] for c, i in enumerate(member_ids)
+               if int(d["id"]) == i and n_fit[c] == 0]
+    if lacking:
+        raise ValueError(f"set {set_name}: no windows before the time cut for {', '.join(lacking)} (at "
+                         f"train_fraction={st.train_fraction} of the set's span); leave them out of the set or "
+                         f"use --split random")
     maxp, sizes, plevel, slevel = _set_limits(sub.features[fit], y[fit], n, st.cap_quantile)
     slots = sub.features.shape[1]
     torch.manual_seed(st.seed * 7919 + 1)
@@ -314,6 +321,7 @@ def train_set(set_name: str, member_ids: Sequence[int], w: Windows, st: TargetSe
     tr = torch.from_numpy(split.train).to(device)
     va = torch.from_numpy(split.val).to(device)
     te = torch.from_numpy(split.test).to(device)
+    start_test = sub.start_time[split.test]  # the scorer's bootstrap resamples a member's hours
     weight = class_weights(y[split.train], n, "balanced").to(device)
     # cost scale: the set's real traffic per window, per column, balanced over members
     per_member = np.stack([sub.features[fit][y[fit] == c].sum(1).mean(0) for c in range(n)])
@@ -331,7 +339,7 @@ def train_set(set_name: str, member_ids: Sequence[int], w: Windows, st: TargetSe
         if xo is not None:
             for a in attackers:
                 pred = a(xo, data.s[va]).argmax(1).cpu().numpy()
-                att_ba.append(scores(y[split.val], pred, n)["balanced_accuracy"])
+                att_ba.append(balanced_accuracy(y[split.val], pred, n))
         info = _train_generator(gen, attackers, data, tr, st, weight, scale, rng, device)
         rec = {"stage": stage, "attackers_val_balanced_accuracy": att_ba, "generator": info,
                "seconds": round(time.time() - ts, 1)}
@@ -344,10 +352,10 @@ def train_set(set_name: str, member_ids: Sequence[int], w: Windows, st: TargetSe
     und, dfd = {}, {}
     for m in st.attacker_list:
         a0 = _fit_attacker(m, data, tr, va, None, st, st.retrain_epochs, weight, rng, True)
-        und[m] = scores(y[split.test], a0(data.x[te], data.s[te]).argmax(1).cpu().numpy(), n)
+        und[m] = scores(y[split.test], a0(data.x[te], data.s[te]).argmax(1).cpu().numpy(), n, start=start_test, seed=st.seed)
         a1 = _fit_attacker(m, data, tr, va, gen, st, st.retrain_epochs, weight, rng, True)
         xo = _observed(gen, data.x[te], st.budget_slots, rng)[0]
-        dfd[m] = scores(y[split.test], a1(xo, data.s[te]).argmax(1).cpu().numpy(), n)
+        dfd[m] = scores(y[split.test], a1(xo, data.s[te]).argmax(1).cpu().numpy(), n, start=start_test, seed=st.seed)
     ev["undefended"] = und
     ev["retrained"] = dfd
     ev["max_retrained_balanced_accuracy"] = max(v["balanced_accuracy"] for v in dfd.values())
