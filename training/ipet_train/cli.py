@@ -174,7 +174,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     from .train import train  # torch import is slow; keep --help fast
 
-    from .data import WindowsError, find_ipet_binary, run_ipet_windows
+    from .data import WindowsError
+    from .ipet_binary import find_ipet_binary, run_ipet_windows
 
     if args.command == "train":
         _require(run, "windows", "out")

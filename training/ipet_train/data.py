@@ -1,14 +1,12 @@
-"""The windows directory written by `ipet windows` (the Rust data plane), splits, and the binary."""
+"""The windows directory written by `ipet windows` (the Rust data plane): read, checked, and written
+(for tests and tools) in the same format."""
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -106,111 +104,3 @@ def write_windows(directory: str | Path, features: np.ndarray, silence: np.ndarr
     }
     (d / "windows.json").write_text(json.dumps(meta, indent=2))
     return d
-
-
-@dataclass
-class Split:
-    train: np.ndarray  # indices into Windows, used to fit (minus val)
-    val: np.ndarray  # indices, early stopping / LR schedule (part of the training portion)
-    test: np.ndarray  # held-out indices, only for metrics
-
-
-def make_split(w: Windows, classes: Sequence[int], how: str, train_fraction: float, val_fraction: float,
-               rng: np.random.Generator) -> Split:
-    """`time`: the evaluation's time rule (`attackers.folds.TimeFolds.holdout`): one cut at
-    train_fraction of the home's span (all devices' windows); windows ending before it train,
-    windows starting after it are held out, the few straddling it are dropped. `random`: a random
-    train_fraction/rest split per device. The validation set is a random val_fraction of each
-    device's training portion."""
-    from .attackers.folds import TimeFolds
-
-    in_classes = np.isin(w.labels, list(classes))
-    if how == "time":
-        length = float(w.meta.get("total_time", 4.0))
-        is_tr, is_te = TimeFolds.holdout(w.start_time, length, train_fraction)
-        is_tr = is_tr & in_classes
-        is_te = is_te & in_classes
-    tr, va, te = [], [], []
-    for c in classes:
-        idx = np.flatnonzero(w.labels == c)
-        if how == "time":
-            train_part, test_part = idx[is_tr[idx]], idx[is_te[idx]]
-        else:
-            idx = idx[rng.permutation(len(idx))]
-            n_train = int(np.floor(train_fraction * len(idx)))
-            n_train = min(max(n_train, 1), len(idx) - 1)
-            train_part, test_part = idx[:n_train], idx[n_train:]
-        n_val = int(round(val_fraction * len(train_part)))
-        if val_fraction > 0 and len(train_part) >= 2:
-            n_val = min(max(n_val, 1), len(train_part) - 1)
-        else:
-            n_val = 0
-        perm = rng.permutation(len(train_part))
-        va.append(np.sort(train_part[perm[:n_val]]))
-        tr.append(np.sort(train_part[perm[n_val:]]))
-        te.append(np.sort(test_part))
-    cat = lambda xs: np.concatenate(xs).astype(np.int64) if xs else np.zeros(0, np.int64)  # noqa: E731
-    return Split(cat(tr), cat(va), cat(te))
-
-
-def cap_per_device(w: Windows, max_per_device: Optional[int], rng: np.random.Generator) -> np.ndarray:
-    """Indices of at most max_per_device windows per device (a random, seeded subset), in order."""
-    keep = []
-    for c in np.unique(w.labels):
-        idx = np.flatnonzero(w.labels == c)
-        if max_per_device is not None and len(idx) > max_per_device:
-            idx = np.sort(rng.choice(idx, size=max_per_device, replace=False))
-        keep.append(idx)
-    return np.sort(np.concatenate(keep)) if keep else np.zeros(0, np.int64)
-
-
-# ---------------------------------------------------------------------------------------------
-# The Rust binary
-
-
-def repo_root() -> Optional[Path]:
-    """The repository holding this package (the directory with Cargo.toml above training/)."""
-    for start in (Path(__file__).resolve(), Path.cwd().resolve()):
-        for p in [start, *start.parents]:
-            if (p / "Cargo.toml").is_file() and (p / "training").is_dir():
-                return p
-    return None
-
-
-def find_ipet_binary() -> Path:
-    """`IPET_BIN`, else `ipet` on PATH, else <repo>/target/{release,debug}/ipet."""
-    env = os.environ.get("IPET_BIN")
-    if env:
-        p = Path(env)
-        if not (p.is_file() and os.access(p, os.X_OK)):
-            raise FileNotFoundError(f"IPET_BIN={env} is not an executable file")
-        return p
-    on_path = shutil.which("ipet")
-    if on_path:
-        return Path(on_path)
-    tried = ["$IPET_BIN (unset)", "ipet on PATH"]
-    root = repo_root()
-    if root is not None:
-        for profile in ("release", "debug"):
-            p = root / "target" / profile / "ipet"
-            tried.append(str(p))
-            if p.is_file() and os.access(p, os.X_OK):
-                return p
-    raise FileNotFoundError(
-        "the `ipet` binary was not found (tried: " + ", ".join(tried) + "). Build it with "
-        "`cargo build --release` in the repository root, or set IPET_BIN=/path/to/ipet.")
-
-
-def run_ipet_windows(captures: Sequence[str | Path], devices_csv: str | Path, out_dir: str | Path,
-                     total_time: float, omega: float, binary: Optional[Path] = None) -> Path:
-    """Cut captures into M_seq windows with the Rust data plane (`ipet windows`)."""
-    binary = binary or find_ipet_binary()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    cmd = [str(binary), "windows", "--captures", *[str(c) for c in captures], "--devices", str(devices_csv),
-           "--out", str(out), "--total-time", repr(float(total_time)), "--omega", repr(float(omega))]
-    print("+ " + " ".join(cmd), flush=True)
-    proc = subprocess.run(cmd)
-    if proc.returncode != 0:
-        raise RuntimeError(f"`ipet windows` failed with exit code {proc.returncode}")
-    return out

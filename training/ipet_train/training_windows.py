@@ -5,12 +5,68 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from .data import Split, Windows, cap_per_device, load_windows, make_split
+from .data import Windows, load_windows
 from .runtime import log
+
+
+@dataclass
+class Split:
+    train: np.ndarray  # indices into Windows, used to fit (minus val)
+    val: np.ndarray  # indices, early stopping / LR schedule (part of the training portion)
+    test: np.ndarray  # held-out indices, only for metrics
+
+
+def make_split(w: Windows, classes: Sequence[int], how: str, train_fraction: float, val_fraction: float,
+               rng: np.random.Generator) -> Split:
+    """`time`: the evaluation's time rule (`attackers.folds.TimeFolds.holdout`): one cut at
+    train_fraction of the home's span (all devices' windows); windows ending before it train,
+    windows starting after it are held out, the few straddling it are dropped. `random`: a random
+    train_fraction/rest split per device. The validation set is a random val_fraction of each
+    device's training portion."""
+    from .attackers.folds import TimeFolds
+
+    in_classes = np.isin(w.labels, list(classes))
+    if how == "time":
+        length = float(w.meta.get("total_time", 4.0))
+        is_tr, is_te = TimeFolds.holdout(w.start_time, length, train_fraction)
+        is_tr = is_tr & in_classes
+        is_te = is_te & in_classes
+    tr, va, te = [], [], []
+    for c in classes:
+        idx = np.flatnonzero(w.labels == c)
+        if how == "time":
+            train_part, test_part = idx[is_tr[idx]], idx[is_te[idx]]
+        else:
+            idx = idx[rng.permutation(len(idx))]
+            n_train = int(np.floor(train_fraction * len(idx)))
+            n_train = min(max(n_train, 1), len(idx) - 1)
+            train_part, test_part = idx[:n_train], idx[n_train:]
+        n_val = int(round(val_fraction * len(train_part)))
+        if val_fraction > 0 and len(train_part) >= 2:
+            n_val = min(max(n_val, 1), len(train_part) - 1)
+        else:
+            n_val = 0
+        perm = rng.permutation(len(train_part))
+        va.append(np.sort(train_part[perm[:n_val]]))
+        tr.append(np.sort(train_part[perm[n_val:]]))
+        te.append(np.sort(test_part))
+    cat = lambda xs: np.concatenate(xs).astype(np.int64) if xs else np.zeros(0, np.int64)  # noqa: E731
+    return Split(cat(tr), cat(va), cat(te))
+
+
+def cap_per_device(w: Windows, max_per_device: Optional[int], rng: np.random.Generator) -> np.ndarray:
+    """Indices of at most max_per_device windows per device (a random, seeded subset), in order."""
+    keep = []
+    for c in np.unique(w.labels):
+        idx = np.flatnonzero(w.labels == c)
+        if max_per_device is not None and len(idx) > max_per_device:
+            idx = np.sort(rng.choice(idx, size=max_per_device, replace=False))
+        keep.append(idx)
+    return np.sort(np.concatenate(keep)) if keep else np.zeros(0, np.int64)
 
 
 def load_training_windows(windows_dir: str | Path, st: Any, np_rng: np.random.Generator) -> Windows:

@@ -3,7 +3,9 @@ import json
 import numpy as np
 import pytest
 
-from ipet_train.data import (COLUMNS, WindowsError, cap_per_device, find_ipet_binary, load_windows, make_split)
+from ipet_train.data import COLUMNS, WindowsError, load_windows
+from ipet_train.ipet_binary import find_ipet_binary
+from ipet_train.training_windows import cap_per_device, make_split
 
 
 def test_load_fabricated(windows_dir):

@@ -69,7 +69,7 @@ def test_defense_list_has_every_family(tmp_path):
 def _binary_with_features():
     import subprocess
 
-    from ipet_train.data import find_ipet_binary
+    from ipet_train.ipet_binary import find_ipet_binary
     try:
         b = find_ipet_binary()
     except FileNotFoundError as e:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ipet_train.data import find_ipet_binary
+from ipet_train.ipet_binary import find_ipet_binary
 
 TRAINING = Path(__file__).resolve().parents[1]
 DATA = TRAINING.parent.parent / "shared" / "data" / "tj-oconnor-2021"

@@ -11,7 +11,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from ipet_train.data import find_ipet_binary
+from ipet_train.ipet_binary import find_ipet_binary
 from ipet_train.targets.settings import TargetSettings, resolve_sets
 from ipet_train.targets.train import TargetGenerator, pad_to_target, train_targets
 

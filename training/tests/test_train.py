@@ -135,7 +135,7 @@ def test_a_set_with_a_middle_device_skipped_is_servable(tmp_path):
     """Ids are positions in the manifest (what the Rust service checks), table rows are kept
     apart: the set trained without a middle device is served by the Rust binary."""
     from conftest import fabricate_windows
-    from ipet_train.data import find_ipet_binary
+    from ipet_train.ipet_binary import find_ipet_binary
     d = fabricate_windows(tmp_path / "w", per_device=(60, 5, 90))
     out = tmp_path / "m"
     m = train(d, out, Settings(**TINY))

@@ -31,7 +31,7 @@ from .. import __version__
 from ..attackers.dataset import Dataset, load_features
 from ..attackers.folds import TimeFolds
 from ..attackers.suite import SuiteSettings, attack, max_attacker
-from ..data import find_ipet_binary
+from ..ipet_binary import find_ipet_binary
 from .defenses import BASELINES, defense_list, dir_bytes, simulate_draw
 
 LINK_ATTACKERS = ("lstm", "cnn", "kfp", "m_agg")

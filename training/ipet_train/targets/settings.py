@@ -200,7 +200,7 @@ def run(args) -> int:
     import shutil
     import tempfile
 
-    from ..data import find_ipet_binary, run_ipet_windows
+    from ..ipet_binary import find_ipet_binary, run_ipet_windows
     from ..settings import load_config_file
 
     merged: dict[str, Any] = {}

@@ -36,13 +36,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..attackers.score import balanced_accuracy, scores
-from ..data import COLUMNS, Windows, make_split
+from ..data import COLUMNS, Windows
 from ..discriminator import class_weights
 from ..export import INPUT_NAME, OUTPUT_NAME, ExportError, export_generator
 from ..model_set import MANIFEST_SCHEMA_VERSION, device_ids, onnx_section, provenance, safe_dir_name, write_manifest
 from ..models import build_discriminator
 from ..runtime import log, resolve_device, seed_everything
-from ..training_windows import load_training_windows, select_devices
+from ..training_windows import load_training_windows, make_split, select_devices
 from .settings import TargetSettings, parse_sets, resolve_sets
 
 FAMILY = "set-targets"
