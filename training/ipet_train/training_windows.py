@@ -22,9 +22,10 @@ class Split:
 
 def make_split(w: Windows, classes: Sequence[int], how: str, train_fraction: float, val_fraction: float,
                rng: np.random.Generator) -> Split:
-    """`time`: the evaluation's time rule (`attackers.folds.TimeFolds.holdout`): one cut at
-    train_fraction of the home's span (all devices' windows); windows ending before it train,
-    windows starting after it are held out, the few straddling it are dropped. `random`: a random
+    """`time`: the evaluation's time rule (`attackers.folds.TimeFolds.holdout`) cut per device: at
+    train_fraction of each device's own span, windows ending before the cut train, windows
+    starting after it are held out, the few straddling it are dropped (the past trains, the future
+    tests, and every device with windows at two times has both). `random`: a random
     train_fraction/rest split per device. The validation set is a random val_fraction of each
     device's training portion."""
     from .attackers.folds import TimeFolds
@@ -32,7 +33,7 @@ def make_split(w: Windows, classes: Sequence[int], how: str, train_fraction: flo
     in_classes = np.isin(w.labels, list(classes))
     if how == "time":
         length = float(w.meta.get("total_time", 4.0))
-        is_tr, is_te = TimeFolds.holdout(w.start_time, length, train_fraction)
+        is_tr, is_te = TimeFolds.holdout(w.start_time, length, train_fraction, groups=w.labels)
         is_tr = is_tr & in_classes
         is_te = is_te & in_classes
     tr, va, te = [], [], []
@@ -124,10 +125,11 @@ def select_devices(w: Windows, min_windows: int) -> DeviceSelection:
 def split_devices(w: Windows, sel: DeviceSelection, st: Any, np_rng: np.random.Generator
                   ) -> tuple[Windows, np.ndarray, Split]:
     """The windows of the selected devices, their class indices (position in `sel.class_ids`) and
-    their split (data.make_split). Under the time split (one cut over the home's span) a device
-    whose windows all lie after the cut has nothing to train a generator on: it is skipped too
-    (reason `no_windows_before_cut`), warned of, and the rest is split again. One whose windows all
-    lie before it keeps its generator, untested (warned of; its recall is null)."""
+    their split (make_split). Under the time split (each device cut at train_fraction of its own
+    span) a device with no window that ends before its cut (all its windows within one window's
+    length) has nothing to train a generator on: it is skipped too (reason
+    `no_windows_before_cut`), warned of, and the rest is split again. One with no window after its
+    cut keeps its generator, untested (warned of; its recall is null)."""
     while True:
         ws = w.subset(np.flatnonzero(np.isin(w.labels, sel.class_ids)))
         to_class = {dev: c for c, dev in enumerate(sel.class_ids)}
@@ -141,7 +143,7 @@ def split_devices(w: Windows, sel: DeviceSelection, st: Any, np_rng: np.random.G
             n_test = np.bincount(y[split.test], minlength=n)
             for c in np.flatnonzero(n_test == 0):
                 log(f"warning: device {sel.devices[sel.class_ids[c]]['name']} has no windows after the time cut "
-                    f"at train_fraction={st.train_fraction} of the home's span; its generator is trained but "
+                    f"at train_fraction={st.train_fraction} of its span; its generator is trained but "
                     f"not tested")
             return ws, y, split
         for c in bad:
@@ -149,7 +151,7 @@ def split_devices(w: Windows, sel: DeviceSelection, st: Any, np_rng: np.random.G
             sel.skipped.append({"table_id": i, "name": sel.devices[i]["name"], "windows": int((y == c).sum()),
                                 "reason": "no_windows_before_cut"})
             log(f"warning: device {sel.devices[i]['name']} has no windows before the time cut at "
-                f"train_fraction={st.train_fraction} of the home's span; no generator is trained for it "
+                f"train_fraction={st.train_fraction} of its span; no generator is trained for it "
                 f"(`--split random` splits every device's own windows)")
         sel.skipped.sort(key=lambda e: e["table_id"])
         sel.class_ids = [i for c, i in enumerate(sel.class_ids) if c not in bad]

@@ -28,16 +28,18 @@ def test_load_rejects_missing_dir(tmp_path):
         load_windows(tmp_path)
 
 
-def test_time_split_is_the_evaluations_single_cut(windows_dir):
+def test_time_split_is_the_evaluations_rule_cut_per_device(windows_dir):
     from ipet_train.attackers.folds import TimeFolds
 
     w = load_windows(windows_dir)
     sp = make_split(w, range(3), "time", 0.7, 0.15, np.random.default_rng(0))
     assert not (set(sp.train) & set(sp.test)) and not (set(sp.val) & set(sp.test))
     fit = np.concatenate([sp.train, sp.val])
-    # home-wide: every window that trains ends before any held-out window of any device starts
-    assert w.start_time[fit].max() + w.meta["total_time"] <= w.start_time[sp.test].min()
-    is_tr, is_te = TimeFolds.holdout(w.start_time, w.meta["total_time"], 0.7)
+    # per device: every window of a device that trains ends before any held-out window of it starts
+    for c in range(3):
+        f, t = fit[w.labels[fit] == c], sp.test[w.labels[sp.test] == c]
+        assert w.start_time[f].max() + w.meta["total_time"] <= w.start_time[t].min()
+    is_tr, is_te = TimeFolds.holdout(w.start_time, w.meta["total_time"], 0.7, groups=w.labels)
     assert sorted(fit) == list(np.flatnonzero(is_tr)) and list(sp.test) == list(np.flatnonzero(is_te))
     assert 0.6 < len(fit) / w.n < 0.8
     for c in range(3):

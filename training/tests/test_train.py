@@ -167,10 +167,12 @@ def test_devices_without_packets_say_why(tmp_path):
 
 
 
-def test_a_device_seen_only_after_the_time_cut_is_skipped(tmp_path):
-    """The time split cuts the home's span once: a device seen only after the cut (short sessions
-    months apart, as in other homes' captures) has nothing to train a generator on. It is skipped
-    with the reason, not served with an untrained generator; with the random split it is kept."""
+def test_a_device_seen_only_late_is_trained_on_its_own_past(tmp_path):
+    """The time split cuts each device's own span: a device seen only in the last part of the
+    home's span (short sessions months apart, as in other homes' captures) still trains on its
+    own past and is tested on its own future. One with nothing before its cut (all its windows
+    within one window's length) is skipped with the reason, not served with an untrained
+    generator; with the random split it is kept."""
     from conftest import fabricate_windows
     d = fabricate_windows(tmp_path / "w")
     start, labels = np.load(d / "start_time.npy"), np.load(d / "labels.npy")
@@ -178,14 +180,20 @@ def test_a_device_seen_only_after_the_time_cut_is_skipped(tmp_path):
     start[labels == 2] = late + np.arange((labels == 2).sum()) * 60.0
     np.save(d / "start_time.npy", start)
     m = train(d, tmp_path / "m", Settings(**TINY))
+    assert [x["name"] for x in m["devices"]] == ["cam-a", "hub-b", "lock-c"]
+    assert m["skipped_devices"] == []
+    assert all(x["train_windows"] > 0 for x in m["devices"])
+    # a device whose windows all start at one instant has no window ending before its cut
+    start[labels == 2] = late
+    np.save(d / "start_time.npy", start)
+    m = train(d, tmp_path / "n", Settings(**TINY))
     assert [x["name"] for x in m["devices"]] == ["cam-a", "hub-b"]
     assert m["skipped_devices"] == [{"table_id": 2, "name": "lock-c", "windows": 40,
                                      "reason": "no_windows_before_cut"}]
-    assert all(x["train_windows"] > 0 for x in m["devices"])
     m = train(d, tmp_path / "r", Settings(**{**TINY, "split": "random"}))
     assert [x["name"] for x in m["devices"]] == ["cam-a", "hub-b", "lock-c"]
-    # a home where one device alone has windows before the cut: a clear error, not a traceback
-    start[labels == 1] = late + np.arange((labels == 1).sum()) * 60.0
+    # a home where one device alone has windows before its cut: a clear error, not a traceback
+    start[labels == 1] = late
     np.save(d / "start_time.npy", start)
     with pytest.raises(SystemExit, match="need at least 2 devices with windows before the time cut, got 1"):
         main(["train", "--windows", str(d), "--out", str(tmp_path / "x"), "--disc-epochs", "1", "--no-progress"])

@@ -43,16 +43,24 @@ class TimeFolds:
         return start + length <= lo, (start >= lo) & (start < hi)
 
     @staticmethod
-    def holdout(start: np.ndarray, length: float, train_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    def holdout(start: np.ndarray, length: float, train_fraction: float,
+                groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The single-cut form of the same rule, for training: (train, test) masks with the cut
-        at `train_fraction` of the span; items straddling the cut are in neither."""
+        at `train_fraction` of the span; items straddling the cut are in neither. With `groups`
+        (a device label per item) each group is cut at `train_fraction` of its OWN span: training
+        needs windows of every device before its cut, and in another home's captures (short
+        sessions months apart) a device may be seen only in the last part of the home's span."""
         if not 0.0 < train_fraction < 1.0:
             raise ValueError(f"train_fraction {train_fraction} must be between 0 and 1")
-        if start.size == 0:
-            return np.zeros(0, bool), np.zeros(0, bool)
-        a, b = float(start.min()), float(start.max())
-        cut = a + train_fraction * (b - a)
-        return start + length <= cut, start >= cut
+        if groups is None:
+            groups = np.zeros(start.shape, np.int64)
+        is_tr, is_te = np.zeros(start.shape, bool), np.zeros(start.shape, bool)
+        for g in np.unique(groups):
+            m = groups == g
+            a, b = float(start[m].min()), float(start[m].max())
+            cut = a + train_fraction * (b - a)
+            is_tr[m], is_te[m] = start[m] + length <= cut, start[m] >= cut
+        return is_tr, is_te
 
     def tested(self, start: np.ndarray) -> np.ndarray:
         """Which items some fold tests (those in blocks 1..folds)."""
