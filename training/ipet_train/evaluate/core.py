@@ -170,7 +170,7 @@ def _evaluate(captures, devices_csv, out_dir, es, binary, work, command):
             who, best = max_attacker(row["attackers"], LINK_ATTACKERS)
             row["max_attacker"], row["max_attacker_ba"] = who, best
             row["max_attacker_ci95"] = row["attackers"][who]["ci95"] if who else None
-            row["seconds"] = {"simulate": round(t_sim, 1), "total": round(time.time() - ts, 1)}
+            row["seconds"] = {**row["seconds"], "simulate": round(t_sim, 1), "total": round(time.time() - ts, 1)}
             results.append(row)
             del draws
             _log(f"  [{di + 1}/{len(defenses)}] {dfn['label']}: max {who} {best:.3f}; bytes x"
