@@ -10,7 +10,7 @@ from torch import nn
 
 from .discriminator import Data
 from .models import Generator
-from .runtime import rnn_grad_ctx
+from .runtime import frozen
 from .settings import Settings
 
 
@@ -41,14 +41,10 @@ def train_generator(gen: Generator, adversaries: Sequence[nn.Module], data: Data
     """Train a generator for generator_epochs over the windows `idx` (one device's, or all devices'
     for a shared generator) with Nadam against frozen discriminators (loss averaged over them);
     each window's true label is its device."""
-    for d in adversaries:
-        d.eval()
-        for p in d.parameters():
-            p.requires_grad_(False)
     opt = torch.optim.NAdam(gen.parameters(), lr=st.generator_lr)
     gen.train()
     losses = []
-    with rnn_grad_ctx(device):
+    with frozen(adversaries, device):
         for _ in range(st.generator_epochs):
             perm = idx[torch.randperm(idx.shape[0], generator=rng).to(idx.device)]
             for i in range(0, perm.shape[0], st.batch_size):
@@ -63,9 +59,6 @@ def train_generator(gen: Generator, adversaries: Sequence[nn.Module], data: Data
                 loss.backward()
                 opt.step()
                 losses.append(loss.item())
-    for d in adversaries:
-        for p in d.parameters():
-            p.requires_grad_(True)
     gen.eval()
     return {"steps": len(losses), "first_loss": losses[0] if losses else None,
             "last_loss": losses[-1] if losses else None}

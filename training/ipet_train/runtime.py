@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import contextmanager
+from typing import Iterator, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -25,9 +27,20 @@ def seed_everything(seed: int) -> None:
         torch.backends.cudnn.benchmark = False
 
 
-def rnn_grad_ctx(device: torch.device):
-    """cuDNN refuses RNN backward in eval mode; the frozen discriminator is in eval mode."""
-    return torch.backends.cudnn.flags(enabled=False) if device.type == "cuda" else torch.backends.cudnn.flags()
+@contextmanager
+def frozen(modules: Sequence[torch.nn.Module], device: torch.device) -> Iterator[None]:
+    """Trains against `modules` held fixed: each in eval mode, its parameters without gradient
+    until the block ends. cuDNN is off on CUDA inside, since it refuses RNN backward in eval mode."""
+    for m in modules:
+        m.eval()
+        for p in m.parameters():
+            p.requires_grad_(False)
+    ctx = torch.backends.cudnn.flags(enabled=False) if device.type == "cuda" else torch.backends.cudnn.flags()
+    with ctx:
+        yield
+    for m in modules:
+        for p in m.parameters():
+            p.requires_grad_(True)
 
 
 def log(msg: str) -> None:

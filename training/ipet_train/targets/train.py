@@ -41,7 +41,7 @@ from ..discriminator import class_weights
 from ..export import INPUT_NAME, OUTPUT_NAME, ExportError, export_generator
 from ..model_set import MANIFEST_SCHEMA_VERSION, device_ids, onnx_section, provenance, safe_dir_name, write_manifest
 from ..models import build_discriminator
-from ..runtime import log, resolve_device, seed_everything
+from ..runtime import frozen, log, resolve_device, seed_everything
 from ..training_windows import load_training_windows, make_split, select_devices
 from .settings import TargetSettings, parse_sets, resolve_sets
 
@@ -203,16 +203,11 @@ def _fit_attacker(model_name: str, data: _SetData, tr: torch.Tensor, va: torch.T
 def _train_generator(gen: TargetGenerator, attackers: Sequence[nn.Module], data: _SetData, tr: torch.Tensor,
                      st: TargetSettings, weight: torch.Tensor, scale: torch.Tensor, rng: torch.Generator,
                      device: torch.device) -> dict[str, float]:
-    for a in attackers:
-        a.eval()
-        for p in a.parameters():
-            p.requires_grad_(False)
     opt = torch.optim.NAdam(gen.parameters(), lr=st.generator_lr)
     gen.train()
     log_m = math.log(data.n)
     last: dict[str, float] = {}
-    ctx = torch.backends.cudnn.flags(enabled=False) if device.type == "cuda" else torch.backends.cudnn.flags()
-    with ctx:
+    with frozen(attackers, device):
         for _ in range(_epochs_for(st.generator_epochs, tr.shape[0], st)):
             perm = tr[torch.randperm(tr.shape[0], generator=rng).to(tr.device)]
             for i in range(0, perm.shape[0], st.batch_size):
@@ -243,9 +238,6 @@ def _train_generator(gen: TargetGenerator, attackers: Sequence[nn.Module], data:
                 opt.step()
                 last = {"loss": loss.item(), "privacy": float(priv.detach()), "bytes": cost_b.item(),
                         "packets": cost_p.item(), "leak": cost_l.item(), "wait_s": cost_w.item()}
-    for a in attackers:
-        for p in a.parameters():
-            p.requires_grad_(True)
     gen.eval()
     return last
 
