@@ -11,6 +11,14 @@ def _pair(sc: Optional[dict[str, Any]]) -> str:
     return f"{sc['accuracy']:.3f} / {sc['balanced_accuracy']:.3f}"
 
 
+def _rows(manifest: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The table's rows: (label, metrics) per generation, then `mix` where it was measured."""
+    rows = [(str(g["index"]), g["metrics"]) for g in manifest["generations"]]
+    if "mix" in manifest["metrics"]:
+        rows.append(("mix", manifest["metrics"]["mix"]))
+    return rows
+
+
 def format_table(manifest: dict[str, Any]) -> str:
     """Attacker accuracy / balanced accuracy on held-out windows, per generation and for `mix`."""
     m = manifest["metrics"]
@@ -26,10 +34,7 @@ def format_table(manifest: dict[str, Any]) -> str:
         "-" * 96,
     ]
     real = None
-    rows = [(str(g["index"]), g["metrics"]) for g in manifest["generations"]]
-    if "mix" in m:
-        rows.append(("mix", m["mix"]))
-    for label, r in rows:
+    for label, r in _rows(manifest):
         cov = r.get("cover", {})
         real = real or cov
         lines.append(f"{label:>10} | {_pair(r.get('static')):^15} | {_pair(r.get('adapted')):^15} | "
@@ -55,11 +60,8 @@ def format_markdown(manifest: dict[str, Any]) -> str:
            f"- silence-only attacker (cover cannot change it): {_pair(m.get('silence_only')).strip()}", "",
            "| generation | static | adapted | retrained | cover packets/slot | cover bytes/slot |",
            "|---|---|---|---|---|---|"]
-    rows = [(str(g["index"]), g["metrics"]) for g in manifest["generations"]]
-    if "mix" in m:
-        rows.append(("mix", m["mix"]))
     real = None
-    for label, r in rows:
+    for label, r in _rows(manifest):
         cov = r.get("cover", {})
         real = real or cov
         out.append(f"| {label} | {_pair(r.get('static')).strip()} | {_pair(r.get('adapted')).strip()} | "
