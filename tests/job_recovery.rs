@@ -96,6 +96,42 @@ async fn status(client: &reqwest::Client, base: &str, id: &str) -> serde_json::V
     client.get(format!("{base}/simulations/{id}")).send().await.expect("status").json().await.expect("json")
 }
 
+/// Waits until job `id` runs, lets it work for `run_for`, kills the service (SIGKILL) while the
+/// job still runs, starts a new one on the same database and waits for the job to end: it must
+/// succeed, claimed once before the kill and once after. Returns the new service and the job.
+async fn kill_mid_run_and_restart(
+    server: Server,
+    db: &str,
+    client: &reqwest::Client,
+    id: &str,
+    run_for: Duration,
+) -> (Server, serde_json::Value) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while status(client, &server.base, id).await["status"] != "running" {
+        assert!(Instant::now() < deadline, "the job never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(run_for).await;
+    let before = status(client, &server.base, id).await;
+    assert_eq!(before["status"], "running", "the job must still be running when the process dies: {before}");
+    server.kill();
+
+    let server = Server::start(db).await;
+    server.wait_ready(client).await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let done = loop {
+        let v = status(client, &server.base, id).await;
+        if v["status"] == "succeeded" || v["status"] == "failed" {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "the job did not finish after the restart: {v}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["attempts"], 2, "claimed once before the kill and once after");
+    (server, done)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_killed_mid_run_completes_after_restart_exactly_once() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -122,30 +158,7 @@ async fn a_job_killed_mid_run_completes_after_restart_exactly_once() {
         .expect("json");
     let id = accepted["id"].as_str().expect("id").to_string();
 
-    // Wait until it runs, let it work a while, then kill the process.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while status(&client, &server.base, &id).await["status"] != "running" {
-        assert!(Instant::now() < deadline, "the job never started");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let before = status(&client, &server.base, &id).await;
-    assert_eq!(before["status"], "running", "the job must still be running when the process dies: {before}");
-    server.kill();
-
-    let server = Server::start(&db).await;
-    server.wait_ready(&client).await;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let done = loop {
-        let v = status(&client, &server.base, &id).await;
-        if v["status"] == "succeeded" || v["status"] == "failed" {
-            break v;
-        }
-        assert!(Instant::now() < deadline, "the job did not finish after the restart: {v}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    assert_eq!(done["status"], "succeeded", "{done}");
-    assert_eq!(done["attempts"], 2, "claimed once before the kill and once after");
+    let (server, done) = kill_mid_run_and_restart(server, &db, &client, &id, Duration::from_millis(1500)).await;
 
     // The result is the one an uninterrupted run gives: same seed, same defended trace.
     let out = dir.path().join("cli.npy");
@@ -220,29 +233,7 @@ async fn a_home_job_killed_mid_run_completes_after_restart_with_the_cli_result()
     let accepted: serde_json::Value = r.json().await.expect("json");
     let id = accepted["id"].as_str().expect("id").to_string();
 
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while status(&client, &server.base, &id).await["status"] != "running" {
-        assert!(Instant::now() < deadline, "the job never started");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(1000)).await;
-    let before = status(&client, &server.base, &id).await;
-    assert_eq!(before["status"], "running", "the job must still be running when the process dies: {before}");
-    server.kill();
-
-    let server = Server::start(&db).await;
-    server.wait_ready(&client).await;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let done = loop {
-        let v = status(&client, &server.base, &id).await;
-        if v["status"] == "succeeded" || v["status"] == "failed" {
-            break v;
-        }
-        assert!(Instant::now() < deadline, "the job did not finish after the restart: {v}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    assert_eq!(done["status"], "succeeded", "{done}");
-    assert_eq!(done["attempts"], 2, "claimed once before the kill and once after");
+    let (server, done) = kill_mid_run_and_restart(server, &db, &client, &id, Duration::from_millis(1000)).await;
 
     let out = dir.path().join("cli");
     let cli = Command::new(env!("CARGO_BIN_EXE_ipet"))
