@@ -15,36 +15,14 @@ use crate::{
     },
 };
 
-/// Form fields of a set defense besides the files.
-pub(super) const HOME_FIELDS: [&str; 13] = [
-    "defense",
-    "generation",
-    "schedule_job",
-    "k",
-    "sets",
-    "latency_budget",
-    "levels",
-    "surge",
-    "threshold",
-    "half_life",
-    "floor_rate",
-    "fake_window_rate",
-    "seed",
-];
+/// Text fields only a set defense takes: its knobs.
+pub(super) const HOME_ONLY_FIELDS: [&str; 9] =
+    ["k", "sets", "latency_budget", "levels", "surge", "threshold", "half_life", "floor_rate", "fake_window_rate"];
 
-/// Form fields only a set defense takes.
-pub(super) const HOME_ONLY_FIELDS: [&str; 10] = [
-    "k",
-    "sets",
-    "latency_budget",
-    "levels",
-    "surge",
-    "threshold",
-    "half_life",
-    "floor_rate",
-    "fake_window_rate",
-    "devices",
-];
+/// Whether `name` is a text field of a set defense's form (the files aside).
+fn is_home_field(name: &str) -> bool {
+    matches!(name, "defense" | "generation" | "schedule_job" | "seed") || HOME_ONLY_FIELDS.contains(&name)
+}
 
 /// A set defense's form: every device of the table (uploaded, or the model set's) from the
 /// uploaded captures.
@@ -55,7 +33,7 @@ pub(super) fn home_from_form(
     text: BTreeMap<String, String>,
     model_set: Option<String>,
 ) -> Result<HomeSubmission> {
-    if let Some(other) = text.keys().find(|k| !HOME_FIELDS.contains(&k.as_str())) {
+    if let Some(other) = text.keys().find(|k| !is_home_field(k)) {
         return Err(Error::invalid(
             ErrorCode::InvalidField,
             format!("{other} is for one device's simulation; a set defense defends every device of the table"),
