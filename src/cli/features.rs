@@ -12,7 +12,6 @@ use crate::{
     error::Result,
     traffic::{
         WindowSettings,
-        capture::read_captures,
         features::{FeatureCutter, FeatureSettings, Features},
         windows::WindowsMeta,
     },
@@ -35,11 +34,7 @@ pub struct FeaturesArgs {
 pub fn run(args: FeaturesArgs) -> Result<()> {
     let ws = WindowSettings::new(args.window.total_time, args.window.omega)?;
     let settings = FeatureSettings::new(ws, args.agg_seconds)?;
-    let table = args.input.table()?;
-    let traffic = read_captures(&args.input.captures, &table)?;
-    for note in &traffic.skipped_files {
-        eprintln!("note: {note}");
-    }
+    let (table, traffic) = args.input.read()?;
     let mut all = Features::new(&ws);
     for d in table.devices() {
         let mut cutter = FeatureCutter::new(&settings, d.id as i64);

@@ -13,7 +13,12 @@ use crate::{
     config::{ModelArgs, ServeConfig},
     error::{Error, ErrorCode, Result},
     models::{Engine, GenerationChoice, ModelSet},
-    traffic::{DeviceTable, WindowSettings, Windows, capture::read_captures, noise, windows::WindowsMeta},
+    traffic::{
+        DeviceTable, WindowSettings, Windows,
+        capture::{DeviceTraffic, read_captures},
+        noise,
+        windows::WindowsMeta,
+    },
 };
 
 #[derive(Debug, Parser)]
@@ -77,6 +82,17 @@ impl CaptureArgs {
     /// The device table, with the LAN-traffic choice.
     pub fn table(&self) -> Result<DeviceTable> {
         Ok(DeviceTable::from_csv_path(&self.devices)?.with_lan_traffic(self.lan_traffic))
+    }
+
+    /// The device table and every device's packets in the captures; files skipped are noted on
+    /// standard error.
+    pub fn read(&self) -> Result<(DeviceTable, DeviceTraffic)> {
+        let table = self.table()?;
+        let traffic = read_captures(&self.captures, &table)?;
+        for note in &traffic.skipped_files {
+            eprintln!("note: {note}");
+        }
+        Ok((table, traffic))
     }
 }
 
@@ -163,11 +179,7 @@ pub fn run(cli: Cli) -> ExitCode {
 
 fn windows(args: WindowsArgs) -> Result<()> {
     let settings = WindowSettings::new(args.window.total_time, args.window.omega)?;
-    let table = args.input.table()?;
-    let traffic = read_captures(&args.input.captures, &table)?;
-    for note in &traffic.skipped_files {
-        eprintln!("note: {note}");
-    }
+    let (table, traffic) = args.input.read()?;
     let mut windows = Windows::new(&settings);
     for d in table.devices() {
         windows.push_device(&traffic.packets[d.id], d.id as i64, &settings);
