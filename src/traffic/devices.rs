@@ -76,15 +76,7 @@ impl DeviceTable {
         let mut table = DeviceTable::default();
         for (name, mac, ips) in entries {
             let id = table.devices.len();
-            if name.is_empty() {
-                return Err(Error::invalid(ErrorCode::InvalidDeviceTable, format!("device {}: empty name", id + 1)));
-            }
-            if table.devices.iter().any(|d| d.name == name) {
-                return Err(Error::invalid(
-                    ErrorCode::InvalidDeviceTable,
-                    format!("device name {name:?} appears twice"),
-                ));
-            }
+            table.check_new_name(&name)?;
             if mac.is_none() && ips.is_empty() {
                 return Err(Error::invalid(
                     ErrorCode::InvalidDeviceTable,
@@ -106,10 +98,7 @@ impl DeviceTable {
             }
             table.devices.push(Device { id, name, mac, ips, set: None });
         }
-        if table.devices.is_empty() {
-            return Err(Error::invalid(ErrorCode::InvalidDeviceTable, "the device table lists no device"));
-        }
-        Ok(table)
+        table.non_empty()
     }
 
     /// Devices known by name only (and their sets), for packets already attributed to their
@@ -118,21 +107,32 @@ impl DeviceTable {
         let mut table = DeviceTable::default();
         for (name, set) in entries {
             let id = table.devices.len();
-            if name.is_empty() {
-                return Err(Error::invalid(ErrorCode::InvalidDeviceTable, format!("device {}: empty name", id + 1)));
-            }
-            if table.devices.iter().any(|d| d.name == name) {
-                return Err(Error::invalid(
-                    ErrorCode::InvalidDeviceTable,
-                    format!("device name {name:?} appears twice"),
-                ));
-            }
+            table.check_new_name(&name)?;
             table.devices.push(Device { id, name, mac: None, ips: Vec::new(), set });
         }
-        if table.devices.is_empty() {
+        table.non_empty()
+    }
+
+    /// Fails on a name the next device may not take: empty, or one the table already holds.
+    fn check_new_name(&self, name: &str) -> Result<()> {
+        if name.is_empty() {
+            return Err(Error::invalid(
+                ErrorCode::InvalidDeviceTable,
+                format!("device {}: empty name", self.devices.len() + 1),
+            ));
+        }
+        if self.devices.iter().any(|d| d.name == name) {
+            return Err(Error::invalid(ErrorCode::InvalidDeviceTable, format!("device name {name:?} appears twice")));
+        }
+        Ok(())
+    }
+
+    /// The table, unless it lists no device.
+    fn non_empty(self) -> Result<Self> {
+        if self.devices.is_empty() {
             return Err(Error::invalid(ErrorCode::InvalidDeviceTable, "the device table lists no device"));
         }
-        Ok(table)
+        Ok(self)
     }
 
     /// Reads a `name,mac,ip[,...]` CSV file.
