@@ -57,6 +57,12 @@ impl Default for JobLimits {
     }
 }
 
+/// The perturbation job named by a request's `schedule_job`: 400 when it is not a UUID.
+pub(super) fn schedule_job_id(raw: &str) -> Result<Uuid> {
+    Uuid::parse_str(raw.trim())
+        .map_err(|_| Error::invalid(ErrorCode::InvalidJobId, format!("schedule_job {raw:?} is not a UUID")))
+}
+
 /// Bytes one output row takes in the store at most (time delta, flags, size).
 pub const MAX_BYTES_PER_OUTPUT_ROW: u64 = 10 + 1 + 8;
 
@@ -111,8 +117,7 @@ pub async fn submit(set: &ModelSet, store: &Store, caller: &Caller, limits: &Job
             (Cover::Generation { generation: choice }, None)
         }
         CoverRequest::PerturbationJob(raw) => {
-            let id = Uuid::parse_str(raw.trim())
-                .map_err(|_| Error::invalid(ErrorCode::InvalidJobId, format!("schedule_job {raw:?} is not a UUID")))?;
+            let id = schedule_job_id(&raw)?;
             // Only its slot count now: the worker reads the schedule when it runs the job.
             let slots = store
                 .perturbation_slots(id, caller.owner_filter())

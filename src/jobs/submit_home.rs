@@ -14,7 +14,7 @@ use super::{
         set_generator,
     },
     params::{HomeDevice, HomeParams, HomeSet, JobParams, TargetsSource},
-    submit::{JobLimits, MAX_BYTES_PER_OUTPUT_ROW},
+    submit::{JobLimits, MAX_BYTES_PER_OUTPUT_ROW, schedule_job_id},
 };
 use crate::{
     auth::Caller,
@@ -141,8 +141,7 @@ pub async fn submit_home(
             (Some(source), None, None)
         }
         Some(TargetsRequest::PerturbationJob(raw)) => {
-            let id = Uuid::parse_str(raw.trim())
-                .map_err(|_| Error::invalid(ErrorCode::InvalidJobId, format!("schedule_job {raw:?} is not a UUID")))?;
+            let id = schedule_job_id(&raw)?;
             let job = store
                 .get_perturbation(id, caller.owner_filter())
                 .await?
