@@ -132,6 +132,16 @@ async fn kill_mid_run_and_restart(
     (server, done)
 }
 
+/// The defended trace served at `url` (`.npy`) equals the file `ipet simulate` wrote, bit for bit.
+async fn assert_served_output_is(client: &reqwest::Client, url: &str, local: &std::path::Path, what: &str) {
+    let served = client.get(url).send().await.expect("output").bytes().await.expect("bytes");
+    let served: ndarray::Array2<f64> = ndarray_npy::ReadNpyExt::read_npy(&served[..]).expect("npy");
+    let local: ndarray::Array2<f64> = ndarray_npy::read_npy(local).expect("npy");
+    assert_eq!(served.shape(), local.shape(), "{what}");
+    let bits = |a: &ndarray::Array2<f64>| a.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert!(bits(&served) == bits(&local), "{what}: the stored output is not ipet simulate's, bit for bit");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_killed_mid_run_completes_after_restart_exactly_once() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -187,19 +197,8 @@ async fn a_job_killed_mid_run_completes_after_restart_exactly_once() {
     assert!(cli.status.success(), "{}", String::from_utf8_lossy(&cli.stderr));
     let cli_summary: serde_json::Value = serde_json::from_slice(&cli.stdout).expect("summary JSON");
     assert_eq!(done["summary"], cli_summary);
-    let served = client
-        .get(format!("{}/simulations/{id}/output?format=npy", server.base))
-        .send()
-        .await
-        .expect("output")
-        .bytes()
-        .await
-        .expect("bytes");
-    let served: ndarray::Array2<f64> = ndarray_npy::ReadNpyExt::read_npy(&served[..]).expect("npy");
-    let local: ndarray::Array2<f64> = ndarray_npy::read_npy(&out).expect("npy");
-    assert_eq!(served.shape(), local.shape());
-    let bits = |a: &ndarray::Array2<f64>| a.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-    assert!(bits(&served) == bits(&local), "the stored output is not ipet simulate's, bit for bit");
+    let output = format!("{}/simulations/{id}/output?format=npy", server.base);
+    assert_served_output_is(&client, &output, &out, "the output").await;
 }
 
 /// A home's set-defense job (every device's capture, sets by clustering) killed mid-run finishes
@@ -246,19 +245,9 @@ async fn a_home_job_killed_mid_run_completes_after_restart_with_the_cli_result()
     assert!(cli.status.success(), "{}", String::from_utf8_lossy(&cli.stderr));
     let cli_summary: serde_json::Value = serde_json::from_slice(&cli.stdout).expect("summary JSON");
     assert_eq!(done["summary"], cli_summary);
-    let bits = |a: &ndarray::Array2<f64>| a.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     for d in &devices {
-        let served = client
-            .get(format!("{}/simulations/{id}/output?format=npy&device={d}", server.base))
-            .send()
-            .await
-            .expect("output")
-            .bytes()
-            .await
-            .expect("bytes");
-        let served: ndarray::Array2<f64> = ndarray_npy::ReadNpyExt::read_npy(&served[..]).expect("npy");
-        let local: ndarray::Array2<f64> = ndarray_npy::read_npy(out.join(format!("{d}.npy"))).expect("npy");
-        assert!(bits(&served) == bits(&local), "{d}: the stored output is not ipet simulate's, bit for bit");
+        let output = format!("{}/simulations/{id}/output?format=npy&device={d}", server.base);
+        assert_served_output_is(&client, &output, &out.join(format!("{d}.npy")), d).await;
     }
 }
 
