@@ -230,7 +230,7 @@ def make_summary(res: dict[str, Any]) -> dict[str, Any]:
             "byte_overhead": c.get("byte_overhead"), "packet_overhead": c.get("packet_overhead"),
             "latency_mean_s": c.get("latency_mean_s"), "latency_p99_s": c.get("latency_p99_s"),
             "leaked_fraction": c.get("leaked_fraction"),
-            "set_floor": r.get("set_floor"),
+            "set_floor": r.get("set_floor"), "sets": c.get("sets"),
         })
     tr = res.get("transport_observer")
     return {"schema_version": 1, "observer": "link (docs/threat-model.md): max_attacker_ba is the largest of "
