@@ -107,11 +107,16 @@ def test_ids_are_positions_and_a_skipped_device_keeps_its_table_row(tmp_path):
     assert m["skipped_devices"] == [{"table_id": 2, "name": "lock-c", "windows": 5, "reason": "too_few_windows"}]
 
 
-def test_a_member_seen_only_after_the_time_cut_is_a_clear_error(tmp_path):
+def test_a_member_with_nothing_before_its_time_cut_is_a_clear_error(tmp_path):
+    """Each device is cut at 70 % of its own span: a member seen only late still trains on its own
+    past; one whose windows all start at one instant has nothing before its cut."""
     from conftest import fabricate_windows
     d = fabricate_windows(tmp_path / "w")
     start, labels = np.load(d / "start_time.npy"), np.load(d / "labels.npy")
     start[labels == 2] = 1.6e9 + 86400 * 0.9 + np.arange((labels == 2).sum()) * 60.0
+    np.save(d / "start_time.npy", start)
+    _train(d, tmp_path / "late", "cam-a,hub-b,lock-c")
+    start[labels == 2] = 1.6e9 + 86400 * 0.9
     np.save(d / "start_time.npy", start)
     with pytest.raises(ValueError, match="set set-1: no windows before the time cut for lock-c"):
         _train(d, tmp_path / "m", "cam-a,hub-b,lock-c")

@@ -21,9 +21,11 @@
 //!    pure padding: what does not fit its arrival slot leaks at once.
 //! 5. Cover: the member pads with dummies up to the target: `packets left` dummies carrying
 //!    exactly the `bytes left` ([`SizeDistribution::split`]: sizes drawn from the set's real
-//!    sizes of that direction, the last one adjusted; a seeded ChaCha20 stream per set). They are
-//!    spread evenly over the slot (incoming at `(4j+1)/(4n)` of it, outgoing at `(4j+3)/(4n)`,
-//!    as slotted iPET places its dummies), so each stays inside its slot.
+//!    sizes of that direction, the last one adjusted; a seeded ChaCha20 stream per set). Each
+//!    dummy goes at the arrival time of a real packet of the same direction that arrived in the
+//!    slot at any member of the set, drawn at random (uniformly in the slot when none arrived):
+//!    cover keeps the set's own timing inside the slot. Dummies at fixed offsets (as slotted iPET
+//!    places its own) gave the cover away to a distinguisher on timing features alone.
 //!
 //! Each member's output is handed to the sink in time order, slot by slot: memory is the
 //! members' queues (bounded by the latency budget) and one slot's packets, flat in the trace's
@@ -37,7 +39,7 @@
 
 use std::collections::VecDeque;
 
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
 use super::{
@@ -156,14 +158,18 @@ pub(crate) fn pad_set<I: Iterator<Item = Packet>>(
     let mut pending: Vec<[Pending; 2]> = vec![[Pending::default(); 2]; members.len()];
     let mut buf: Vec<Slotted> = Vec::new();
     let mut dummy_sizes: Vec<u32> = Vec::new();
+    // Arrival times of the set's real packets in the current slot, per direction: cover's times.
+    let mut arrivals: [Vec<i64>; 2] = [Vec::new(), Vec::new()];
     let mut target_slots = 0;
     let mut slot: i64 = 0;
     loop {
         let start = origin_ns + slot * omega;
         let end = start + omega;
+        arrivals.iter_mut().for_each(Vec::clear);
         for m in &mut members {
             while let Some(p) = m.next.filter(|p| p.time_ns < end) {
                 let d = p.direction.index();
+                arrivals[d].push(p.time_ns);
                 m.queue[d].push_back(p);
                 m.pending[d].packets += 1;
                 m.pending[d].bytes += u64::from(p.size);
@@ -202,10 +208,12 @@ pub(crate) fn pad_set<I: Iterator<Item = Packet>>(
                 sizes[d].split(left_p as u32, left_b, rng, &mut dummy_sizes);
                 let carried: u64 = dummy_sizes.iter().map(|&s| u64::from(s)).sum();
                 m.counts.missed(d, left_b - carried);
-                let quarter = if d == 0 { 1 } else { 3 };
-                let n = i128::from(dummy_sizes.len() as u32);
-                for (j, &size) in dummy_sizes.iter().enumerate() {
-                    let at = start + ((4 * j as i128 + quarter) * i128::from(omega) / (4 * n)) as i64;
+                for &size in &dummy_sizes {
+                    let at = if arrivals[d].is_empty() {
+                        rng.random_range(start..end)
+                    } else {
+                        arrivals[d][rng.random_range(0..arrivals[d].len())]
+                    };
                     buf.push(Slotted {
                         p: OutputPacket { time_ns: at, direction, dummy: true, size: f64::from(size), delay_ns: 0 },
                         leaked: false,
@@ -431,6 +439,38 @@ mod tests {
         assert!(dummies.iter().all(|&s| s <= 1200));
         assert!(dummies.contains(&1200) && dummies.contains(&60));
         assert_eq!(s[0].total.missed_target_bytes, 0);
+    }
+
+    #[test]
+    fn cover_goes_at_the_arrival_times_of_the_sets_real_packets_in_the_slot() {
+        // Member 0 is active; member 1 is silent and covers for it. Slot 0 holds two incoming
+        // arrivals and one outgoing, slot 2 one incoming: member 1's dummies sit exactly at those
+        // times, in their direction, never at fixed offsets.
+        let active = vec![
+            pkt(10 * MS, Direction::In, 100),
+            pkt(23 * MS, Direction::Out, 60),
+            pkt(37 * MS, Direction::In, 100),
+            pkt(251 * MS, Direction::In, 100),
+        ];
+        let silent = vec![pkt(251 * MS, Direction::Out, 60)];
+        let all: Vec<Packet> = active.iter().chain(&silent).copied().collect();
+        let (out, s) =
+            run_set(vec![active, silent], SizeDistribution::per_direction(all.iter()), Box::new(Supersequence), 0.0);
+        let dummies: Vec<(i64, Direction)> =
+            out[1].iter().filter(|p| p.dummy).map(|p| (p.time_ns, p.direction)).collect();
+        assert_eq!(s[1].total.dummy_packets, 4);
+        for (at, d) in &dummies {
+            let real_at: &[i64] = match (d, *at < 100 * MS) {
+                (Direction::In, true) => &[10 * MS, 37 * MS],
+                (Direction::Out, true) => &[23 * MS],
+                (Direction::In, false) => &[251 * MS],
+                (Direction::Out, false) => &[],
+            };
+            assert!(real_at.contains(at), "dummy {d:?} at {at} ns, not at a real arrival {real_at:?}");
+        }
+        // Member 0 covers member 1's outgoing packet of slot 2 at its time.
+        let cover: Vec<i64> = out[0].iter().filter(|p| p.dummy).map(|p| p.time_ns).collect();
+        assert_eq!(cover, vec![251 * MS]);
     }
 
     #[test]
