@@ -78,7 +78,14 @@ impl SizeDistribution {
     /// stays reachable; the last one carries what is left. Where `bytes` is out of reach every
     /// size is the maximum (the shortfall is the caller's to count). Appends to `out`.
     pub fn split(&self, count: u32, bytes: u64, rng: &mut impl Rng, out: &mut Vec<u32>) {
-        let cap = u64::from(self.max());
+        self.split_like(count, bytes, &[], rng, out)
+    }
+
+    /// [`split`](Self::split), with the first sizes proposed by `like` (a real packet's sizes to
+    /// mirror) instead of drawn: where `like` holds `count` sizes summing to `bytes` they are
+    /// kept exactly; the clamping and the last size's remainder are `split`'s.
+    pub fn split_like(&self, count: u32, bytes: u64, like: &[u32], rng: &mut impl Rng, out: &mut Vec<u32>) {
+        let cap = u64::from(self.max().max(like.iter().copied().max().unwrap_or(0)));
         let mut left = bytes;
         for j in 0..count {
             let rest = u64::from(count - j - 1);
@@ -86,7 +93,8 @@ impl SizeDistribution {
                 left.min(cap)
             } else {
                 let lo = left.saturating_sub(rest * cap);
-                u64::from(self.sample(rng)).clamp(lo.min(cap), left.min(cap))
+                let proposed = like.get(j as usize).copied().unwrap_or_else(|| self.sample(rng));
+                u64::from(proposed).clamp(lo.min(cap), left.min(cap))
             };
             left -= s;
             out.push(s as u32);
