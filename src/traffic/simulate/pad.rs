@@ -165,7 +165,6 @@ pub(crate) fn pad_set<I: Iterator<Item = Packet>>(
     let mut arrivals: Vec<[Vec<(i64, u32)>; 2]> = vec![[Vec::new(), Vec::new()]; members.len()];
     let mut lead: [Option<usize>; 2] = [None, None];
     let mut like: Vec<(i64, u32)> = Vec::new();
-    let mut like_sizes: Vec<u32> = Vec::new();
     let mut target_slots = 0;
     let mut slot: i64 = 0;
     loop {
@@ -219,10 +218,8 @@ pub(crate) fn pad_set<I: Iterator<Item = Packet>>(
                     like.extend_from_slice(&arrivals[l][d]);
                     like.shuffle(rng);
                 }
-                like_sizes.clear();
-                like_sizes.extend(like.iter().map(|&(_, s)| s));
                 dummy_sizes.clear();
-                sizes[d].split_like(left_p as u32, left_b, &like_sizes, rng, &mut dummy_sizes);
+                sizes[d].split_like(left_p as u32, left_b, like.iter().map(|&(_, s)| s), rng, &mut dummy_sizes);
                 let carried: u64 = dummy_sizes.iter().map(|&s| u64::from(s)).sum();
                 m.counts.missed(d, left_b - carried);
                 for (j, &size) in dummy_sizes.iter().enumerate() {

@@ -78,14 +78,22 @@ impl SizeDistribution {
     /// stays reachable; the last one carries what is left. Where `bytes` is out of reach every
     /// size is the maximum (the shortfall is the caller's to count). Appends to `out`.
     pub fn split(&self, count: u32, bytes: u64, rng: &mut impl Rng, out: &mut Vec<u32>) {
-        self.split_like(count, bytes, &[], rng, out)
+        self.split_like(count, bytes, std::iter::empty(), rng, out)
     }
 
-    /// [`split`](Self::split), with the first sizes proposed by `like` (a real packet's sizes to
-    /// mirror) instead of drawn: where `like` holds `count` sizes summing to `bytes` they are
+    /// [`split`](Self::split), with the first sizes proposed by `like` (the sizes of real packets
+    /// to mirror) instead of drawn: where `like` gives `count` sizes summing to `bytes` they are
     /// kept exactly; the clamping and the last size's remainder are `split`'s.
-    pub fn split_like(&self, count: u32, bytes: u64, like: &[u32], rng: &mut impl Rng, out: &mut Vec<u32>) {
-        let cap = u64::from(self.max().max(like.iter().copied().max().unwrap_or(0)));
+    pub fn split_like(
+        &self,
+        count: u32,
+        bytes: u64,
+        like: impl IntoIterator<Item = u32>,
+        rng: &mut impl Rng,
+        out: &mut Vec<u32>,
+    ) {
+        let cap = u64::from(self.max());
+        let mut like = like.into_iter();
         let mut left = bytes;
         for j in 0..count {
             let rest = u64::from(count - j - 1);
@@ -93,7 +101,7 @@ impl SizeDistribution {
                 left.min(cap)
             } else {
                 let lo = left.saturating_sub(rest * cap);
-                let proposed = like.get(j as usize).copied().unwrap_or_else(|| self.sample(rng));
+                let proposed = like.next().unwrap_or_else(|| self.sample(rng));
                 u64::from(proposed).clamp(lo.min(cap), left.min(cap))
             };
             left -= s;
