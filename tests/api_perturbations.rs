@@ -56,15 +56,17 @@ async fn schedules_are_not_constant(app: &TestApp) {
 }
 
 async fn served_rows_match_the_onnx_model_run_directly(app: &TestApp) {
-    // Column order and reshaping checked against the ONNX file itself, with the same noise.
+    // Column order and reshaping checked against the ONNX file itself, with the same noise drawn in
+    // one piece: 3,000 windows are cut into parts that two inference threads draw and run apart.
     let engine = app.state.models.default_engine();
     let set = engine.model_set();
     let device = set.device_index("sifely-hub-01").expect("device");
     let generation = set.generations() - 1;
-    let uri = format!("/perturbations/sifely-hub-01/{generation}?n=5&seed=42");
-    let served = rows(&app.get(&uri).await.json());
+    let n = 3000;
+    let uri = format!("/perturbations/sifely-hub-01/{generation}?n={n}&seed=42&format=npy");
+    let served: ndarray::Array2<i32> = ndarray_npy::ReadNpyExt::read_npy(&app.get(&uri).await.body[..]).expect("npy");
     let (_, z) = schedule::draw(
-        5,
+        n,
         set.latent_dim(),
         GenerationChoice::Index(generation),
         set.generations(),
@@ -78,11 +80,12 @@ async fn served_rows_match_the_onnx_model_run_directly(app: &TestApp) {
     let input = ort::value::TensorRef::from_array_view(z.view()).expect("tensor");
     let out = session.run(ort::inputs![set.manifest.onnx.input.as_str() => input]).expect("run");
     let arr = out[set.manifest.onnx.output.as_str()].try_extract_array::<f32>().expect("output");
-    assert_eq!(arr.shape(), &[5, 40, 4]);
-    for w in 0..5 {
+    assert_eq!(arr.shape(), &[n, 40, 4]);
+    assert_eq!(served.shape(), &[n * 40, 4]);
+    for w in 0..n {
         for s in 0..40 {
             for c in 0..4 {
-                assert_eq!(served[w * 40 + s][c], arr[[w, s, c]] as i64, "window {w} slot {s} column {c}");
+                assert_eq!(served[[w * 40 + s, c]], arr[[w, s, c]] as i32, "window {w} slot {s} column {c}");
             }
         }
     }

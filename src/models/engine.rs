@@ -13,13 +13,13 @@ use std::{
 };
 
 use crossbeam_channel::{Receiver, Sender};
-use ndarray::{Array2, ArrayView2, Axis};
+use ndarray::{Array2, ArrayView2};
 use ort::{session::Session, value::TensorRef};
 use tokio::sync::oneshot;
 
 use super::{
     manifest::ModelSet,
-    schedule::{self, GenerationChoice, Schedule, draw},
+    schedule::{self, GenerationChoice, NOISE_BLOCK, NoiseKey, Schedule, plan},
 };
 use crate::{
     error::{Error, Result},
@@ -36,11 +36,15 @@ pub struct EngineConfig {
     pub max_batch_rows: usize,
 }
 
-/// Windows of one device, each with its generation and noise: the unit an inference thread takes.
+/// Windows of one device, each with its generation, and where their noise comes from: the unit
+/// an inference thread takes. The thread draws the noise itself, so that the noise of a large
+/// request is drawn on every thread at once.
 struct Task {
     device: usize,
     generations: Vec<u8>,
-    z: Array2<f32>,
+    /// The schedule's noise key, and the task's first window within the schedule (a block start).
+    key: NoiseKey,
+    first: usize,
     /// The task's rows in their stored form (see [`Schedule`]).
     reply: oneshot::Sender<Result<Vec<u8>>>,
 }
@@ -49,8 +53,9 @@ pub struct Engine {
     set: Arc<ModelSet>,
     config: EngineConfig,
     tx: Sender<Task>,
-    /// Windows per task: a larger request is cut so that every inference thread takes a part.
-    chunk: usize,
+    threads: usize,
+    /// Most windows per task.
+    max_rows: usize,
     /// Bytes per schedule value, from the caps.
     width: u8,
 }
@@ -154,13 +159,43 @@ impl Compact {
         let caps = self.caps[device];
         let mut ok = true;
         match self.width {
-            1 => {
-                for (row, dst) in values.chunks_exact(4).zip(out.chunks_exact_mut(4)) {
-                    for k in 0..4 {
-                        let (v, u) = (row[k], row[k] as u32);
-                        ok &= (u as f32 == v) & (v <= caps[k]);
-                        dst[k] = u as u8;
+            // One or two bytes (caps up to 65,535, far below 2^23): `v + 2^23` rounds `v` to a whole
+            // number, which for `v` in [0, 2^23) is the low bits of the sum's representation. The
+            // value is kept when that whole number, back as a float, is `v` and is within the cap
+            // (a negative, infinite, NaN or huge `v` gives a number past every cap). Integer and
+            // float lanes only, 16 values at a time, which the compiler vectorises (a float-to-int
+            // cast and a running bool per value did not).
+            1 | 2 => {
+                const MAGIC: f32 = 8_388_608.0;
+                let w = usize::from(self.width);
+                let caps16: [u32; 16] = std::array::from_fn(|i| caps[i % 4] as u32);
+                let whole = |v: f32| (v + MAGIC).to_bits().wrapping_sub(MAGIC.to_bits());
+                let mut bad = [0u32; 16];
+                let mut blocks = values.chunks_exact(16);
+                let mut dsts = out.chunks_exact_mut(16 * w);
+                for (vals, dst) in (&mut blocks).zip(&mut dsts) {
+                    let mut units = [0u32; 16];
+                    for i in 0..16 {
+                        let u = whole(vals[i]);
+                        bad[i] |= u32::from(u as i32 as f32 != vals[i]) | u32::from(u > caps16[i]);
+                        units[i] = u;
                     }
+                    if w == 1 {
+                        for i in 0..16 {
+                            dst[i] = units[i] as u8;
+                        }
+                    } else {
+                        for i in 0..16 {
+                            dst[2 * i..2 * i + 2].copy_from_slice(&(units[i] as u16).to_le_bytes());
+                        }
+                    }
+                }
+                ok &= bad.iter().all(|&b| b == 0);
+                let tail = dsts.into_remainder();
+                for (i, &v) in blocks.remainder().iter().enumerate() {
+                    let u = whole(v);
+                    ok &= (u as i32 as f32 == v) & (u <= caps16[i]);
+                    tail[i * w..(i + 1) * w].copy_from_slice(&u.to_le_bytes()[..w]);
                 }
             }
             w => {
@@ -227,7 +262,7 @@ impl Engine {
             ready_rx.recv().map_err(|_| Error::Model("an inference thread died while loading".into()))??;
         }
         let width = schedule::width_for(set.manifest.caps.iter().copied().fold(0.0, f64::max));
-        let engine = Self { set, config: config.clone(), tx, chunk: config.max_batch_rows.max(1), width };
+        let engine = Self { set, config: config.clone(), tx, threads, max_rows: config.max_batch_rows.max(1), width };
         engine.probe()?;
         Ok(engine)
     }
@@ -249,8 +284,9 @@ impl Engine {
     fn probe(&self) -> Result<()> {
         for device in 0..self.set.files.len() {
             for generation in 0..self.set.generations() {
-                let (_, z) = draw(64, self.set.latent_dim(), GenerationChoice::Index(generation), 1, &mut rng(Some(0)));
-                self.run_blocking(device, generation, z).map_err(|e| {
+                let (generations, key) = plan(64, GenerationChoice::Index(generation), 1, &mut rng(Some(0)));
+                let generations = generations.iter().map(|_| generation as u8).collect();
+                futures::executor::block_on(self.run(device, generations, key)).map_err(|e| {
                     let message = match e {
                         Error::Internal(m) => m,
                         other => other.to_string(),
@@ -266,37 +302,41 @@ impl Engine {
         &self,
         device: usize,
         generations: Vec<u8>,
-        z: Array2<f32>,
+        key: NoiseKey,
+        first: usize,
     ) -> Result<oneshot::Receiver<Result<Vec<u8>>>> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Task { device, generations, z, reply })
+            .send(Task { device, generations, key, first, reply })
             .map_err(|_| Error::Internal("the inference threads have stopped".into()))?;
         Ok(rx)
     }
 
-    fn run_blocking(&self, device: usize, generation: usize, z: Array2<f32>) -> Result<Vec<u8>> {
-        let generations = vec![generation as u8; z.nrows()];
-        futures::executor::block_on(self.submit(device, generations, z)?)
-            .map_err(|_| Error::Internal("an inference thread dropped a task".into()))?
+    /// Windows per task for a request of `n`: one task for a small request (one hop to an
+    /// inference thread, whatever its mix of generations); a larger one is cut into parts of
+    /// whole noise blocks, at least one per thread and at most `max_batch_rows` windows each,
+    /// which run on several threads at once.
+    fn task_windows(&self, n: usize) -> usize {
+        let parts = n.div_ceil(self.max_rows).max(self.threads.min(n.div_ceil(NOISE_BLOCK)));
+        let parts = parts.next_multiple_of(parts.min(self.threads));
+        n.div_ceil(parts).next_multiple_of(NOISE_BLOCK)
     }
 
-    /// Runs each window's noise through its generation's generator for `device`. A request is
-    /// one task (one hop to an inference thread, whatever its mix of generations) unless it is
-    /// larger than the batch size, when its parts run on several threads at once.
-    pub async fn schedule(&self, device: usize, generations: Vec<u8>, z: Array2<f32>) -> Result<Schedule> {
+    /// Runs each window's noise (drawn under `key`) through its generation's generator for
+    /// `device`.
+    async fn run(&self, device: usize, generations: Vec<u8>, key: NoiseKey) -> Result<Schedule> {
         let started = Instant::now();
         let slots = self.set.slots();
         let n = generations.len();
         let dropped = || Error::Internal("an inference thread dropped a task".into());
-        let bytes: Vec<u8> = if n <= self.chunk {
-            self.submit(device, generations.clone(), z)?.await.map_err(|_| dropped())??
+        let step = self.task_windows(n);
+        let bytes: Vec<u8> = if n <= step {
+            self.submit(device, generations.clone(), key, 0)?.await.map_err(|_| dropped())??
         } else {
             let mut pending = Vec::new();
-            for start in (0..n).step_by(self.chunk) {
-                let end = (start + self.chunk).min(n);
-                let part = z.slice_axis(Axis(0), ndarray::Slice::from(start..end)).to_owned();
-                pending.push(self.submit(device, generations[start..end].to_vec(), part)?);
+            for first in (0..n).step_by(step) {
+                let end = (first + step).min(n);
+                pending.push(self.submit(device, generations[first..end].to_vec(), key, first)?);
             }
             let mut bytes = Vec::with_capacity(n * slots * 4 * usize::from(self.width));
             for rx in pending {
@@ -308,8 +348,9 @@ impl Engine {
         Schedule::from_parts(slots, generations, self.width, bytes)
     }
 
-    /// A schedule of `n` windows for `device`: each window's generation (by `choice`) and its
-    /// noise drawn from `rng` ([`draw`]), then run through the generators ([`Engine::schedule`]).
+    /// A schedule of `n` windows for `device`: each window's generation (by `choice`) and the key
+    /// of their noise drawn from `rng` ([`plan`]), the noise drawn and run through the generators
+    /// on the inference threads (the same as [`schedule::draw`] in one piece).
     pub async fn sample(
         &self,
         device: usize,
@@ -317,8 +358,8 @@ impl Engine {
         choice: GenerationChoice,
         rng: &mut impl rand::Rng,
     ) -> Result<Schedule> {
-        let (generations, z) = draw(n, self.set.latent_dim(), choice, self.set.generations(), rng);
-        self.schedule(device, generations, z).await
+        let (generations, key) = plan(n, choice, self.set.generations(), rng);
+        self.run(device, generations, key).await
     }
 
     /// Blocking form of [`Engine::sample`], for the CLI and the simulator's worker threads.
@@ -336,15 +377,16 @@ impl Engine {
 fn worker_loop(set: &ModelSet, sessions: &mut [Vec<Session>], rx: &Receiver<Task>, max_rows: usize, compact: Compact) {
     let (input, output) = (set.manifest.onnx.input.as_str(), set.manifest.onnx.output.as_str());
     let per_window = set.slots() * 4;
+    let latent = set.latent_dim();
     let out_window = per_window * usize::from(compact.width);
     while let Ok(first) = rx.recv() {
         // Drain what else is waiting, up to max_rows windows in all.
         let mut tasks = vec![first];
-        let mut rows = tasks[0].z.nrows();
+        let mut rows = tasks[0].generations.len();
         while rows < max_rows {
             match rx.try_recv() {
                 Ok(t) => {
-                    rows += t.z.nrows();
+                    rows += t.generations.len();
                     tasks.push(t);
                 }
                 Err(_) => break,
@@ -352,7 +394,8 @@ fn worker_loop(set: &ModelSet, sessions: &mut [Vec<Session>], rx: &Receiver<Task
         }
         // One run per generator, over the windows of every waiting task that use it; its output
         // is written straight into each task's rows.
-        let mut outs: Vec<Vec<u8>> = tasks.iter().map(|t| vec![0u8; t.z.nrows() * out_window]).collect();
+        let zs: Vec<Array2<f32>> = tasks.iter().map(|t| t.key.noise(t.first, t.generations.len(), latent)).collect();
+        let mut outs: Vec<Vec<u8>> = tasks.iter().map(|t| vec![0u8; t.generations.len() * out_window]).collect();
         let mut failed: Vec<Option<String>> = vec![None; tasks.len()];
         let keys: std::collections::BTreeSet<(usize, u8)> =
             tasks.iter().flat_map(|t| t.generations.iter().map(move |&g| (t.device, g))).collect();
@@ -365,18 +408,16 @@ fn worker_loop(set: &ModelSet, sessions: &mut [Vec<Session>], rx: &Receiver<Task
                     t.generations.iter().enumerate().filter(move |&(_, &g)| g == generation).map(move |(w, _)| (ti, w))
                 })
                 .collect();
-            let whole_task =
-                members.len() == tasks[members[0].0].z.nrows() && members.iter().all(|m| m.0 == members[0].0);
+            let whole_task = members.len() == zs[members[0].0].nrows() && members.iter().all(|m| m.0 == members[0].0);
             let session = &mut sessions[device][usize::from(generation)];
             let result = if whole_task {
                 let ti = members[0].0;
                 let out = &mut outs[ti];
-                run_session(session, input, output, tasks[ti].z.view(), |values| compact.write(device, values, out))
+                run_session(session, input, output, zs[ti].view(), |values| compact.write(device, values, out))
             } else {
-                let latent = tasks[0].z.ncols();
                 let mut buf = Vec::with_capacity(members.len() * latent);
                 for &(ti, w) in &members {
-                    buf.extend(tasks[ti].z.row(w).iter());
+                    buf.extend(zs[ti].row(w).iter());
                 }
                 let outs = &mut outs;
                 Array2::from_shape_vec((members.len(), latent), buf)
@@ -410,6 +451,50 @@ fn worker_loop(set: &ModelSet, sessions: &mut [Vec<Session>], rx: &Receiver<Task
                 None => Ok(out),
                 Some(msg) => Err(Error::Internal(msg)),
             });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Compact;
+
+    fn compact(caps: [f32; 4], width: u8) -> Compact {
+        Compact { caps: vec![caps], width }
+    }
+
+    #[test]
+    fn compact_writes_whole_numbers_within_the_caps_at_every_width() {
+        // 5 rows: 16 values take the vectorised path, the last 4 the tail.
+        let values: Vec<f32> = (0..20).map(|i| (i * 5 % 101) as f32).collect();
+        let caps = [100.0, 100.0, 100.0, 100.0];
+        for width in [1u8, 2, 4] {
+            let mut out = vec![0u8; values.len() * usize::from(width)];
+            compact(caps, width).write(0, &values, &mut out).expect("whole numbers within the caps");
+            let back: Vec<f32> = out
+                .chunks_exact(usize::from(width))
+                .map(|c| c.iter().rev().fold(0u32, |acc, &b| acc << 8 | u32::from(b)) as f32)
+                .collect();
+            assert_eq!(back, values, "width {width}");
+        }
+        let mut out = vec![0u8; 8];
+        compact([4.0, 65_535.0, 4.0, 65_535.0], 2).write(0, &[4.0, 65_535.0, -0.0, 300.0], &mut out).expect("wide");
+        assert_eq!(out, [4, 0, 255, 255, 0, 0, 44, 1]);
+    }
+
+    #[test]
+    fn compact_refuses_fractions_negatives_nan_and_values_past_a_cap_wherever_they_are() {
+        let caps = [4.0, 100.0, 4.0, 100.0];
+        for width in [1u8, 2, 4] {
+            for (at, bad, column) in
+                [(3, 0.5, "out_bytes"), (17, -1.0, "in_bytes"), (9, f32::NAN, "in_bytes"), (18, 5.0, "out_packets")]
+            {
+                let mut values = vec![1.0f32; 20];
+                values[at] = bad;
+                let mut out = vec![0u8; 20 * usize::from(width)];
+                let err = compact(caps, width).write(0, &values, &mut out).expect_err("refused");
+                assert!(err.contains(column), "width {width}, value {bad} at {at}: {err}");
+            }
         }
     }
 }

@@ -3,10 +3,11 @@
 //! A schedule of `n` windows has `n * slots` rows of [`COLUMNS`]. Noise is drawn from ChaCha20:
 //! seeded when the client gives a seed (a reproducible schedule), else seeded from the operating
 //! system (a predictable schedule is a broken defense). For `mix`, each window's generation is
-//! drawn first, then the noise matrix row by row.
+//! drawn first; then a key, under which the noise is drawn in blocks of windows, one ChaCha20
+//! stream per block ([`NoiseKey`]).
 
 use ndarray::Array2;
-use rand::Rng;
+use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
 
@@ -80,7 +81,51 @@ impl std::fmt::Display for GenerationChoice {
     }
 }
 
-/// The generation of each of `n` windows and their noise vectors.
+/// Windows per noise block. A schedule's noise is cut into blocks of this many windows, each
+/// drawn from its own ChaCha20 stream under the schedule's [`NoiseKey`]: the blocks of a large
+/// request are drawn on several inference threads at once, and a seed still gives the same
+/// schedule on any machine, whatever the engine's thread count and batch size.
+pub const NOISE_BLOCK: usize = 256;
+
+/// The key of one schedule's noise, drawn from the request's random stream (seeded, or from the
+/// operating system): block `b` of the noise is ChaCha20 under this key, on stream `b`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NoiseKey([u8; 32]);
+
+impl NoiseKey {
+    pub fn draw(rng: &mut impl Rng) -> Self {
+        Self(rng.random())
+    }
+
+    /// The noise vectors of windows `first..first + windows`, row-major (`latent` values per
+    /// window); `first` must start a block (a multiple of [`NOISE_BLOCK`]).
+    pub fn noise(&self, first: usize, windows: usize, latent: usize) -> Array2<f32> {
+        debug_assert_eq!(first % NOISE_BLOCK, 0, "noise is drawn from the start of a block");
+        let mut values = Vec::with_capacity(windows * latent);
+        let mut block = first / NOISE_BLOCK;
+        while values.len() < windows * latent {
+            let mut stream = rand_chacha::ChaCha20Rng::from_seed(self.0);
+            stream.set_stream(block as u64);
+            let take = (windows * latent - values.len()).min(NOISE_BLOCK * latent);
+            values.extend((0..take).map(|_| stream.sample::<f32, _>(StandardNormal)));
+            block += 1;
+        }
+        Array2::from_shape_vec((windows, latent), values).unwrap_or_else(|_| Array2::zeros((windows, latent)))
+    }
+}
+
+/// The generation of each of `n` windows (for `mix`, one drawn per window), then the key of
+/// their noise: what a schedule is drawn from. [`draw`] gives the noise itself.
+pub fn plan(n: usize, choice: GenerationChoice, generations: usize, rng: &mut impl Rng) -> (Vec<u8>, NoiseKey) {
+    let gens = match choice {
+        GenerationChoice::Index(g) => vec![g as u8; n],
+        GenerationChoice::Mix => (0..n).map(|_| rng.random_range(0..generations) as u8).collect(),
+    };
+    (gens, NoiseKey::draw(rng))
+}
+
+/// The generation of each of `n` windows and their noise vectors: what the engine computes, in
+/// one piece (tests and tools compare the engine against this).
 pub fn draw(
     n: usize,
     latent: usize,
@@ -88,12 +133,8 @@ pub fn draw(
     generations: usize,
     rng: &mut impl Rng,
 ) -> (Vec<u8>, Array2<f32>) {
-    let gens = match choice {
-        GenerationChoice::Index(g) => vec![g as u8; n],
-        GenerationChoice::Mix => (0..n).map(|_| rng.random_range(0..generations) as u8).collect(),
-    };
-    let z = Array2::from_shape_simple_fn((n, latent), || rng.sample::<f32, _>(StandardNormal));
-    (gens, z)
+    let (gens, key) = plan(n, choice, generations, rng);
+    (gens, key.noise(0, n, latent))
 }
 
 /// Bytes of the narrowest little-endian unsigned integer holding every value up to `max`: 1, 2
