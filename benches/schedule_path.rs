@@ -10,7 +10,7 @@ use std::{path::PathBuf, sync::Arc, time::Instant};
 
 use ipet::{
     config::ModelArgs,
-    models::{Engine, GenerationChoice, ModelSet},
+    models::{Engine, GenerationChoice, ModelSet, schedule},
     store::{PerturbationJob, Store},
     traffic::noise,
 };
@@ -54,6 +54,12 @@ async fn stages(engine: &Arc<Engine>, stores: &[(&str, Store)]) {
             engine.sample(device, n, GenerationChoice::Mix, &mut noise::rng(None)).await.expect("sample");
         };
         figures(&format!("n={n:<6} draw (noise + generators)"), timed(draw).await);
+        let key = schedule::NoiseKey::draw(&mut noise::rng(None));
+        let latent = engine.model_set().latent_dim();
+        let noise_only = || async {
+            std::hint::black_box(key.noise(0, n, latent));
+        };
+        figures(&format!("n={n:<6}   of which the noise, on one thread"), timed(noise_only).await);
         let schedule = engine.sample(device, n, GenerationChoice::Mix, &mut noise::rng(None)).await.expect("sample");
         let s = &schedule;
         figures(
@@ -70,7 +76,9 @@ async fn stages(engine: &Arc<Engine>, stores: &[(&str, Store)]) {
         };
         figures(&format!("n={n:<6} encode JSON rows"), timed(json).await);
         for (name, store) in stores {
-            let insert = || async { store.insert_perturbation(&job(s.clone(), n)).await.expect("insert") };
+            let insert = || async {
+                store.insert_perturbation(job(s.clone(), n)).await.expect("insert");
+            };
             figures(&format!("n={n:<6} store the job ({name})"), timed(insert).await);
         }
     }

@@ -518,3 +518,62 @@ async fn each_job_logs_under_its_own_id() {
     }
     app.cleanup().await;
 }
+
+/// Schedules served under concurrent load (grouped into shared writes) are stored before they
+/// are answered: after a SIGKILL straight after the last answer, a new process returns every one
+/// of them byte for byte, in the format it was served in.
+async fn served_schedules_survive_a_kill(db: &str) {
+    let client = reqwest::Client::new();
+    let server = Server::start(db).await;
+    server.wait_ready(&client).await;
+    let requests: Vec<(String, &str)> = (0..48)
+        .map(|i| {
+            let n = [1, 7, 100, 3000][i % 4];
+            let format = ["json", "npy", "csv"][i % 3];
+            let device = ["lockly-hub-01", "blink-cam-02", "sifely-hub-01"][i % 3];
+            (format!("{}/perturbations/{device}/mix?n={n}&format={format}", server.base), format)
+        })
+        .collect();
+    let served = futures::future::join_all(requests.iter().map(|(url, format)| {
+        let client = client.clone();
+        async move {
+            let r = client.get(url).send().await.expect("request");
+            assert!(r.status().is_success(), "{url}: {}", r.status());
+            let id = r.headers()["x-job-id"].to_str().expect("id").to_string();
+            (id, *format, r.bytes().await.expect("body"))
+        }
+    }))
+    .await;
+    server.kill();
+    let server = Server::start(db).await;
+    server.wait_ready(&client).await;
+    for (id, format, body) in &served {
+        let again = client
+            .get(format!("{}/perturbations/jobs/{id}?format={format}", server.base))
+            .send()
+            .await
+            .expect("refetch");
+        assert!(again.status().is_success(), "job {id}: {}", again.status());
+        assert!(again.bytes().await.expect("body") == body, "job {id} ({format}) is not what was served");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn served_schedules_survive_a_kill_on_sqlite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    served_schedules_survive_a_kill(&format!("sqlite:{}", dir.path().join("jobs.sqlite3").display())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn served_schedules_survive_a_kill_on_postgres() {
+    let admin = common::postgres_admin_url();
+    let name = format!("ipet_test_{}", Uuid::new_v4().simple());
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin).await.expect("postgres");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.expect("create");
+    let base = admin.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap_or(admin);
+    served_schedules_survive_a_kill(&format!("{base}/{name}")).await;
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {name} WITH (FORCE)")))
+        .execute(&mut conn)
+        .await
+        .expect("drop");
+}

@@ -7,6 +7,7 @@ pub mod format;
 pub mod home_request;
 pub mod ops;
 pub mod perturbations;
+mod schedule_body;
 pub mod server;
 pub mod simulations;
 

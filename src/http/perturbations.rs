@@ -13,13 +13,14 @@ use uuid::Uuid;
 
 use super::{
     error::ErrorBody,
-    format::{CSV, Format, NPY},
+    format::{CSV, Format, JSON, NPY},
+    schedule_body::schedule_body,
 };
 use crate::{
     app::AppState,
     auth::{Caller, Scope},
     error::{Error, ErrorCode, Result},
-    models::{GenerationChoice, manifest::ScheduleKind},
+    models::{GenerationChoice, manifest::ScheduleKind, schedule::Encoding},
     store::PerturbationJob,
     traffic::{COLUMNS, noise},
 };
@@ -171,7 +172,7 @@ pub async fn get_perturbations(
         requester: caller.name.clone(),
         schedule,
     };
-    state.store.insert_perturbation(&job).await?;
+    let job = state.store.insert_perturbation(job).await?;
     metrics::counter!("ipet_perturbation_jobs_stored_total").increment(1);
     respond(&state, job, format)
 }
@@ -220,7 +221,7 @@ fn respond(state: &AppState, job: PerturbationJob, format: Format) -> Result<Res
     let set = engine.model_set();
     let kind = set.manifest.family.schedule_kind();
     let anonymity_set = set.device_index(&job.device).and_then(|d| set.set_of(d)).map(|s| s.name.clone());
-    let mut response = match format {
+    let (prefix, encoding, suffix, content_type): (Vec<u8>, Encoding, &'static [u8], &'static str) = match format {
         Format::Json => {
             let head = PerturbationResponse {
                 job_id: job.id,
@@ -238,21 +239,25 @@ fn respond(state: &AppState, job: PerturbationJob, format: Format) -> Result<Res
                 set: anonymity_set.clone(),
                 rows: Vec::new(),
             };
-            // The rows (thousands of small arrays) are written directly into the document: serde's
-            // generic path, or a RawValue (which re-parses its text), cost more than the rest of
-            // the request. `rows` is the struct's last field, so its empty `[]` ends the text.
+            // The rows (thousands of small arrays) are written directly into the document, after
+            // the rest of it: serde's generic path, or a RawValue (which re-parses its text), cost
+            // more than the rest of the request. `rows` is the struct's last field, so its empty
+            // `[]` ends the text.
             let mut body = serde_json::to_vec(&head).map_err(|e| Error::Internal(e.to_string()))?;
             if !body.ends_with(b"\"rows\":[]}") {
                 return Err(Error::Internal("the response's last field is not `rows`".into()));
             }
             body.truncate(body.len() - 3);
-            job.schedule.write_rows_json(&mut body);
-            body.push(b'}');
-            ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+            (body, Encoding::JsonRows, b"}", JSON)
         }
-        Format::Npy => ([(header::CONTENT_TYPE, NPY)], job.schedule.to_npy()).into_response(),
-        Format::Csv => ([(header::CONTENT_TYPE, CSV)], job.schedule.to_csv()).into_response(),
+        Format::Npy => (Vec::new(), Encoding::Npy, b"", NPY),
+        Format::Csv => (Vec::new(), Encoding::Csv, b"", CSV),
     };
+    let (body, length) = schedule_body(prefix, job.schedule, encoding, suffix);
+    let mut response = ([(header::CONTENT_TYPE, content_type)], body).into_response();
+    if let Some(length) = length {
+        response.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    }
     let h = response.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&job.id.to_string()) {
         h.insert("x-job-id", v);

@@ -158,54 +158,59 @@ impl Compact {
     fn write(&self, device: usize, values: &[f32], out: &mut [u8]) -> std::result::Result<(), String> {
         let caps = self.caps[device];
         let mut ok = true;
-        match self.width {
-            // One or two bytes (caps up to 65,535, far below 2^23): `v + 2^23` rounds `v` to a whole
-            // number, which for `v` in [0, 2^23) is the low bits of the sum's representation. The
-            // value is kept when that whole number, back as a float, is `v` and is within the cap
-            // (a negative, infinite, NaN or huge `v` gives a number past every cap). Integer and
-            // float lanes only, 16 values at a time, which the compiler vectorises (a float-to-int
-            // cast and a running bool per value did not).
-            1 | 2 => {
-                const MAGIC: f32 = 8_388_608.0;
-                let w = usize::from(self.width);
-                let caps16: [u32; 16] = std::array::from_fn(|i| caps[i % 4] as u32);
-                let whole = |v: f32| (v + MAGIC).to_bits().wrapping_sub(MAGIC.to_bits());
-                let mut bad = [0u32; 16];
-                let mut blocks = values.chunks_exact(16);
-                let mut dsts = out.chunks_exact_mut(16 * w);
-                for (vals, dst) in (&mut blocks).zip(&mut dsts) {
-                    let mut units = [0u32; 16];
-                    for i in 0..16 {
-                        let u = whole(vals[i]);
-                        bad[i] |= u32::from(u as i32 as f32 != vals[i]) | u32::from(u > caps16[i]);
-                        units[i] = u;
-                    }
-                    if w == 1 {
+        const MAGIC: f32 = 8_388_608.0;
+        // Caps below 2^23 (every family's so far): `v + 2^23` rounds `v` to a whole number, which
+        // for `v` in [0, 2^23) is the low bits of the sum's representation. The value is kept when
+        // that whole number, back as a float, is `v` and is within the cap (a negative, infinite,
+        // NaN or huge `v` gives a number past every cap). Integer and float lanes only, 16 values
+        // at a time, which the compiler vectorises (a float-to-int cast and a running bool per
+        // value did not).
+        if caps.iter().all(|&c| c < MAGIC) {
+            let w = usize::from(self.width);
+            let caps16: [u32; 16] = std::array::from_fn(|i| caps[i % 4] as u32);
+            let whole = |v: f32| (v + MAGIC).to_bits().wrapping_sub(MAGIC.to_bits());
+            let mut bad = [0u32; 16];
+            let mut blocks = values.chunks_exact(16);
+            let mut dsts = out.chunks_exact_mut(16 * w);
+            for (vals, dst) in (&mut blocks).zip(&mut dsts) {
+                let mut units = [0u32; 16];
+                for i in 0..16 {
+                    let u = whole(vals[i]);
+                    bad[i] |= u32::from(u as i32 as f32 != vals[i]) | u32::from(u > caps16[i]);
+                    units[i] = u;
+                }
+                match w {
+                    1 => {
                         for i in 0..16 {
                             dst[i] = units[i] as u8;
                         }
-                    } else {
+                    }
+                    2 => {
                         for i in 0..16 {
                             dst[2 * i..2 * i + 2].copy_from_slice(&(units[i] as u16).to_le_bytes());
                         }
                     }
-                }
-                ok &= bad.iter().all(|&b| b == 0);
-                let tail = dsts.into_remainder();
-                for (i, &v) in blocks.remainder().iter().enumerate() {
-                    let u = whole(v);
-                    ok &= (u as i32 as f32 == v) & (u <= caps16[i]);
-                    tail[i * w..(i + 1) * w].copy_from_slice(&u.to_le_bytes()[..w]);
+                    _ => {
+                        for i in 0..16 {
+                            dst[4 * i..4 * i + 4].copy_from_slice(&units[i].to_le_bytes());
+                        }
+                    }
                 }
             }
-            w => {
-                let w = usize::from(w);
-                for (row, dst) in values.chunks_exact(4).zip(out.chunks_exact_mut(4 * w)) {
-                    for k in 0..4 {
-                        let (v, u) = (row[k], row[k] as u32);
-                        ok &= (u as f32 == v) & (v <= caps[k]);
-                        dst[k * w..(k + 1) * w].copy_from_slice(&u.to_le_bytes()[..w]);
-                    }
+            ok &= bad.iter().all(|&b| b == 0);
+            let tail = dsts.into_remainder();
+            for (i, &v) in blocks.remainder().iter().enumerate() {
+                let u = whole(v);
+                ok &= (u as i32 as f32 == v) & (u <= caps16[i]);
+                tail[i * w..(i + 1) * w].copy_from_slice(&u.to_le_bytes()[..w]);
+            }
+        } else {
+            let w = usize::from(self.width);
+            for (row, dst) in values.chunks_exact(4).zip(out.chunks_exact_mut(4 * w)) {
+                for k in 0..4 {
+                    let (v, u) = (row[k], row[k] as u32);
+                    ok &= (u as f32 == v) & (v <= caps[k]);
+                    dst[k * w..(k + 1) * w].copy_from_slice(&u.to_le_bytes()[..w]);
                 }
             }
         }

@@ -240,91 +240,145 @@ impl Schedule {
         out
     }
 
-    /// A 2-D int32 .npy array of shape [rows, 4]: what the reference `predict.py` wrote.
-    /// Written in one pass into one buffer (NPY format 1.0, the header that `numpy.save` and
-    /// ndarray-npy write).
+    /// A 2-D int32 .npy array of shape [rows, 4]: what the reference `predict.py` wrote (NPY
+    /// format 1.0, the header that `numpy.save` and ndarray-npy write).
     pub fn to_npy(&self) -> Vec<u8> {
-        let mut out = npy::header("<i4", self.rows(), 4);
-        out.reserve_exact(self.rows() * 16);
-        let start = out.len();
-        out.resize(start + self.rows() * 16, 0);
-        let body = &mut out[start..];
-        match self.width {
-            1 => {
-                for (dst, &v) in body.chunks_exact_mut(4).zip(&self.bytes) {
-                    dst.copy_from_slice(&u32::from(v).to_le_bytes());
-                }
-            }
-            2 => {
-                for (dst, src) in body.chunks_exact_mut(4).zip(self.bytes.chunks_exact(2)) {
-                    dst[..2].copy_from_slice(src);
-                }
-            }
-            _ => body.copy_from_slice(&self.bytes),
-        }
-        out
+        self.encode_whole(Encoding::Npy)
     }
 
     /// CSV with a header naming the columns.
     pub fn to_csv(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.rows() * 16 + 64);
-        out.extend_from_slice(COLUMNS.join(",").as_bytes());
-        out.push(b'\n');
-        self.write_rows(&mut out, b"", b",", b"\n", b"");
-        out
+        self.encode_whole(Encoding::Csv)
     }
 
-    /// Appends the rows as the JSON text `[[in_packets, in_bytes, out_packets, out_bytes], ...]`,
-    /// written directly (a schedule is thousands of small arrays; serde's generic path is several
-    /// times slower and dominated the response time of schedule requests).
+    /// Appends the rows as the JSON text `[[in_packets, in_bytes, out_packets, out_bytes], ...]`.
     pub fn write_rows_json(&self, out: &mut Vec<u8>) {
-        out.reserve(self.rows() * 14 + 2);
-        out.push(b'[');
-        self.write_rows(out, b"[", b",", b"]", b",");
-        if self.rows() > 0 {
-            out.pop();
-        }
-        out.push(b']');
+        out.extend_from_slice(&self.encoding_head(Encoding::JsonRows));
+        self.encode_rows(Encoding::JsonRows, 0..self.rows(), out);
+        out.extend_from_slice(Encoding::JsonRows.tail());
     }
 
     pub fn rows_json(&self) -> String {
-        let mut out = Vec::new();
-        self.write_rows_json(&mut out);
-        String::from_utf8(out).unwrap_or_default()
+        String::from_utf8(self.encode_whole(Encoding::JsonRows)).unwrap_or_default()
     }
 
-    /// Every row as `open a sep b sep c sep d close after`.
-    fn write_rows(&self, out: &mut Vec<u8>, open: &[u8], sep: &[u8], close: &[u8], after: &[u8]) {
-        if self.width == 1 {
-            // One-byte values: their digits from a table.
-            let digits = digit_table();
-            for r in self.bytes.chunks_exact(4) {
-                out.extend_from_slice(open);
-                for (j, &v) in r.iter().enumerate() {
-                    if j > 0 {
-                        out.extend_from_slice(sep);
-                    }
-                    let (d, len) = &digits[usize::from(v)];
-                    out.extend_from_slice(&d[..usize::from(*len)]);
-                }
-                out.extend_from_slice(close);
-                out.extend_from_slice(after);
-            }
-            return;
+    fn encode_whole(&self, encoding: Encoding) -> Vec<u8> {
+        let mut out = self.encoding_head(encoding);
+        out.reserve_exact(encoding.max_row_bytes(self.width) * self.rows() + encoding.tail().len());
+        self.encode_rows(encoding, 0..self.rows(), &mut out);
+        out.extend_from_slice(encoding.tail());
+        out
+    }
+
+    /// What comes before the rows in `encoding`: the npy header, the CSV header line, or `[`.
+    pub fn encoding_head(&self, encoding: Encoding) -> Vec<u8> {
+        match encoding {
+            Encoding::Npy => npy::header("<i4", self.rows(), 4),
+            Encoding::Csv => format!("{}\n", COLUMNS.join(",")).into_bytes(),
+            Encoding::JsonRows => b"[".to_vec(),
         }
-        let mut buf = itoa::Buffer::new();
-        let mut it = self.values();
-        while let (Some(a), Some(b), Some(c), Some(d)) = (it.next(), it.next(), it.next(), it.next()) {
-            out.extend_from_slice(open);
-            for (j, v) in [a, b, c, d].into_iter().enumerate() {
+    }
+
+    /// Appends rows `rows` in `encoding`, written directly in one pass (a schedule is thousands
+    /// of small arrays; serde's generic path was several times slower and dominated the response
+    /// time of schedule requests). Between the head and the tail, the pieces of consecutive
+    /// ranges make up the whole encoding, so a response can be written piece by piece.
+    pub fn encode_rows(&self, encoding: Encoding, rows: std::ops::Range<usize>, out: &mut Vec<u8>) {
+        let rows = rows.start.min(self.rows())..rows.end.min(self.rows());
+        let w = usize::from(self.width);
+        let bytes = &self.bytes[rows.start * 4 * w..rows.end * 4 * w];
+        match encoding {
+            Encoding::Npy => {
+                let start = out.len();
+                out.resize(start + bytes.len() / w * 4, 0);
+                let body = &mut out[start..];
+                match w {
+                    1 => {
+                        for (dst, &v) in body.chunks_exact_mut(4).zip(bytes) {
+                            dst.copy_from_slice(&u32::from(v).to_le_bytes());
+                        }
+                    }
+                    2 => {
+                        for (dst, src) in body.chunks_exact_mut(4).zip(bytes.chunks_exact(2)) {
+                            dst[..2].copy_from_slice(src);
+                        }
+                    }
+                    _ => body.copy_from_slice(bytes),
+                }
+            }
+            Encoding::Csv => write_rows(bytes, w, out, [b"", b""], b",", b"\n"),
+            Encoding::JsonRows => {
+                let first: &[u8] = if rows.start == 0 { b"[" } else { b",[" };
+                write_rows(bytes, w, out, [first, b",["], b",", b"]")
+            }
+        }
+    }
+}
+
+/// How a schedule's rows leave the system ([`Schedule::encode_rows`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// int32 `.npy`, shape `[rows, 4]`.
+    Npy,
+    /// CSV with a header line.
+    Csv,
+    /// The JSON array of rows.
+    JsonRows,
+}
+
+impl Encoding {
+    /// What comes after the rows.
+    pub fn tail(self) -> &'static [u8] {
+        match self {
+            Self::JsonRows => b"]",
+            Self::Npy | Self::Csv => b"",
+        }
+    }
+
+    /// The most bytes one row of values `width` bytes wide can take.
+    fn max_row_bytes(self, width: u8) -> usize {
+        let digits = [0, 3, 5, 0, 10][usize::from(width)];
+        match self {
+            Self::Npy => 16,
+            Self::Csv => 4 * digits + 4,
+            Self::JsonRows => 4 * digits + 6,
+        }
+    }
+}
+
+/// Every row of `bytes` (values `w` bytes wide) as `open a sep b sep c sep d close`, where the
+/// first row opens with `open[0]` and the others with `open[1]`.
+fn write_rows(bytes: &[u8], w: usize, out: &mut Vec<u8>, open: [&[u8]; 2], sep: &[u8], close: &[u8]) {
+    let mut opening = open[0];
+    if w == 1 {
+        // One-byte values: their digits from a table.
+        let digits = digit_table();
+        for r in bytes.chunks_exact(4) {
+            out.extend_from_slice(opening);
+            opening = open[1];
+            for (j, &v) in r.iter().enumerate() {
                 if j > 0 {
                     out.extend_from_slice(sep);
                 }
-                out.extend_from_slice(buf.format(v).as_bytes());
+                let (d, len) = &digits[usize::from(v)];
+                out.extend_from_slice(&d[..usize::from(*len)]);
             }
             out.extend_from_slice(close);
-            out.extend_from_slice(after);
         }
+        return;
+    }
+    let mut buf = itoa::Buffer::new();
+    for r in bytes.chunks_exact(4 * w) {
+        out.extend_from_slice(opening);
+        opening = open[1];
+        for (j, v) in r.chunks_exact(w).enumerate() {
+            if j > 0 {
+                out.extend_from_slice(sep);
+            }
+            let v = v.iter().rev().fold(0u32, |acc, &b| acc << 8 | u32::from(b));
+            out.extend_from_slice(buf.format(v).as_bytes());
+        }
+        out.extend_from_slice(close);
     }
 }
 
@@ -370,6 +424,24 @@ mod tests {
             assert_eq!(csv.lines().nth(1), Some(&*format!("{},{},{},{}", vals[0], vals[1], vals[2], vals[3])));
         }
         assert_eq!((width_for(4.0), width_for(255.0), width_for(256.0), width_for(65_536.0)), (1, 1, 2, 4));
+    }
+
+    #[test]
+    fn pieces_of_consecutive_row_ranges_make_up_the_whole_encoding() {
+        for values in [(0..56u32).map(|v| v * 37 % 101).collect::<Vec<_>>(), (0..56).map(|v| v * 997).collect()] {
+            let s = sample(values);
+            for encoding in [Encoding::Npy, Encoding::Csv, Encoding::JsonRows] {
+                let whole = s.encode_whole(encoding);
+                for step in [1, 3, 14, 100] {
+                    let mut pieces = s.encoding_head(encoding);
+                    for start in (0..s.rows()).step_by(step) {
+                        s.encode_rows(encoding, start..start + step, &mut pieces);
+                    }
+                    pieces.extend_from_slice(encoding.tail());
+                    assert_eq!(pieces, whole, "{encoding:?} width {} in steps of {step}", s.width());
+                }
+            }
+        }
     }
 
     #[test]

@@ -23,27 +23,10 @@ pub struct PerturbationJob {
 }
 
 impl Store {
-    pub async fn insert_perturbation(&self, job: &PerturbationJob) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO perturbation_jobs (id, device, generation, n, seed, model_set, created_at, requester, slots, generations, element_bytes, vectors) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-        )
-        .bind(job.id.to_string())
-        .bind(&job.device)
-        .bind(&job.generation)
-        .bind(job.n as i64)
-        // Seeds are u64; stored bit for bit in a signed BIGINT.
-        .bind(job.seed.map(|s| s as i64))
-        .bind(&job.model_set)
-        .bind(job.created_at.timestamp_millis())
-        .bind(&job.requester)
-        .bind(job.schedule.slots as i64)
-        .bind(job.schedule.generations.as_slice())
-        .bind(i64::from(job.schedule.width()))
-        .bind(job.schedule.bytes())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+    /// Stores `job` (with the other jobs arriving meanwhile: [`super::group_commit`]); gives it
+    /// back once it is committed.
+    pub async fn insert_perturbation(&self, job: PerturbationJob) -> Result<PerturbationJob> {
+        self.group_commit.insert(job).await
     }
 
     /// The job with this id, if `requester` may see it (`None` sees every job).
