@@ -3,7 +3,7 @@
 //! A schedule of `n` windows has `n * slots` rows of [`COLUMNS`]. Noise is drawn from ChaCha20:
 //! seeded when the client gives a seed (a reproducible schedule), else seeded from the operating
 //! system (a predictable schedule is a broken defense). For `mix`, each window's generation is
-//! drawn first; then a key, under which the noise is drawn in blocks of windows, one ChaCha20
+//! drawn first; then a key, under which the noise is drawn in blocks of windows, one ChaCha12
 //! stream per block ([`NoiseKey`]).
 
 use ndarray::Array2;
@@ -82,13 +82,16 @@ impl std::fmt::Display for GenerationChoice {
 }
 
 /// Windows per noise block. A schedule's noise is cut into blocks of this many windows, each
-/// drawn from its own ChaCha20 stream under the schedule's [`NoiseKey`]: the blocks of a large
+/// drawn from its own ChaCha12 stream under the schedule's [`NoiseKey`]: the blocks of a large
 /// request are drawn on several inference threads at once, and a seed still gives the same
 /// schedule on any machine, whatever the engine's thread count and batch size.
 pub const NOISE_BLOCK: usize = 256;
 
-/// The key of one schedule's noise, drawn from the request's random stream (seeded, or from the
-/// operating system): block `b` of the noise is ChaCha20 under this key, on stream `b`.
+/// The key of one schedule's noise, drawn from the request's random stream (ChaCha20, seeded or
+/// from the operating system): block `b` of the noise is ChaCha12 under this key, on stream `b`.
+/// ChaCha12 is `rand`'s own cryptographically secure generator (StdRng); the noise of a large
+/// schedule is millions of values, and 12 rounds instead of 20 cut the time to draw them by a
+/// fifth.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NoiseKey([u8; 32]);
 
@@ -104,7 +107,7 @@ impl NoiseKey {
         let mut values = Vec::with_capacity(windows * latent);
         let mut block = first / NOISE_BLOCK;
         while values.len() < windows * latent {
-            let mut stream = rand_chacha::ChaCha20Rng::from_seed(self.0);
+            let mut stream = rand_chacha::ChaCha12Rng::from_seed(self.0);
             stream.set_stream(block as u64);
             let take = (windows * latent - values.len()).min(NOISE_BLOCK * latent);
             values.extend((0..take).map(|_| stream.sample::<f32, _>(StandardNormal)));
@@ -306,10 +309,10 @@ impl Schedule {
                     _ => body.copy_from_slice(bytes),
                 }
             }
-            Encoding::Csv => write_rows(bytes, w, out, [b"", b""], b",", b"\n"),
+            Encoding::Csv => write_rows(bytes, w, out, [b"", b""], b',', b'\n'),
             Encoding::JsonRows => {
                 let first: &[u8] = if rows.start == 0 { b"[" } else { b",[" };
-                write_rows(bytes, w, out, [first, b",["], b",", b"]")
+                write_rows(bytes, w, out, [first, b",["], b',', b']')
             }
         }
     }
@@ -347,23 +350,27 @@ impl Encoding {
 }
 
 /// Every row of `bytes` (values `w` bytes wide) as `open a sep b sep c sep d close`, where the
-/// first row opens with `open[0]` and the others with `open[1]`.
-fn write_rows(bytes: &[u8], w: usize, out: &mut Vec<u8>, open: [&[u8]; 2], sep: &[u8], close: &[u8]) {
+/// first row opens with `open[0]` and the others with `open[1]` (at most 2 bytes each).
+fn write_rows(bytes: &[u8], w: usize, out: &mut Vec<u8>, open: [&[u8]; 2], sep: u8, close: u8) {
     let mut opening = open[0];
     if w == 1 {
-        // One-byte values: their digits from a table.
+        // One-byte values: their digits from a table, each row (at most 18 bytes) assembled in a
+        // small buffer with copies of fixed size and appended at once (a copy per digit run and
+        // separator was most of the encoding's time).
         let digits = digit_table();
+        let mut row = [0u8; 24];
         for r in bytes.chunks_exact(4) {
-            out.extend_from_slice(opening);
+            let mut at = opening.len().min(2);
+            row[..at].copy_from_slice(&opening[..at]);
             opening = open[1];
             for (j, &v) in r.iter().enumerate() {
-                if j > 0 {
-                    out.extend_from_slice(sep);
-                }
-                let (d, len) = &digits[usize::from(v)];
-                out.extend_from_slice(&d[..usize::from(*len)]);
+                let (d, len) = digits[usize::from(v)];
+                row[at..at + 3].copy_from_slice(&d);
+                at += usize::from(len);
+                row[at] = if j < 3 { sep } else { close };
+                at += 1;
             }
-            out.extend_from_slice(close);
+            out.extend_from_slice(&row[..at]);
         }
         return;
     }
@@ -373,12 +380,12 @@ fn write_rows(bytes: &[u8], w: usize, out: &mut Vec<u8>, open: [&[u8]; 2], sep: 
         opening = open[1];
         for (j, v) in r.chunks_exact(w).enumerate() {
             if j > 0 {
-                out.extend_from_slice(sep);
+                out.push(sep);
             }
             let v = v.iter().rev().fold(0u32, |acc, &b| acc << 8 | u32::from(b));
             out.extend_from_slice(buf.format(v).as_bytes());
         }
-        out.extend_from_slice(close);
+        out.push(close);
     }
 }
 
