@@ -379,6 +379,12 @@ impl Engine {
     }
 }
 
+/// Most windows in one generator run. A task of thousands of windows is run in parts of this many:
+/// each operator's output (320 KB for iPET's generators) then stays in the core's cache between
+/// operators, where one run over 6,400 windows streamed 4 MB buffers through memory for each of
+/// them (25,000 windows of one generation: 6.4 -> 3.9 ms; 256 to 1,024 measured alike).
+const RUN_WINDOWS: usize = 512;
+
 fn worker_loop(set: &ModelSet, sessions: &mut [Vec<Session>], rx: &Receiver<Task>, max_rows: usize, compact: Compact) {
     let (input, output) = (set.manifest.onnx.input.as_str(), set.manifest.onnx.output.as_str());
     let per_window = set.slots() * 4;
@@ -413,38 +419,46 @@ fn worker_loop(set: &ModelSet, sessions: &mut [Vec<Session>], rx: &Receiver<Task
                     t.generations.iter().enumerate().filter(move |&(_, &g)| g == generation).map(move |(w, _)| (ti, w))
                 })
                 .collect();
-            let whole_task = members.len() == zs[members[0].0].nrows() && members.iter().all(|m| m.0 == members[0].0);
             let session = &mut sessions[device][usize::from(generation)];
-            let result = if whole_task {
-                let ti = members[0].0;
-                let out = &mut outs[ti];
-                run_session(session, input, output, zs[ti].view(), |values| compact.write(device, values, out))
-            } else {
-                let mut buf = Vec::with_capacity(members.len() * latent);
-                for &(ti, w) in &members {
-                    buf.extend(zs[ti].row(w).iter());
-                }
-                let outs = &mut outs;
-                Array2::from_shape_vec((members.len(), latent), buf)
-                    .map_err(|e| Error::Internal(e.to_string()))
-                    .and_then(|z| {
-                        run_session(session, input, output, z.view(), |values| {
-                            for (k, &(ti, w)) in members.iter().enumerate() {
-                                compact.write(
-                                    device,
-                                    &values[k * per_window..(k + 1) * per_window],
-                                    &mut outs[ti][w * out_window..(w + 1) * out_window],
-                                )?;
-                            }
-                            Ok(())
+            let mut failure = None;
+            for part in members.chunks(RUN_WINDOWS) {
+                let (t0, w0) = part[0];
+                let contiguous = part.iter().enumerate().all(|(k, &(ti, w))| ti == t0 && w == w0 + k);
+                let result = if contiguous {
+                    // A run of one task's windows: its noise and rows in place.
+                    let z = zs[t0].slice_axis(ndarray::Axis(0), ndarray::Slice::from(w0..w0 + part.len()));
+                    let out = &mut outs[t0][w0 * out_window..(w0 + part.len()) * out_window];
+                    run_session(session, input, output, z, |values| compact.write(device, values, out))
+                } else {
+                    let mut buf = Vec::with_capacity(part.len() * latent);
+                    for &(ti, w) in part {
+                        buf.extend(zs[ti].row(w).iter());
+                    }
+                    let outs = &mut outs;
+                    Array2::from_shape_vec((part.len(), latent), buf)
+                        .map_err(|e| Error::Internal(e.to_string()))
+                        .and_then(|z| {
+                            run_session(session, input, output, z.view(), |values| {
+                                for (k, &(ti, w)) in part.iter().enumerate() {
+                                    compact.write(
+                                        device,
+                                        &values[k * per_window..(k + 1) * per_window],
+                                        &mut outs[ti][w * out_window..(w + 1) * out_window],
+                                    )?;
+                                }
+                                Ok(())
+                            })
                         })
-                    })
-            };
-            let failure = match result {
-                Ok(Ok(())) => None,
-                Ok(Err(m)) => Some(Error::Model(m)),
-                Err(e) => Some(e),
-            };
+                };
+                failure = match result {
+                    Ok(Ok(())) => None,
+                    Ok(Err(m)) => Some(Error::Model(m)),
+                    Err(e) => Some(e),
+                };
+                if failure.is_some() {
+                    break;
+                }
+            }
             if let Some(e) = failure {
                 for &(ti, _) in &members {
                     failed[ti] = Some(e.to_string());
