@@ -215,6 +215,12 @@ async fn served_targets_match_their_sets_onnx_file_and_say_what_they_are() {
                 }
             }
         }
+        // Each set's rows are stored at the width its own caps need, not the model set's widest.
+        let r = app.get(&format!("/perturbations/{}/0?n=3", s.members[0])).await;
+        let id = r.header("x-job-id").parse().expect("job id");
+        let stored = app.state.store.get_perturbation(id, None).await.expect("read").expect("stored");
+        let widest = s.caps.iter().copied().fold(0.0, f64::max);
+        assert_eq!(stored.schedule.width(), schedule::width_for(widest), "{}: caps {:?}", s.name, s.caps);
         // Members of a set draw from one distribution: the same seed gives every member the same rows.
         let a = rows(&app.get(&format!("/perturbations/{}/0?n=3&seed=9", s.members[0])).await.json());
         let b = rows(&app.get(&format!("/perturbations/{}/0?n=3&seed=9", s.members[1])).await.json());

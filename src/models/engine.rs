@@ -56,8 +56,8 @@ pub struct Engine {
     threads: usize,
     /// Most windows per task.
     max_rows: usize,
-    /// Bytes per schedule value, from the caps.
-    width: u8,
+    /// Bytes per schedule value of each device, from its caps.
+    widths: Vec<u8>,
 }
 
 static ORT: OnceLock<std::result::Result<ort::environment::Environment, String>> = OnceLock::new();
@@ -131,32 +131,35 @@ fn run_session<R>(
 }
 
 /// How generator output is kept: whole numbers within the device's caps (its set's, for
-/// `set-targets`), as little-endian unsigned integers of `width` bytes (the narrowest that holds
-/// the model set's largest cap, which bounds every set's).
+/// `set-targets`), as little-endian unsigned integers of the narrowest width that holds the
+/// device's largest cap (a set whose byte caps are a few thousand stores 2 bytes a value even
+/// when another set of the model needs 4).
 #[derive(Debug, Clone)]
 struct Compact {
     caps: Vec<[f32; 4]>,
-    width: u8,
+    widths: Vec<u8>,
 }
 
 impl Compact {
     fn of(set: &ModelSet) -> Self {
-        let caps = &set.manifest.caps;
+        let devices = 0..set.manifest.devices.len();
         Self {
-            caps: (0..set.manifest.devices.len())
+            caps: devices
+                .clone()
                 .map(|d| {
                     let c = set.caps_of(d);
                     std::array::from_fn(|k| c[k] as f32)
                 })
                 .collect(),
-            width: schedule::width_for(caps.iter().copied().fold(0.0, f64::max)),
+            widths: devices.map(|d| schedule::width_for(set.caps_of(d).iter().copied().fold(0.0, f64::max))).collect(),
         }
     }
 
-    /// Writes `values` (rows of 4) of `device` into `out` (`values.len() * width` bytes). On a
-    /// value that is not a whole number within its column's cap, says which.
+    /// Writes `values` (rows of 4) of `device` into `out` (`values.len()` times the device's
+    /// width in bytes). On a value that is not a whole number within its column's cap, says which.
     fn write(&self, device: usize, values: &[f32], out: &mut [u8]) -> std::result::Result<(), String> {
         let caps = self.caps[device];
+        let w = usize::from(self.widths[device]);
         let mut ok = true;
         const MAGIC: f32 = 8_388_608.0;
         // Caps below 2^23 (every family's so far): `v + 2^23` rounds `v` to a whole number, which
@@ -166,7 +169,6 @@ impl Compact {
         // at a time, which the compiler vectorises (a float-to-int cast and a running bool per
         // value did not).
         if caps.iter().all(|&c| c < MAGIC) {
-            let w = usize::from(self.width);
             let caps16: [u32; 16] = std::array::from_fn(|i| caps[i % 4] as u32);
             let whole = |v: f32| (v + MAGIC).to_bits().wrapping_sub(MAGIC.to_bits());
             let mut bad = [0u32; 16];
@@ -205,7 +207,6 @@ impl Compact {
                 tail[i * w..(i + 1) * w].copy_from_slice(&u.to_le_bytes()[..w]);
             }
         } else {
-            let w = usize::from(self.width);
             for (row, dst) in values.chunks_exact(4).zip(out.chunks_exact_mut(4 * w)) {
                 for k in 0..4 {
                     let (v, u) = (row[k], row[k] as u32);
@@ -266,8 +267,8 @@ impl Engine {
         for _ in 0..threads {
             ready_rx.recv().map_err(|_| Error::Model("an inference thread died while loading".into()))??;
         }
-        let width = schedule::width_for(set.manifest.caps.iter().copied().fold(0.0, f64::max));
-        let engine = Self { set, config: config.clone(), tx, threads, max_rows: config.max_batch_rows.max(1), width };
+        let widths = Compact::of(&set).widths;
+        let engine = Self { set, config: config.clone(), tx, threads, max_rows: config.max_batch_rows.max(1), widths };
         engine.probe()?;
         Ok(engine)
     }
@@ -343,14 +344,14 @@ impl Engine {
                 let end = (first + step).min(n);
                 pending.push(self.submit(device, generations[first..end].to_vec(), key, first)?);
             }
-            let mut bytes = Vec::with_capacity(n * slots * 4 * usize::from(self.width));
+            let mut bytes = Vec::with_capacity(n * slots * 4 * usize::from(self.widths[device]));
             for rx in pending {
                 bytes.extend_from_slice(&rx.await.map_err(|_| dropped())??);
             }
             bytes
         };
         metrics::histogram!("ipet_generator_seconds").record(started.elapsed().as_secs_f64());
-        Schedule::from_parts(slots, generations, self.width, bytes)
+        Schedule::from_parts(slots, generations, self.widths[device], bytes)
     }
 
     /// A schedule of `n` windows for `device`: each window's generation (by `choice`) and the key
@@ -389,7 +390,7 @@ fn worker_loop(set: &ModelSet, sessions: &mut [Vec<Session>], rx: &Receiver<Task
     let (input, output) = (set.manifest.onnx.input.as_str(), set.manifest.onnx.output.as_str());
     let per_window = set.slots() * 4;
     let latent = set.latent_dim();
-    let out_window = per_window * usize::from(compact.width);
+    let out_window = |device: usize| per_window * usize::from(compact.widths[device]);
     while let Ok(first) = rx.recv() {
         // Drain what else is waiting, up to max_rows windows in all.
         let mut tasks = vec![first];
@@ -406,7 +407,8 @@ fn worker_loop(set: &ModelSet, sessions: &mut [Vec<Session>], rx: &Receiver<Task
         // One run per generator, over the windows of every waiting task that use it; its output
         // is written straight into each task's rows.
         let zs: Vec<Array2<f32>> = tasks.iter().map(|t| t.key.noise(t.first, t.generations.len(), latent)).collect();
-        let mut outs: Vec<Vec<u8>> = tasks.iter().map(|t| vec![0u8; t.generations.len() * out_window]).collect();
+        let mut outs: Vec<Vec<u8>> =
+            tasks.iter().map(|t| vec![0u8; t.generations.len() * out_window(t.device)]).collect();
         let mut failed: Vec<Option<String>> = vec![None; tasks.len()];
         let keys: std::collections::BTreeSet<(usize, u8)> =
             tasks.iter().flat_map(|t| t.generations.iter().map(move |&g| (t.device, g))).collect();
@@ -420,6 +422,7 @@ fn worker_loop(set: &ModelSet, sessions: &mut [Vec<Session>], rx: &Receiver<Task
                 })
                 .collect();
             let session = &mut sessions[device][usize::from(generation)];
+            let out_window = out_window(device);
             let mut failure = None;
             for part in members.chunks(RUN_WINDOWS) {
                 let (t0, w0) = part[0];
@@ -479,7 +482,7 @@ mod tests {
     use super::Compact;
 
     fn compact(caps: [f32; 4], width: u8) -> Compact {
-        Compact { caps: vec![caps], width }
+        Compact { caps: vec![caps], widths: vec![width] }
     }
 
     #[test]
