@@ -140,10 +140,12 @@ impl Store {
                     // Pages of 64 KiB (a new database only: an existing file keeps its own): a
                     // schedule of 25,000 windows is a 4 MB value, 62 pages to the WAL instead of
                     // 1,000. Checkpoints are [`Checkpointer`]'s, off the request path; the WAL
-                    // checkpoints itself only past 4,096 pages (256 MiB), should that fall behind.
+                    // checkpoints itself only past 4,096 pages (256 MiB), should that fall behind,
+                    // and the file is cut back to 64 MiB when the WAL starts over.
                     sqlx::raw_sql(
                         "PRAGMA page_size = 65536; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                         PRAGMA wal_autocheckpoint = 4096; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
+                         PRAGMA wal_autocheckpoint = 4096; PRAGMA journal_size_limit = 67108864; \
+                         PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
                     )
                     .execute(conn)
                     .await?;
