@@ -6,11 +6,12 @@
 //! JSON), and storing the job (a SQLite file; PostgreSQL when IPET_BENCH_POSTGRES_URL or the
 //! default local server answers). `benches/serve.rs` measures the same path end to end over HTTP.
 
-use std::{path::PathBuf, sync::Arc, time::Instant};
+mod common;
+
+use std::{sync::Arc, time::Instant};
 
 use ipet::{
-    config::ModelArgs,
-    models::{Engine, GenerationChoice, ModelSet, schedule},
+    models::{Engine, GenerationChoice, schedule},
     store::{PerturbationJob, Store},
     traffic::noise,
 };
@@ -85,48 +86,19 @@ async fn stages(engine: &Arc<Engine>, stores: &[(&str, Store)]) {
 }
 
 fn main() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let args = ModelArgs {
-        models: std::env::var_os("IPET_MODELS").map_or_else(|| root.join("models/tj-oconnor-2021"), PathBuf::from),
-        ort_library: std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from),
-        inference_threads: 0,
-        max_batch_rows: 8192,
-    };
-    let config = args.engine_config();
-    let set = ModelSet::load(&args.models).expect("model set");
-    println!("model set {} | {} inference threads", set.label(), config.threads);
-    let engine = Arc::new(Engine::start(set, &config).expect("engine"));
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
-    rt.block_on(async {
+    let engine = common::engine();
+    common::block_on(async {
         let dir = tempfile::tempdir().expect("tempdir");
-        let sqlite = format!("sqlite:{}", dir.path().join("bench.sqlite3").display());
+        let sqlite = common::sqlite_url(&dir);
         let mut stores = vec![("sqlite", Store::connect(&sqlite, 8).await.expect("sqlite"))];
-        let pg = std::env::var("IPET_BENCH_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-        let name = format!("ipet_stages_{}", std::process::id());
-        let admin = <sqlx::PgConnection as sqlx::Connection>::connect(&pg).await;
-        let mut admin = match admin {
-            Ok(mut conn) => {
-                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                    .execute(&mut conn)
-                    .await
-                    .expect("create db");
-                let base = pg.rsplit_once('/').map_or(pg.clone(), |(b, _)| b.to_string());
-                stores.push(("postgres", Store::connect(&format!("{base}/{name}"), 8).await.expect("postgres")));
-                Some(conn)
-            }
-            Err(e) => {
-                println!("postgres skipped: {pg} does not answer ({e})");
-                None
-            }
-        };
+        let pg = common::Postgres::create("ipet_stages").await;
+        if let Some(pg) = &pg {
+            stores.push(("postgres", Store::connect(&pg.url, 8).await.expect("postgres")));
+        }
         stages(&engine, &stores).await;
         drop(stores);
-        if let Some(conn) = admin.as_mut() {
-            sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {name} WITH (FORCE)")))
-                .execute(conn)
-                .await
-                .expect("drop db");
+        if let Some(pg) = pg {
+            pg.drop_database().await;
         }
     });
 }

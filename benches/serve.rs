@@ -7,16 +7,16 @@
 //! - n=100 windows, JSON: requests per second at concurrency 32 for a few seconds;
 //! - n=25,000 windows (1M rows) as npy: end-to-end latency including the job write.
 
+mod common;
+
 use std::{
-    path::PathBuf,
     sync::Arc,
     time::{Duration, Instant},
 };
 
 use ipet::{
     app::{AppState, Limits},
-    config::ModelArgs,
-    models::{Engine, ModelSet},
+    models::Engine,
     store::Store,
 };
 
@@ -121,45 +121,14 @@ async fn run(label: &str, engine: Arc<Engine>, db_url: &str) {
 }
 
 fn main() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let args = ModelArgs {
-        models: std::env::var_os("IPET_MODELS").map_or_else(|| root.join("models/tj-oconnor-2021"), PathBuf::from),
-        ort_library: std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from),
-        inference_threads: 0,
-        max_batch_rows: 8192,
-    };
-    let config = args.engine_config();
-    let set = ModelSet::load(&args.models).expect("model set");
-    println!(
-        "model set {} | {} inference threads | {} cores",
-        set.label(),
-        config.threads,
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    );
-    let engine = Arc::new(Engine::start(set, &config).expect("engine"));
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
-    rt.block_on(async {
+    let engine = common::engine();
+    common::block_on(async {
         let dir = tempfile::tempdir().expect("tempdir");
-        let sqlite = format!("sqlite:{}", dir.path().join("bench.sqlite3").display());
+        let sqlite = common::sqlite_url(&dir);
         run("sqlite", engine.clone(), &sqlite).await;
-        let pg = std::env::var("IPET_BENCH_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-        let admin = <sqlx::PgConnection as sqlx::Connection>::connect(&pg).await;
-        match admin {
-            Ok(mut conn) => {
-                let name = format!("ipet_bench_{}", std::process::id());
-                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                    .execute(&mut conn)
-                    .await
-                    .expect("create db");
-                let base = pg.rsplit_once('/').map_or(pg.clone(), |(b, _)| b.to_string());
-                run("postgres", engine.clone(), &format!("{base}/{name}")).await;
-                sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {name} WITH (FORCE)")))
-                    .execute(&mut conn)
-                    .await
-                    .expect("drop db");
-            }
-            Err(e) => println!("postgres | skipped: {pg} does not answer ({e})"),
+        if let Some(pg) = common::Postgres::create("ipet_bench").await {
+            run("postgres", engine.clone(), &pg.url).await;
+            pg.drop_database().await;
         }
     });
 }
