@@ -4,7 +4,7 @@
 //! Instead each of `threads` workers owns its own session of every (device, generation) and
 //! takes tasks from one shared channel; a worker drains whatever else is waiting and runs the
 //! tasks of the same generator together (text-embeddings-inference's shape), in runs of at most
-//! [`RUN_WINDOWS`] windows so that each operator's output stays in cache. A task carries the key
+//! `RUN_WINDOWS` windows so that each operator's output stays in cache. A task carries the key
 //! of its schedule's noise, not the noise: the worker draws it, so a large request, cut into one
 //! task per thread, has its noise drawn on every thread at once. The async side never blocks: it
 //! sends tasks and awaits their replies, which are the rows already in their stored form.

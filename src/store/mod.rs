@@ -63,7 +63,7 @@ pub struct Store {
 #[derive(Debug)]
 struct Checkpointer(tokio::task::JoinHandle<()>);
 
-/// How often [`Checkpointer`] runs.
+/// How often the WAL checkpointer runs.
 pub const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
 
 impl Checkpointer {

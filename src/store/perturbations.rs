@@ -23,7 +23,7 @@ pub struct PerturbationJob {
 }
 
 impl Store {
-    /// Stores `job` (with the other jobs arriving meanwhile: [`super::group_commit`]); gives it
+    /// Stores `job` (with the other jobs arriving meanwhile: `store/group_commit.rs`); gives it
     /// back once it is committed.
     pub async fn insert_perturbation(&self, job: PerturbationJob) -> Result<PerturbationJob> {
         self.group_commit.insert(job).await
