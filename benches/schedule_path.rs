@@ -71,9 +71,7 @@ async fn stages(engine: &Arc<Engine>, stores: &[(&str, Store)]) {
             .await,
         );
         let json = || async {
-            let mut out = Vec::new();
-            s.write_rows_json(&mut out);
-            std::hint::black_box(out);
+            std::hint::black_box(s.encode(schedule::Encoding::JsonRows));
         };
         figures(&format!("n={n:<6} encode JSON rows"), timed(json).await);
         for (name, store) in stores {

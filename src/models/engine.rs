@@ -56,10 +56,7 @@ pub struct Engine {
     set: Arc<ModelSet>,
     config: EngineConfig,
     tx: Sender<Task>,
-    threads: usize,
-    /// Most windows per task.
-    max_rows: usize,
-    /// Bytes per schedule value of each device, from its caps.
+    /// Bytes per schedule value of each device, from its caps (the workers' [`Compact`]'s).
     widths: Vec<u8>,
 }
 
@@ -239,9 +236,10 @@ impl Engine {
         let set = Arc::new(set);
         let (tx, rx) = crossbeam_channel::unbounded::<Task>();
         let threads = config.threads.max(1);
+        let compact = Compact::of(&set);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<()>>();
         for worker in 0..threads {
-            let (set, rx, ready) = (set.clone(), rx.clone(), ready_tx.clone());
+            let (set, rx, ready, compact) = (set.clone(), rx.clone(), ready_tx.clone(), compact.clone());
             let max_rows = config.max_batch_rows.max(1);
             std::thread::Builder::new()
                 .name(format!("ipet-infer-{worker}"))
@@ -262,7 +260,7 @@ impl Engine {
                     }
                     let _ = ready.send(Ok(()));
                     drop(ready);
-                    worker_loop(&set, &mut sessions, &rx, max_rows, Compact::of(&set));
+                    worker_loop(&set, &mut sessions, &rx, max_rows, compact);
                 })
                 .map_err(|e| Error::io("starting an inference thread", e))?;
         }
@@ -270,8 +268,7 @@ impl Engine {
         for _ in 0..threads {
             ready_rx.recv().map_err(|_| Error::Model("an inference thread died while loading".into()))??;
         }
-        let widths = Compact::of(&set).widths;
-        let engine = Self { set, config: config.clone(), tx, threads, max_rows: config.max_batch_rows.max(1), widths };
+        let engine = Self { set, config: config.clone(), tx, widths: compact.widths };
         engine.probe()?;
         Ok(engine)
     }
@@ -326,8 +323,9 @@ impl Engine {
     /// whole noise blocks, at least one per thread and at most `max_batch_rows` windows each,
     /// which run on several threads at once.
     fn task_windows(&self, n: usize) -> usize {
-        let parts = n.div_ceil(self.max_rows).max(self.threads.min(n.div_ceil(NOISE_BLOCK)));
-        let parts = parts.next_multiple_of(parts.min(self.threads));
+        let (threads, max_rows) = (self.config.threads.max(1), self.config.max_batch_rows.max(1));
+        let parts = n.div_ceil(max_rows).max(threads.min(n.div_ceil(NOISE_BLOCK)));
+        let parts = parts.next_multiple_of(parts.min(threads));
         n.div_ceil(parts).next_multiple_of(NOISE_BLOCK)
     }
 
@@ -339,20 +337,22 @@ impl Engine {
         let n = generations.len();
         let dropped = || Error::Internal("an inference thread dropped a task".into());
         let step = self.task_windows(n);
-        let bytes: Vec<u8> = if n <= step {
-            self.submit(device, generations.clone(), key, 0)?.await.map_err(|_| dropped())??
-        } else {
-            let mut pending = Vec::new();
-            for first in (0..n).step_by(step) {
-                let end = (first + step).min(n);
-                pending.push(self.submit(device, generations[first..end].to_vec(), key, first)?);
+        let mut pending = Vec::new();
+        for first in (0..n).step_by(step) {
+            let end = (first + step).min(n);
+            pending.push(self.submit(device, generations[first..end].to_vec(), key, first)?);
+        }
+        // The first part's rows are kept as they came (a small request has only that one).
+        let mut bytes: Vec<u8> = Vec::new();
+        for (i, rx) in pending.into_iter().enumerate() {
+            let part = rx.await.map_err(|_| dropped())??;
+            if i == 0 {
+                bytes = part;
+                bytes.reserve(n * slots * 4 * usize::from(self.widths[device]) - bytes.len());
+            } else {
+                bytes.extend_from_slice(&part);
             }
-            let mut bytes = Vec::with_capacity(n * slots * 4 * usize::from(self.widths[device]));
-            for rx in pending {
-                bytes.extend_from_slice(&rx.await.map_err(|_| dropped())??);
-            }
-            bytes
-        };
+        }
         metrics::histogram!("ipet_generator_seconds").record(started.elapsed().as_secs_f64());
         Schedule::from_parts(slots, generations, self.widths[device], bytes)
     }

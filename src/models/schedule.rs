@@ -104,16 +104,13 @@ impl NoiseKey {
     /// window); `first` must start a block (a multiple of [`NOISE_BLOCK`]).
     pub fn noise(&self, first: usize, windows: usize, latent: usize) -> Array2<f32> {
         debug_assert_eq!(first % NOISE_BLOCK, 0, "noise is drawn from the start of a block");
-        let mut values = Vec::with_capacity(windows * latent);
-        let mut block = first / NOISE_BLOCK;
-        while values.len() < windows * latent {
+        let mut z = Array2::zeros((windows, latent));
+        for (b, mut rows) in z.axis_chunks_iter_mut(ndarray::Axis(0), NOISE_BLOCK).enumerate() {
             let mut stream = rand_chacha::ChaCha12Rng::from_seed(self.0);
-            stream.set_stream(block as u64);
-            let take = (windows * latent - values.len()).min(NOISE_BLOCK * latent);
-            values.extend((0..take).map(|_| stream.sample::<f32, _>(StandardNormal)));
-            block += 1;
+            stream.set_stream((first / NOISE_BLOCK + b) as u64);
+            rows.iter_mut().for_each(|v| *v = stream.sample(StandardNormal));
         }
-        Array2::from_shape_vec((windows, latent), values).unwrap_or_else(|_| Array2::zeros((windows, latent)))
+        z
     }
 }
 
@@ -246,26 +243,12 @@ impl Schedule {
     /// A 2-D int32 .npy array of shape [rows, 4]: what the reference `predict.py` wrote (NPY
     /// format 1.0, the header that `numpy.save` and ndarray-npy write).
     pub fn to_npy(&self) -> Vec<u8> {
-        self.encode_whole(Encoding::Npy)
+        self.encode(Encoding::Npy)
     }
 
-    /// CSV with a header naming the columns.
-    pub fn to_csv(&self) -> Vec<u8> {
-        self.encode_whole(Encoding::Csv)
-    }
-
-    /// Appends the rows as the JSON text `[[in_packets, in_bytes, out_packets, out_bytes], ...]`.
-    pub fn write_rows_json(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.encoding_head(Encoding::JsonRows));
-        self.encode_rows(Encoding::JsonRows, 0..self.rows(), out);
-        out.extend_from_slice(Encoding::JsonRows.tail());
-    }
-
-    pub fn rows_json(&self) -> String {
-        String::from_utf8(self.encode_whole(Encoding::JsonRows)).unwrap_or_default()
-    }
-
-    fn encode_whole(&self, encoding: Encoding) -> Vec<u8> {
+    /// The whole schedule in `encoding`, in one buffer (responses are written piece by piece from
+    /// [`Schedule::encoding_head`], [`Schedule::encode_rows`] and [`Encoding::tail`] instead).
+    pub fn encode(&self, encoding: Encoding) -> Vec<u8> {
         let mut out = self.encoding_head(encoding);
         out.reserve_exact(encoding.max_row_bytes(self.width) * self.rows() + encoding.tail().len());
         self.encode_rows(encoding, 0..self.rows(), &mut out);
@@ -427,7 +410,7 @@ mod tests {
             let npy = s.to_npy();
             let arr: ndarray::Array2<i32> = ndarray_npy::ReadNpyExt::read_npy(&npy[..]).expect("read");
             assert_eq!(arr.iter().map(|&v| v as u32).collect::<Vec<_>>(), vals);
-            let csv = String::from_utf8(s.to_csv()).expect("utf8");
+            let csv = String::from_utf8(s.encode(Encoding::Csv)).expect("utf8");
             assert_eq!(csv.lines().nth(1), Some(&*format!("{},{},{},{}", vals[0], vals[1], vals[2], vals[3])));
         }
         assert_eq!((width_for(4.0), width_for(255.0), width_for(256.0), width_for(65_536.0)), (1, 1, 2, 4));
@@ -438,7 +421,7 @@ mod tests {
         for values in [(0..56u32).map(|v| v * 37 % 101).collect::<Vec<_>>(), (0..56).map(|v| v * 997).collect()] {
             let s = sample(values);
             for encoding in [Encoding::Npy, Encoding::Csv, Encoding::JsonRows] {
-                let whole = s.encode_whole(encoding);
+                let whole = s.encode(encoding);
                 for step in [1, 3, 14, 100] {
                     let mut pieces = s.encoding_head(encoding);
                     for start in (0..s.rows()).step_by(step) {
@@ -460,11 +443,11 @@ mod tests {
     #[test]
     fn csv_and_npy_name_and_keep_the_columns() {
         let s = sample(vec![1, 2, 3, 4, 5, 6, 7, 8]);
-        assert_eq!(s.to_csv(), b"in_packets,in_bytes,out_packets,out_bytes\n1,2,3,4\n5,6,7,8\n");
-        assert_eq!(s.rows_json(), "[[1,2,3,4],[5,6,7,8]]");
+        assert_eq!(s.encode(Encoding::Csv), b"in_packets,in_bytes,out_packets,out_bytes\n1,2,3,4\n5,6,7,8\n");
+        assert_eq!(s.encode(Encoding::JsonRows), b"[[1,2,3,4],[5,6,7,8]]");
         let wide = sample(vec![1, 2, 3, 4, 5, 600, 7, 8]);
-        assert_eq!(wide.rows_json(), "[[1,2,3,4],[5,600,7,8]]");
-        assert_eq!(Schedule::from_values(2, vec![], &[]).expect("empty").rows_json(), "[]");
+        assert_eq!(wide.encode(Encoding::JsonRows), b"[[1,2,3,4],[5,600,7,8]]");
+        assert_eq!(Schedule::from_values(2, vec![], &[]).expect("empty").encode(Encoding::JsonRows), b"[]");
         let npy = s.to_npy();
         let back: ndarray::Array2<i32> = ndarray_npy::ReadNpyExt::read_npy(&npy[..]).expect("read");
         assert_eq!(back.shape(), &[2, 4]);
