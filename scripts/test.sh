@@ -9,8 +9,8 @@ export PYTHONPATH="$PWD/training${PYTHONPATH:+:$PYTHONPATH}"
 export IPET_TEST_POSTGRES_URL="${IPET_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 
 cargo fmt --all -- --check
-cargo build --locked --bins
-cargo test --locked
+cargo build --locked --workspace --bins
+cargo test --locked --workspace
 IPET_BIN="$PWD/target/debug/ipet" python3 -m pytest training/tests -q
 
 # The container setup (static: lint and compose validation; then the runtime image built with

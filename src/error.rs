@@ -7,135 +7,7 @@
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Every stable error code, as the `code` field of an HTTP error body and in CLI messages. The
-/// one list: the OpenAPI spec enumerates it.
-macro_rules! error_codes {
-    ($($variant:ident = $code:literal,)*) => {
-        /// A stable machine-readable error code.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        pub enum ErrorCode {
-            $($variant,)*
-        }
-
-        impl ErrorCode {
-            /// Every code, in the spec's order.
-            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant,)*];
-
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $(ErrorCode::$variant => $code,)*
-                }
-            }
-        }
-    };
-}
-
-error_codes! {
-    AmbiguousCover = "ambiguous_cover",
-    AmbiguousTargets = "ambiguous_targets",
-    AmbiguousTrace = "ambiguous_trace",
-    CorruptCapture = "corrupt_capture",
-    Forbidden = "forbidden",
-    HeadersTooLarge = "headers_too_large",
-    IncompatibleSchedule = "incompatible_schedule",
-    InferenceFailed = "inference_failed",
-    Internal = "internal",
-    InvalidAddress = "invalid_address",
-    InvalidBaseline = "invalid_baseline",
-    InvalidCsv = "invalid_csv",
-    InvalidDatabaseUrl = "invalid_database_url",
-    InvalidDeviceTable = "invalid_device_table",
-    InvalidField = "invalid_field",
-    InvalidFormat = "invalid_format",
-    InvalidGeneration = "invalid_generation",
-    InvalidJobId = "invalid_job_id",
-    InvalidJson = "invalid_json",
-    InvalidModelSet = "invalid_model_set",
-    InvalidN = "invalid_n",
-    InvalidOutput = "invalid_output",
-    InvalidPacket = "invalid_packet",
-    InvalidPath = "invalid_path",
-    InvalidQuery = "invalid_query",
-    InvalidRateScale = "invalid_rate_scale",
-    InvalidRegulatorSettings = "invalid_regulator_settings",
-    InvalidSchedule = "invalid_schedule",
-    InvalidSeed = "invalid_seed",
-    InvalidSetSize = "invalid_set_size",
-    InvalidSets = "invalid_sets",
-    InvalidSimulationSettings = "invalid_simulation_settings",
-    InvalidTargetSettings = "invalid_target_settings",
-    InvalidTokens = "invalid_tokens",
-    InvalidUpload = "invalid_upload",
-    InvalidWindowSettings = "invalid_window_settings",
-    IoFailed = "io_failed",
-    JobNotFinished = "job_not_finished",
-    MethodNotAllowed = "method_not_allowed",
-    MissingCover = "missing_cover",
-    MissingDevice = "missing_device",
-    MissingN = "missing_n",
-    MissingTargets = "missing_targets",
-    MissingTrace = "missing_trace",
-    ModelSetInvalid = "model_set_invalid",
-    NoCaptures = "no_captures",
-    NoCover = "no_cover",
-    NoDevice = "no_device",
-    NoPackets = "no_packets",
-    NoRoute = "no_route",
-    NotACapture = "not_a_capture",
-    NotAcceptable = "not_acceptable",
-    OutputTooLarge = "output_too_large",
-    Overloaded = "overloaded",
-    QuotaExceeded = "quota_exceeded",
-    RateLimited = "rate_limited",
-    SpanTooLong = "span_too_long",
-    StorageFailed = "storage_failed",
-    StorageUnavailable = "storage_unavailable",
-    Timeout = "timeout",
-    TooLarge = "too_large",
-    UnauthenticatedBind = "unauthenticated_bind",
-    Unauthorized = "unauthorized",
-    UnknownDevice = "unknown_device",
-    UnknownField = "unknown_field",
-    UnknownGeneration = "unknown_generation",
-    UnknownJob = "unknown_job",
-    UnknownModelSet = "unknown_model_set",
-    UnsortedTrace = "unsorted_trace",
-    UnsupportedMediaType = "unsupported_media_type",
-    UriTooLong = "uri_too_long",
-}
-
-impl std::fmt::Display for ErrorCode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl PartialEq<&str> for ErrorCode {
-    fn eq(&self, other: &&str) -> bool {
-        self.as_str() == *other
-    }
-}
-
-impl std::str::FromStr for ErrorCode {
-    type Err = String;
-
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        Self::ALL.iter().copied().find(|c| c.as_str() == s).ok_or_else(|| format!("unknown error code {s:?}"))
-    }
-}
-
-impl serde::Serialize for ErrorCode {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for ErrorCode {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
+pub use ipet_traffic::error::ErrorCode;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -233,6 +105,31 @@ pub fn unreachable_database(e: &sqlx::Error) -> bool {
         // PostgreSQL: admin shutdown, crash shutdown, cannot connect now, too many connections.
         matches!(c.as_ref(), "57P01" | "57P02" | "57P03" | "53300")
     }))
+}
+
+/// The data plane's errors are the service's, variant for variant.
+impl From<ipet_traffic::Error> for Error {
+    fn from(e: ipet_traffic::Error) -> Self {
+        match e {
+            ipet_traffic::Error::InvalidInput { code, message } => Error::InvalidInput { code, message },
+            ipet_traffic::Error::Io { context, source } => Error::Io { context, source },
+            ipet_traffic::Error::Internal(m) => Error::Internal(m),
+            ipet_traffic::Error::Upstream(e) => match e.downcast::<Error>() {
+                Ok(e) => *e,
+                Err(e) => Error::Internal(e.to_string()),
+            },
+        }
+    }
+}
+
+/// A service error raised inside a data-plane callback travels through it unchanged.
+impl From<Error> for ipet_traffic::Error {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::InvalidInput { code, message } => ipet_traffic::Error::InvalidInput { code, message },
+            e => ipet_traffic::Error::Upstream(Box::new(e)),
+        }
+    }
 }
 
 impl Error {

@@ -1,6 +1,7 @@
 //! ipet: cover-traffic schedules from iPET generators.
 //!
-//! - [`traffic`]: the data plane (captures, device attribution, fingerprinting windows).
+//! - [`traffic`]: the data plane (crate `ipet-traffic`: captures, device attribution, windows,
+//!   the defenses' decisions and the simulator).
 //! - [`models`]: the model set (manifest, ONNX generators, schedules).
 //! - [`store`]: job records in SQLite or PostgreSQL.
 //! - [`jobs`]: simulation jobs (submission checks, the run, the worker pool).
@@ -20,6 +21,8 @@ pub mod models;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
-pub mod traffic;
 
 pub use error::{Error, Result};
+/// The data plane, a crate of its own (`crates/traffic`): the service, the CLI and the gateway
+/// sit above it, and it knows none of them.
+pub use ipet_traffic as traffic;

@@ -304,7 +304,7 @@ pub fn run(args: SimulateArgs) -> Result<()> {
             f.push(device_id, p, transport);
         }
         match &mut file {
-            Some(f) => f.write(p),
+            Some(f) => Ok(f.write(p)?),
             None => Ok(()),
         }
     })?;
@@ -441,7 +441,7 @@ fn run_home(args: SimulateArgs) -> Result<()> {
             f.push(d, p, Transport::Udp);
         }
         match &mut files[d] {
-            Some(f) => f.write(p),
+            Some(f) => Ok(f.write(p)?),
             None => Ok(()),
         }
     })?;

@@ -23,20 +23,6 @@ pub struct ErrorBody {
     pub message: String,
 }
 
-/// The codes as a string enum in the spec (the list is [`ErrorCode::ALL`]).
-impl utoipa::PartialSchema for ErrorCode {
-    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
-        ObjectBuilder::new()
-            .schema_type(SchemaType::Type(Type::String))
-            .description(Some("A stable machine-readable error code."))
-            .enum_values(Some(ErrorCode::ALL.iter().map(|c| c.as_str())))
-            .into()
-    }
-}
-
-impl ToSchema for ErrorCode {}
-
 impl Error {
     /// The HTTP status this error is answered with.
     pub fn status(&self) -> StatusCode {

@@ -89,7 +89,7 @@ impl HomeSettings {
     }
 
     pub fn pad(&self) -> Result<PadSettings> {
-        PadSettings::new(self.omega, self.latency_budget)
+        Ok(PadSettings::new(self.omega, self.latency_budget)?)
     }
 }
 
@@ -160,7 +160,7 @@ pub fn defend(
     names: &[String],
     packets: &[Vec<Packet>],
     partition: &SetPartition,
-    sink: impl FnMut(usize, &OutputPacket) -> Result<()>,
+    mut sink: impl FnMut(usize, &OutputPacket) -> Result<()>,
 ) -> Result<HomeSummary> {
     let pad = settings.pad()?;
     let seed = settings.seed;
@@ -184,7 +184,7 @@ pub fn defend(
                         Box::new(GeneratorRows::new(engine.clone(), device, *choice, *chunk, set_seed)?)
                     }
                     TargetRowsFrom::Fixed(fixed) => Box::new(fixed.clone()),
-                    TargetRowsFrom::None => return Err(Error::Internal("no target rows".into())),
+                    TargetRowsFrom::None => return Err(Error::Internal("no target rows".into()).into()),
                 };
                 // The fake windows' own stream, apart from the cover sizes' stream of the set.
                 index += 1;
@@ -193,5 +193,5 @@ pub fn defend(
             }))
         }
     };
-    defend_home(names, packets, partition, defense, &pad, seed, sink)
+    Ok(defend_home(names, packets, partition, defense, &pad, seed, |d, p| Ok(sink(d, p)?))?)
 }

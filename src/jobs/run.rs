@@ -94,9 +94,9 @@ pub fn run(inputs: RunInputs<'_>) -> Result<Outcome> {
     let origin = packets.first().map_or(0, |p| p.time_ns);
     let mut encoder = OutputEncoder::new(origin);
     let mut guard = Guard::new(&inputs.limits);
-    let sink = |pkt: &crate::traffic::simulate::OutputPacket| -> Result<()> {
+    let sink = |pkt: &crate::traffic::simulate::OutputPacket| -> crate::traffic::Result<()> {
         encoder.push(pkt)?;
-        guard.count()
+        Ok(guard.count()?)
     };
     let summary = match &p.cover {
         Cover::Baseline { baseline } => {

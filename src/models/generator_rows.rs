@@ -65,14 +65,14 @@ impl GeneratorRows {
 }
 
 impl RowSource for GeneratorRows {
-    fn next_row(&mut self) -> Result<Option<[i32; 4]>> {
+    fn next_row(&mut self) -> crate::traffic::Result<Option<[i32; 4]>> {
         if self.at + 4 > self.values.len() {
             let s = self.engine.sample_blocking(self.device, self.chunk, self.choice, &mut self.rng)?;
             self.windows_drawn += s.windows() as u64;
             self.values = s.values().map(|v| v as i32).collect();
             self.at = 0;
             if self.values.len() < 4 {
-                return Err(Error::Internal("the generator returned an empty schedule".into()));
+                return Err(Error::Internal("the generator returned an empty schedule".into()).into());
             }
         }
         let v = &self.values[self.at..self.at + 4];

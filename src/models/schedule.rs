@@ -227,7 +227,7 @@ impl Schedule {
 
     /// The rows as a fixed row source for the simulator (refuses values past `i32::MAX`).
     pub fn fixed_rows(&self) -> Result<FixedRows> {
-        FixedRows::from_flat(self.values().map(|v| v as i32).collect())
+        Ok(FixedRows::from_flat(self.values().map(|v| v as i32).collect())?)
     }
 
     /// Rows as arrays (values beyond `i32::MAX` cannot occur: caps are at most `i32::MAX`).

@@ -21,7 +21,7 @@ from .sequence import fit_predict
 
 WINDOW_ATTACKERS = ("lstm", "cnn", "kfp")
 # Feature groups left out in the distinguisher's checks (indices into KFP_COLUMNS of
-# src/traffic/features.rs): does it key on one kind of feature only?
+# crates/traffic/src/features.rs): does it key on one kind of feature only?
 ABLATIONS = {
     "without silence before/after": [35, 36],
     "without any timing (silence, slots, inter-arrival, duration)": [23, 24, 25, 30, 31, 32, 33, 34, 35, 36],

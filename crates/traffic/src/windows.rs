@@ -276,7 +276,7 @@ impl WindowsMeta {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::traffic::packet::Transport;
+    use crate::packet::Transport;
 
     fn pkt(t: f64, size: u32, direction: Direction) -> Packet {
         Packet { time_ns: secs_to_ns(t), size, direction, transport: Transport::Tcp }

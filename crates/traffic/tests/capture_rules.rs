@@ -12,7 +12,7 @@ use std::{
 };
 
 use etherparse::{PacketBuilder, PacketBuilderStep, VlanId};
-use ipet::traffic::{
+use ipet_traffic::{
     DeviceTable, Direction, Packet, Transport, WindowSettings, Windows,
     capture::{CaptureStats, IpPacket, Skip, attribute, decode_frame, read_capture, read_captures},
     devices::MatchedBy,
@@ -220,11 +220,11 @@ struct Seen {
 }
 
 /// Reads one in-memory capture with the test table.
-fn read(bytes: &[u8]) -> (ipet::Result<()>, CaptureStats, Vec<Seen>) {
+fn read(bytes: &[u8]) -> (ipet_traffic::Result<()>, CaptureStats, Vec<Seen>) {
     read_with(bytes, &table())
 }
 
-fn read_with(bytes: &[u8], table: &DeviceTable) -> (ipet::Result<()>, CaptureStats, Vec<Seen>) {
+fn read_with(bytes: &[u8], table: &DeviceTable) -> (ipet_traffic::Result<()>, CaptureStats, Vec<Seen>) {
     let mut stats = CaptureStats::default();
     let mut seen = Vec::new();
     let r = read_capture(Cursor::new(bytes.to_vec()), "test", table, &mut stats, |device, by, packet| {
@@ -272,7 +272,7 @@ fn pkt(time_ns: u64, size: u32, direction: Direction, transport: Transport) -> P
     Packet { time_ns: time_ns as i64, size, direction, transport }
 }
 
-fn err_code(r: ipet::Result<()>) -> (String, String) {
+fn err_code(r: ipet_traffic::Result<()>) -> (String, String) {
     let e = r.expect_err("an error");
     (e.code().to_string(), e.to_string())
 }

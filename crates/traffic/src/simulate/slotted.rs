@@ -4,7 +4,7 @@
 use super::{Emitter, Input, OutputPacket, RowSource, SimSettings};
 use crate::{
     error::Result,
-    traffic::packet::{Direction, Packet},
+    packet::{Direction, Packet},
 };
 
 /// One slot's cover in slotted mode.
@@ -154,7 +154,7 @@ mod tests {
     use super::super::testing::{MS, S, dummies, pkt, reals, run, run_with};
     use super::super::{FixedRows, LatencySummary, Mode};
     use super::*;
-    use crate::traffic::packet::Transport;
+    use crate::packet::Transport;
 
     #[test]
     fn slotted_takes_one_row_per_slot_for_both_directions_and_keeps_dummies_in_their_slot() {

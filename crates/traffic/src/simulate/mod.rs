@@ -64,7 +64,6 @@ mod targets;
 mod testing;
 
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 pub use self::home::{SetDefense, defend_home};
 pub(crate) use self::input::Input;
@@ -89,7 +88,8 @@ use crate::error::{Error, ErrorCode, Result};
 pub const OUTPUT_COLUMNS: [&str; 4] = ["direction", "is_dummy", "size_bytes", "time_s"];
 
 /// How iPET cover is laid over the trace.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// One row per omega slot, both directions, dummies spread inside their slot (correct).

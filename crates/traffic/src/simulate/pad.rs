@@ -1,4 +1,4 @@
-//! Pad-to-target: a whole home defended in anonymity sets ([`crate::traffic::sets`]).
+//! Pad-to-target: a whole home defended in anonymity sets ([`crate::sets`]).
 //!
 //! The gateway sees every member's traffic as it happens. Time is cut into slots of `omega` on
 //! ONE grid for the home (slot k covers `[t0 + k*omega, t0 + (k+1)*omega)`, `t0` the home's first
@@ -53,7 +53,7 @@ use super::{
 };
 use crate::{
     error::{Error, ErrorCode, Result},
-    traffic::packet::{Direction, Packet, secs_to_ns},
+    packet::{Direction, Packet, secs_to_ns},
 };
 
 /// Pad-to-target settings.
@@ -312,7 +312,7 @@ mod tests {
     use super::super::targets::{Regulator, RegulatorSettings, Supersequence};
     use super::super::testing::{MS, S, pkt};
     use super::*;
-    use crate::traffic::packet::Transport;
+    use crate::packet::Transport;
 
     /// The same target in every slot.
     struct Fixed {

@@ -21,7 +21,6 @@
 use rand::Rng;
 use rand_chacha::ChaCha20Rng;
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 use super::{
     RowSource,
@@ -30,7 +29,8 @@ use super::{
 use crate::error::{Error, ErrorCode, Result};
 
 /// Knobs of [`TargetRows`].
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TargetRowsSettings {
     /// Slots per target window (the generator's window length in slots).
     pub slots_per_window: u32,
@@ -60,7 +60,8 @@ impl TargetRowsSettings {
 }
 
 /// What a set's target rows did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TargetRowsStats {
     /// Target windows started (real and fake).
     pub windows: u64,

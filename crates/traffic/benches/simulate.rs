@@ -1,6 +1,6 @@
 //! Simulator throughput and memory, printed as figures (not a timed test).
 //!
-//! `cargo bench --bench simulate` reads the week-long real capture
+//! `cargo bench -p ipet-traffic --bench simulate` reads the week-long real capture
 //! `../shared/data/tj-oconnor-2021/pcaps/lockly-hub-01.pcap` and defends it in each iPET mode
 //! (with a fixed, generator-like schedule: no ONNX needed) and with each baseline, streaming the
 //! output into a counting sink:
@@ -12,12 +12,9 @@
 
 use std::time::Instant;
 
-use ipet::{
-    Result,
-    traffic::{
-        Baseline, BaselineKind, Defense, DeviceTable, Mode, OutputPacket, Packet, RowSource, SimSettings, Summary,
-        read_captures, simulate, simulate::OutputFile,
-    },
+use ipet_traffic::{
+    Baseline, BaselineKind, Defense, DeviceTable, Mode, OutputPacket, Packet, Result, RowSource, SimSettings, Summary,
+    read_captures, simulate, simulate::OutputFile,
 };
 use rand::{Rng, SeedableRng};
 
@@ -81,7 +78,7 @@ fn repeated(packets: &[Packet], times: i64) -> impl Iterator<Item = Packet> + '_
 }
 
 fn main() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/tj-oconnor-2021");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/tj-oconnor-2021");
     let pcap = root.join("pcaps/lockly-hub-01.pcap");
     if !pcap.exists() {
         eprintln!("{} is missing: nothing to measure", pcap.display());

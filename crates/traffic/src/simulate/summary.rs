@@ -2,16 +2,16 @@
 //! [`Emitter`] that counts every output packet on its way to the sink.
 
 use serde::Serialize;
-use utoipa::ToSchema;
 
 use super::OutputPacket;
 use crate::{
     error::{Error, Result},
-    traffic::packet::{Direction, Packet},
+    packet::{Direction, Packet},
 };
 
 /// Packets and bytes of one direction (or both), and what the cover cost.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TrafficSummary {
     pub real_packets: u64,
     pub real_bytes: u64,
@@ -25,7 +25,8 @@ pub struct TrafficSummary {
 }
 
 /// How long the defense held real packets back (all zero for iPET, which never delays).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LatencySummary {
     pub mean_s: f64,
     /// Quantiles from a log-linear histogram (64 buckets per power of two: within 1.6%, rounded
@@ -36,7 +37,8 @@ pub struct LatencySummary {
 }
 
 /// What a simulation sent.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Summary {
     /// `ipet-slotted`, `ipet-reference`, `constant`, `random` or `random+`.
     pub defense: String,

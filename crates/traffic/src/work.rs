@@ -180,11 +180,11 @@ pub fn pad_output_rows_bound(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::traffic::{
+    use crate::{
         AnonymitySet, FixedRows, SetDefense, defend_home,
         simulate::{TargetRows, TargetRowsSettings, TargetSource, set_rng},
     };
-    use crate::traffic::{
+    use crate::{
         BaselineKind,
         packet::{Direction, Transport},
     };

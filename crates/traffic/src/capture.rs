@@ -31,7 +31,8 @@ use super::{
 use crate::error::{Error, ErrorCode, Result};
 
 /// What happened to the frames of one or more captures.
-#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CaptureStats {
     pub frames: u64,
     pub kept: u64,

@@ -28,7 +28,6 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use utoipa::ToSchema;
 
 use super::{
     devices::DeviceTable,
@@ -40,7 +39,8 @@ use crate::error::{Error, ErrorCode, Result};
 pub const DEFAULT_K: usize = 3;
 
 /// One anonymity set.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AnonymitySet {
     /// The name from the table or override, or `auto-N` for a set formed by clustering.
     pub name: String,
@@ -49,7 +49,8 @@ pub struct AnonymitySet {
 }
 
 /// The home's devices in sets.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SetPartition {
     pub sets: Vec<AnonymitySet>,
     /// Device ids without any kept packet: in no set, not defended.
@@ -265,7 +266,7 @@ pub fn form_sets(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::traffic::packet::Transport;
+    use crate::packet::Transport;
 
     const S: i64 = 1_000_000_000;
 

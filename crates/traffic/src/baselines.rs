@@ -41,7 +41,6 @@ use std::collections::VecDeque;
 use rand::Rng;
 use rand_distr::{Distribution, Normal};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 use super::{
     noise,
@@ -51,7 +50,8 @@ use super::{
 use crate::error::{Error, ErrorCode, Result};
 
 /// Which baseline.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum BaselineKind {
     #[serde(rename = "constant")]
     Constant,
@@ -78,7 +78,8 @@ impl std::fmt::Display for BaselineKind {
 }
 
 /// A baseline and every one of its parameters ([`Baseline::new`] gives the paper's defaults).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Baseline {
     pub kind: BaselineKind,
     /// Tick length, nanoseconds (0.1 s).
@@ -295,7 +296,7 @@ pub(crate) fn run<I: Iterator<Item = Packet>, S: FnMut(&OutputPacket) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::traffic::{
+    use crate::{
         packet::Transport,
         simulate::{Defense, SimSettings, Summary, simulate},
     };

@@ -10,10 +10,8 @@ use super::{
 };
 use crate::{
     error::{Error, ErrorCode, Result},
-    traffic::{
-        packet::Packet,
-        sets::{AnonymitySet, SetPartition},
-    },
+    packet::Packet,
+    sets::{AnonymitySet, SetPartition},
 };
 
 /// Builds a set's target source from the set, its real size distributions and the settings.

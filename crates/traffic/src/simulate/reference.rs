@@ -3,7 +3,7 @@
 use super::{Emitter, Input, OutputPacket, RowSource, SimSettings};
 use crate::{
     error::Result,
-    traffic::packet::{Direction, Packet},
+    packet::{Direction, Packet},
 };
 
 /// The published simulator's ticks of one period.

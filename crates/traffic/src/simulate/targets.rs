@@ -8,7 +8,6 @@
 //! - [`super::TargetRows`]: target rows from a model or a fixed schedule, in windows.
 
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 use super::{sizes::SizeDistribution, target_rows::TargetRowsStats};
 use crate::error::{Error, ErrorCode, Result};
@@ -33,7 +32,7 @@ pub struct Pending {
 pub struct SlotView<'a> {
     /// Slot index on the home grid (0 at the home's first packet).
     pub slot: i64,
-    /// Per member, per direction ([`crate::traffic::Direction::index`]).
+    /// Per member, per direction ([`crate::Direction::index`]).
     pub pending: &'a [[Pending; 2]],
     /// The set's real size distribution per direction.
     pub sizes: &'a [SizeDistribution; 2],
@@ -92,7 +91,8 @@ impl TargetSource for Supersequence {
 }
 
 /// The knobs of the [`Regulator`].
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RegulatorSettings {
     /// Quantisation: targets take values on a geometric ladder `0, u, u*r, u*r^2, ...` (u = 1
     /// packet, or the set's median real size for bytes), rounded up; r = `levels`. Larger values

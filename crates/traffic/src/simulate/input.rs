@@ -2,7 +2,7 @@
 
 use crate::{
     error::{Error, ErrorCode, Result},
-    traffic::packet::Packet,
+    packet::Packet,
 };
 
 /// The input, checked to be in time order.

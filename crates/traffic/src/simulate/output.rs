@@ -9,7 +9,8 @@ use std::{
 use super::{OUTPUT_COLUMNS, OutputPacket};
 use crate::{
     error::{Error, ErrorCode, Result},
-    traffic::{npy, packet::Direction},
+    npy,
+    packet::Direction,
 };
 
 /// Streams output rows into a float64 `.npy` of shape `[rows, 4]`: the header is written with

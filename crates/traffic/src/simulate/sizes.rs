@@ -3,7 +3,7 @@
 
 use rand::Rng;
 
-use crate::traffic::packet::{Direction, Packet};
+use crate::packet::{Direction, Packet};
 
 /// The empirical distribution of real packet sizes (payload bytes) of one direction of a set.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -3,6 +3,8 @@
 //! Written once and used by the CLI (which the training job calls), the service and the
 //! simulator, so that undefended and defended traffic are always scored by the same code.
 
+pub mod error;
+
 pub mod address;
 pub mod baselines;
 pub mod capture;
@@ -20,6 +22,7 @@ pub mod work;
 pub use baselines::{Baseline, BaselineKind};
 pub use capture::{CaptureStats, read_captures};
 pub use devices::{Device, DeviceTable};
+pub use error::{Error, ErrorCode, Result};
 pub use packet::{Direction, Packet, Transport};
 pub use sets::{AnonymitySet, SetPartition, form_sets, parse_sets};
 pub use simulate::{

@@ -1,7 +1,7 @@
 //! Helpers shared by the simulator's unit tests.
 
 use super::{Defense, FixedRows, Mode, OutputPacket, SimSettings, Summary, simulate};
-use crate::traffic::packet::{Direction, Packet, Transport};
+use crate::packet::{Direction, Packet, Transport};
 
 pub(super) const MS: i64 = 1_000_000;
 pub(super) const S: i64 = 1_000_000_000;

@@ -1,13 +1,13 @@
 //! What pad-to-target sent, per member, per set and for the whole home.
 
 use serde::Serialize;
-use utoipa::ToSchema;
 
 use super::{LatencySummary, OutputPacket, summary::Latency, target_rows::TargetRowsStats};
 
 /// One direction (or both) of padded traffic. Leaked packets are real packets sent in excess of
 /// the target because their wait reached the latency budget; they count as real too.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PadTraffic {
     pub real_packets: u64,
     pub real_bytes: u64,
@@ -27,7 +27,8 @@ pub struct PadTraffic {
 }
 
 /// Padded traffic per direction and in all, with the real packets' added latency.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PadSummary {
     pub incoming: PadTraffic,
     pub outgoing: PadTraffic,
@@ -113,7 +114,8 @@ impl PadCounts {
 }
 
 /// One member of a set.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MemberSummary {
     pub device: String,
     /// Its id (position) in the device table.
@@ -124,7 +126,8 @@ pub struct MemberSummary {
 }
 
 /// One anonymity set, its members summed.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SetSummary {
     pub name: String,
     pub members: Vec<String>,
@@ -138,7 +141,8 @@ pub struct SetSummary {
 }
 
 /// A whole home defended in anonymity sets.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HomeSummary {
     /// Where the targets came from: `supersequence`, `regulator` or `targets`.
     pub defense: String,
