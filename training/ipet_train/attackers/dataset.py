@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -30,10 +30,63 @@ class Dataset:
     agg_start: np.ndarray  # float64 [B]
     agg_real: np.ndarray  # int64 [B]
     meta: dict[str, Any]
+    # every device's frames of the home (the cross-device attacker's input), when loaded
+    packets: Optional["HomePackets"] = None
 
     @property
     def n(self) -> int:
         return int(self.y.shape[0])
+
+
+@dataclass
+class HomePackets:
+    """Every frame of the home as the link observer sees it, one row per frame, sorted by time:
+    its device (class index), time (Unix s), size (bytes) and direction (+1 out, -1 in).
+    `dummy` is the ground truth (cover or not), for scoring only: no attacker reads it."""
+
+    cls: np.ndarray  # int64
+    time: np.ndarray  # float64 Unix s
+    size: np.ndarray  # float64
+    direction: np.ndarray  # int8
+    dummy: np.ndarray  # bool
+
+    @property
+    def n(self) -> int:
+        return int(self.cls.shape[0])
+
+    @staticmethod
+    def from_parts(parts: Sequence[tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]) -> "HomePackets":
+        """From (class, time, size, direction, dummy) per device."""
+        cls = np.concatenate([np.full(len(t), c, np.int64) for c, t, *_ in parts]) if parts else np.zeros(0, np.int64)
+        t = np.concatenate([np.asarray(p[1], np.float64) for p in parts]) if parts else np.zeros(0)
+        order = np.argsort(t, kind="stable")
+        cat = lambda i, dt: (np.concatenate([np.asarray(p[i], dt) for p in parts]) if parts  # noqa: E731
+                             else np.zeros(0, dt))[order]
+        return HomePackets(cls=cls[order], time=t[order], size=cat(2, np.float64), direction=cat(3, np.int8),
+                           dummy=cat(4, bool))
+
+
+def load_home_traces(directory: str | Path, class_of_name: dict[str, int], origin_s: float) -> HomePackets:
+    """Each member's defended trace as `ipet simulate --out-dir` writes it (`<device>.npy`, rows
+    [direction, is_dummy, size_bytes, time_s], times from the home's first packet `origin_s`)."""
+    parts = []
+    for name, c in class_of_name.items():
+        f = Path(directory) / f"{name}.npy"
+        if not f.is_file():
+            continue
+        a = np.load(f)
+        parts.append((c, origin_s + a[:, 3], a[:, 2], a[:, 0], a[:, 1] > 0))
+    return HomePackets.from_parts(parts)
+
+
+def load_packets(directory: str | Path, class_of: dict[int, int]) -> HomePackets:
+    """Undefended frames as `ipet packets` writes them (device ids = table rows)."""
+    d = Path(directory)
+    dev = np.load(d / "device.npy")
+    t, size, direction = np.load(d / "time.npy"), np.load(d / "size.npy"), np.load(d / "direction.npy")
+    parts = [(c, t[dev == i], size[dev == i], direction[dev == i], np.zeros(int((dev == i).sum()), bool))
+             for i, c in class_of.items()]
+    return HomePackets.from_parts(parts)
 
 
 def load_features(directory: str | Path, class_of: dict[int, int]) -> Dataset:

@@ -1,7 +1,9 @@
-"""The attacker suite against one defense: every attacker retrained from scratch on the defense's
-own training windows, fold by fold (attackers.folds), scored on every tested window and, after
-the distinguisher has dropped what it calls cover-only, on the windows it keeps (the stronger of
-the two is the attacker's score)."""
+"""The attacker suite against one defense: every registered attacker (attackers.registry, behind
+the one interface of attackers.interface) retrained from scratch on the defense's own training
+windows, fold by fold (attackers.folds), scored on every tested window and, after the
+distinguisher has dropped what it calls cover-only (or on the windows the attacker selects
+itself, for one that has its own selection), on the windows it keeps (the stronger of the two is
+the attacker's score)."""
 
 from __future__ import annotations
 
@@ -9,17 +11,17 @@ import math
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from . import interface
 from .dataset import Dataset
 from .folds import TimeFolds
-from .forest import agg_fit_predict, distinguisher_fit_score, kfp_fit_predict
+from .interface import Fold
+from .registry import Distinguisher, MAgg, registry
 from .score import auc_scores, scores
-from .sequence import fit_predict
 
-WINDOW_ATTACKERS = ("lstm", "cnn", "kfp")
 # Feature groups left out in the distinguisher's checks (indices into KFP_COLUMNS of
 # crates/traffic/src/features.rs): does it key on one kind of feature only?
 ABLATIONS = {
@@ -47,94 +49,83 @@ class SuiteSettings:
     seq_max_per_device: int = 0
     # draws the forests train on (the first ones)
     forest_draws: int = 1
+    # the cross-device attacker (attackers.crossdevice), on defenses whose dataset holds every
+    # device's packets
+    cross_device: bool = True
+    # its pairing: the largest gap (s) between a frame and its copy it looks at
+    xdev_max_gap: float = 0.05
 
 
 def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def _cap(mask: np.ndarray, y: np.ndarray, cap: int, rng: np.random.Generator) -> np.ndarray:
-    if cap <= 0:
-        return mask
-    out = np.zeros_like(mask)
-    for c in np.unique(y[mask]):
-        idx = np.flatnonzero(mask & (y == c))
-        out[rng.choice(idx, cap, replace=False) if idx.size > cap else idx] = True
-    return out
-
-
 def _train(draws: Sequence[Dataset], fold: int, folds: TimeFolds, total_time: float, agg_s: float):
-    w = [folds.split(fold, d.start, total_time)[0] for d in draws]
-    b = [folds.split(fold, d.agg_start, agg_s)[0] for d in draws]
+    w = [folds.split(fold, d.start, total_time, d.y)[0] for d in draws]
+    b = [folds.split(fold, d.agg_start, agg_s, d.agg_y)[0] for d in draws]
     return w, b
 
 
 def attack(draws: Sequence[Dataset], folds: TimeFolds, n: int, total_time: float, agg_s: float, ss: SuiteSettings,
-           label: str = "", transport_tcp_only: bool = False, aggregates_only: bool = False) -> dict[str, Any]:
-    """Every attacker on one defense. `draws[0]` is scored; all draws train (fresh cover)."""
+           label: str = "", transport_tcp_only: bool = False, aggregates_only: bool = False,
+           attackers: Optional[list] = None) -> dict[str, Any]:
+    """Every attacker on one defense. `draws[0]` is scored; all draws train (fresh cover).
+    `attackers`: the attackers to run (default: the suite's `registry`)."""
     d0 = draws[0]
     seed = ss.seed
-    tested = folds.tested(d0.start)
-    btested = folds.tested(d0.agg_start)
-    pred = {a: np.full(d0.n, -1, np.int64) for a in (*ss.seq_models, "kfp")}
+    atk = registry(ss, transport_tcp_only, aggregates_only) if attackers is None else list(attackers)
+    atk = [a for a in atk if interface.applies(a, draws)]
+    t_att = {a.name: 0.0 for a in atk}
+    t_att["distinguisher"] = 0.0
+    for a in atk:
+        t0 = time.time()
+        interface.prepare(a, draws)
+        t_att[a.name] += time.time() - t0
+    win = [a for a in atk if a.unit == "window"]
+    binned = [a for a in atk if a.unit == "bin"]
+    tested = folds.tested(d0.start, d0.y)
+    btested = folds.tested(d0.agg_start, d0.agg_y)
+    pred = {a.name: np.full(d0.n if a.unit == "window" else d0.agg_y.shape[0], -1, np.int64) for a in atk}
     p_real = np.ones(d0.n)
     p_abl = {k: np.ones(d0.n) for k in ABLATIONS} if ss.ablation else {}
-    pred_agg = np.full(d0.agg_y.shape[0], -1, np.int64)
     p_real_bin = np.ones(d0.agg_y.shape[0])
-    records: dict[str, list] = {a: [] for a in pred}
-    fold_scores: dict[str, list] = {a: [] for a in (*pred, "m_agg")}
+    fold_scores: dict[str, list] = {a.name: [] for a in atk}
     dist_trained = False
-    t_att = {a: 0.0 for a in (*pred, "m_agg", "distinguisher")}
+    dist = Distinguisher("window")
+    bin_feats = next((a for a in binned if isinstance(a, MAgg)), None) or MAgg(transport_tcp_only)
+    dist_bin = Distinguisher("bin", bin_feats)
     for f in range(1, folds.folds + 1):
         wtr, btr = _train(draws, f, folds, total_time, agg_s)
-        te = folds.split(f, d0.start, total_time)[1]
-        bte = folds.split(f, d0.agg_start, agg_s)[1]
-        fseed = seed * 1000 + f
-        fdraws = list(zip(draws, wtr))[:max(1, ss.forest_draws)]
+        te = folds.split(f, d0.start, total_time, d0.y)[1]
+        bte = folds.split(f, d0.agg_start, agg_s, d0.agg_y)[1]
+        fold = Fold(index=f, seed=seed * 1000 + f, draws=draws, train=wtr, test=te, bins_train=btr, bins_test=bte,
+                    n=n, settings=ss)
         if te.any() and not aggregates_only:
-            x_tr = np.concatenate([d.kfp[m] for d, m in fdraws])
-            y_tr = np.concatenate([d.y[m] for d, m in fdraws])
-            r_tr = np.concatenate([d.real[m] > 0 for d, m in fdraws])
             t0 = time.time()
-            p = distinguisher_fit_score(x_tr, r_tr, d0.kfp[te], fseed, ss.dist_iters)
+            p = dist.fit_score(fold)
             t_att["distinguisher"] += time.time() - t0
             if p is not None:
                 p_real[te] = p
                 dist_trained = True
                 for name, drop in ABLATIONS.items() if ss.ablation else ():
-                    cols = np.setdiff1d(np.arange(x_tr.shape[1]), drop)
-                    p_abl[name][te] = distinguisher_fit_score(x_tr[:, cols], r_tr, d0.kfp[te][:, cols], fseed,
-                                                              ss.dist_iters)
-            t0 = time.time()
-            pred["kfp"][te] = kfp_fit_predict(x_tr, y_tr, d0.kfp[te], fseed, ss.kfp_iters)
-            t_att["kfp"] += time.time() - t0
-            for kind in ss.seq_models:
+                    p_abl[name][te] = dist.fit_score(fold, drop)
+        if te.any():
+            for a in win:
                 t0 = time.time()
-                crng = np.random.default_rng(fseed)
-                capped = [_cap(m, d.y, ss.seq_max_per_device, crng) for d, m in zip(draws, wtr)]
-                tr_sets = [(d.x[m], d.silence[m], d.y[m], d.start[m]) for d, m in zip(draws, capped)]
-                pr, rec = fit_predict(kind, tr_sets, (d0.x[te], d0.silence[te]), n, ss.epochs, fseed,
-                                      batch=ss.batch_size, patience=ss.patience, device=ss.device)
-                pred[kind][te] = pr
-                rec["fold"] = f
-                records[kind].append(rec)
-                t_att[kind] += time.time() - t0
-            for a in pred:
-                fold_scores[a].append(scores(d0.y[te], pred[a][te], n, draws=0)["balanced_accuracy"])
+                pred[a.name][te] = a.fit_predict(fold)
+                t_att[a.name] += time.time() - t0
+            for a in win:
+                fold_scores[a.name].append(scores(d0.y[te], pred[a.name][te], n, draws=0)["balanced_accuracy"])
         if bte.any():
-            cols = _agg_cols(transport_tcp_only)
-            bdraws = list(zip(draws, btr))[:max(1, ss.forest_draws)]
-            ax_tr = np.concatenate([_agg(d, transport_tcp_only)[m] for d, m in bdraws])[:, cols]
-            ay_tr = np.concatenate([d.agg_y[m] for d, m in bdraws])
-            ar_tr = np.concatenate([d.agg_real[m] > 0 for d, m in bdraws])
-            ax_te = _agg(d0, transport_tcp_only)[bte][:, cols]
-            t0 = time.time()
-            pred_agg[bte] = agg_fit_predict(ax_tr, ay_tr, ax_te, fseed, ss.rf_trees)
-            t_att["m_agg"] += time.time() - t0
-            p = distinguisher_fit_score(ax_tr, ar_tr, ax_te, fseed, ss.dist_iters)
+            for a in binned:
+                t0 = time.time()
+                pred[a.name][bte] = a.fit_predict(fold)
+                t_att[a.name] += time.time() - t0
+            p = dist_bin.fit_score(fold)
             if p is not None:
                 p_real_bin[bte] = p
-            fold_scores["m_agg"].append(scores(d0.agg_y[bte], pred_agg[bte], n, draws=0)["balanced_accuracy"])
+            for a in binned:
+                fold_scores[a.name].append(scores(d0.agg_y[bte], pred[a.name][bte], n, draws=0)["balanced_accuracy"])
 
     out: dict[str, Any] = {"windows": {"total": d0.n, "tested": int(tested.sum()),
                                        "tested_cover_only": int((tested & (d0.real == 0)).sum()),
@@ -143,14 +134,28 @@ def attack(draws: Sequence[Dataset], folds: TimeFolds, n: int, total_time: float
                            "bins": {"total": int(d0.agg_y.size), "tested": int(btested.sum()),
                                     "tested_cover_only": int((btested & (d0.agg_real == 0)).sum())},
                            "attackers": {}, "seconds": {k: round(v, 1) for k, v in t_att.items()}}
+    warn = folds.warnings(d0.y, d0.start, total_time, n)
+    if warn:
+        out["fold_warnings"] = warn
     bseed = seed + 17
-    for a, pr in pred.items() if not aggregates_only else ():
-        out["attackers"][a] = _both(d0.y, pr, tested, p_real, d0.start, n, bseed, ss.bootstrap)
-        out["attackers"][a]["per_fold"] = fold_scores[a]
-        if a in records:
-            out["attackers"][a]["training"] = records[a]
-    out["attackers"]["m_agg"] = _both(d0.agg_y, pred_agg, btested, p_real_bin, d0.agg_start, n, bseed, ss.bootstrap)
-    out["attackers"]["m_agg"]["per_fold"] = fold_scores["m_agg"]
+    for a in atk:
+        if a.unit == "window":
+            y, tst, pr, start = d0.y, tested, p_real, d0.start
+        else:
+            y, tst, pr, start = d0.agg_y, btested, p_real_bin, d0.agg_start
+        own = interface.kept(a, draws)
+        if own is not None:
+            pr = own.astype(np.float64)
+        r = _both(y, pred[a.name], tst, pr, start, n, bseed, ss.bootstrap)
+        r["per_fold"] = fold_scores[a.name]
+        if own is not None:
+            r["kept_by"] = "itself"
+        if hasattr(a, "records") and a.unit == "window":
+            r["training"] = a.records
+        extra = interface.report(a)
+        if extra:
+            r.update(extra)
+        out["attackers"][a.name] = r
     real = d0.real > 0
     out["distinguisher"] = auc_scores(real[tested], p_real[tested], d0.y[tested], d0.start[tested], seed=bseed) \
         if dist_trained else {"auc": None, "ci95": None, "note": "training windows hold only one kind"}
@@ -166,16 +171,6 @@ def attack(draws: Sequence[Dataset], folds: TimeFolds, n: int, total_time: float
     auc = out["distinguisher"].get("auc")
     _log(f"{label:>40}: {line}  AUC {auc if auc is not None else '-'}")
     return out
-
-
-def _agg(d: Dataset, transport: bool) -> np.ndarray:
-    return d.agg_transport if transport else d.agg
-
-
-def _agg_cols(transport_tcp_only: bool) -> np.ndarray:
-    # agg_transport: [in_tcp(5), in_udp(5), out_tcp(5), out_udp(5)]; TCP only = what the transport
-    # observer sees of real traffic untouched when all cover is UDP.
-    return np.r_[0:5, 10:15] if transport_tcp_only else np.arange(10)
 
 
 def _ba(r: dict[str, Any]) -> float:
