@@ -474,3 +474,71 @@ async fn a_jobs_work_is_bounded_before_it_is_accepted() {
     assert!(!r.header("retry-after").is_empty());
     assert_eq!(app.state.store.count_simulations(JobState::Queued).await.expect("count"), 16);
 }
+
+/// Times far apart cannot wrap a span negative and pass the bounds (issue 19, item 1): the
+/// issue's 151-byte home request, its one-device form, a negative trace, and a tshark CSV across
+/// the same times are refused with a 400 naming the time, and store nothing.
+#[tokio::test]
+async fn spans_past_the_clock_are_refused_not_run() {
+    let app = TestApp::without_workers(Db::Sqlite).await;
+    let body = r#"{"defense":"supersequence","k":1,"devices":[{"name":"a","packets":[{"time":-5e9,"size":1,"direction":"in"},{"time":5e9,"size":1,"direction":"in"}]}]}"#;
+    // The issue's request as it prints it (151 bytes with its spaces; 149 without).
+    assert!(body.len() <= 151);
+    let post_raw = |body: String| {
+        let req = axum::http::Request::post("/simulations")
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(body))
+            .expect("request");
+        app.request(req)
+    };
+    post_raw(body.to_string()).await.assert_error(
+        StatusCode::BAD_REQUEST,
+        "invalid_packet",
+        "devices[0].packets[0].time",
+    );
+    // Positive times as far apart: the home's span is counted exactly and refused.
+    let far = body.replace("-5e9", "0");
+    post_raw(far.replace("5e9", "9.9e9")).await.assert_error(
+        StatusCode::BAD_REQUEST,
+        "span_too_long",
+        "--sim-max-span-secs",
+    );
+    // The one-device path, across the same times and at negative times close together.
+    for (times, code, needle) in [
+        ([-5e9, 5e9], "invalid_packet", "packets[0].time"),
+        ([-1e10, -1e10 + 1.0], "invalid_packet", "packets[0].time"),
+        ([0.0, 1e10], "span_too_long", "--sim-max-span-secs"),
+    ] {
+        for cover in [serde_json::json!({"generation": "mix"}), serde_json::json!({"baseline": "constant"})] {
+            let mut r = serde_json::json!({"device": "blink-cam-01", "packets": [
+                {"time": times[0], "size": 1, "direction": "in"},
+                {"time": times[1], "size": 1, "direction": "in"},
+            ]});
+            r.as_object_mut().expect("object").extend(cover.as_object().expect("object").clone());
+            app.post_json("/simulations", &r).await.assert_error(StatusCode::BAD_REQUEST, code, needle);
+        }
+    }
+    // A home's tshark CSV across the same times (multipart).
+    let table = b"name,mac,ip\na,,192.168.1.10\n";
+    let header = "frame.number\tframe.time_relative\tip.src\tip.dst\tip.proto\ttcp.len\tudp.length\n";
+    for (t0, t1, code, needle) in [
+        ("-5e9", "5e9", "invalid_csv", "line 2: time \"-5e9\""),
+        ("0", "9100000000", "span_too_long", "--sim-max-span-secs"),
+    ] {
+        let csv = format!("{header}1\t{t0}\t192.168.1.10\t8.8.8.8\t17\t\t9\n2\t{t1}\t8.8.8.8\t192.168.1.10\t17\t\t9\n");
+        app.post_form(
+            "/simulations",
+            &[
+                ("trace", Some("t.csv"), csv.as_bytes()),
+                ("devices", Some("devices.csv"), table),
+                ("defense", None, b"supersequence"),
+                ("k", None, b"1"),
+            ],
+        )
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, code, needle);
+    }
+    for status in [JobState::Queued, JobState::Running, JobState::Succeeded, JobState::Failed] {
+        assert_eq!(app.state.store.count_simulations(status).await.expect("count"), 0, "{status}");
+    }
+}

@@ -344,14 +344,21 @@ async fn from_multipart(mut form: Multipart, model_set: Option<String>) -> Resul
     }))
 }
 
+/// The latest packet time a JSON trace may give, in seconds (the year 2286 since the epoch).
+const MAX_PACKET_TIME_SECS: f64 = 1e10;
+
 /// A JSON trace's packets; `what` names them in errors (`packets`, `devices[2].packets`).
 pub(super) fn to_packets(what: &str, trace: &[TracePacket]) -> Result<Vec<Packet>> {
     let mut packets = Vec::with_capacity(trace.len());
     for (i, p) in trace.iter().enumerate() {
-        if !p.time.is_finite() || p.time.abs() > 1e10 {
+        if !(p.time.is_finite() && (0.0..=MAX_PACKET_TIME_SECS).contains(&p.time)) {
             return Err(Error::invalid(
                 ErrorCode::InvalidPacket,
-                format!("{what}[{i}].time = {} is not a time in seconds", p.time),
+                format!(
+                    "{what}[{i}].time = {} is not a time in seconds (0 to {MAX_PACKET_TIME_SECS:e}: since the epoch or the \
+                     start of the capture)",
+                    p.time
+                ),
             ));
         }
         packets.push(Packet {

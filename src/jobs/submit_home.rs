@@ -226,9 +226,7 @@ pub async fn submit_home(
     }
 
     // The work is bounded before the job is accepted.
-    let first = packets.iter().filter_map(|p| p.first()).map(|p| p.time_ns).min().unwrap_or(0);
-    let last = packets.iter().filter_map(|p| p.last()).map(|p| p.time_ns).max().unwrap_or(0);
-    let span = (last - first) as f64 / 1e9;
+    let span = work::home_span_ns(&packets) as f64 / 1e9;
     if span > limits.max_span_secs as f64 {
         return Err(Error::invalid(
             ErrorCode::SpanTooLong,

@@ -24,6 +24,7 @@ pub fn looks_like(head: &[u8]) -> bool {
 
 /// Seconds as tshark writes them (`1615212345.123456789`) to nanoseconds, exactly: through an
 /// f64, an epoch time would lose a few hundred nanoseconds. Other notations go through f64.
+/// Negative times and times past 9.2e9 s (where nanoseconds leave `i64`) are refused.
 fn decimal_seconds_to_ns(s: &str) -> Option<i64> {
     if let Some((whole, frac)) = s.split_once('.').or(Some((s, "")))
         && !whole.is_empty()
@@ -36,7 +37,7 @@ fn decimal_seconds_to_ns(s: &str) -> Option<i64> {
         return whole.checked_mul(1_000_000_000)?.checked_add(frac);
     }
     let t: f64 = s.parse().ok()?;
-    (t.is_finite() && t.abs() < 9.2e9).then(|| secs_to_ns(t))
+    (t.is_finite() && (0.0..9.2e9).contains(&t)).then(|| secs_to_ns(t))
 }
 
 pub fn read<R: Read>(source: R, name: &str, mut sink: impl FnMut(std::result::Result<IpPacket, Skip>)) -> Result<()> {
@@ -74,8 +75,9 @@ pub fn read<R: Read>(source: R, name: &str, mut sink: impl FnMut(std::result::Re
         let cell = |c: Option<usize>| {
             c.and_then(|c| rec.get(c)).map(|s| s.split(',').next().unwrap_or("").trim()).unwrap_or("")
         };
-        let time_ns = decimal_seconds_to_ns(cell(time))
-            .ok_or_else(|| bad(format!("line {line}: time {:?} is not a number of seconds", cell(time))))?;
+        let time_ns = decimal_seconds_to_ns(cell(time)).ok_or_else(|| {
+            bad(format!("line {line}: time {:?} is not a number of seconds from 0 to 9.2e9", cell(time)))
+        })?;
         let (src, dst, proto) = if !cell(c_src).is_empty() {
             (cell(c_src), cell(c_dst), cell(c_proto))
         } else if !cell(c6_src).is_empty() {
@@ -121,7 +123,7 @@ mod tests {
         assert_eq!(ns("0.000001"), Some(1_000));
         assert_eq!(ns("12"), Some(12_000_000_000));
         assert_eq!(ns("1.5e-3"), Some(1_500_000));
-        for bad in ["", "abc", "NaN", "inf", "1e300", "-"] {
+        for bad in ["", "abc", "NaN", "inf", "1e300", "-", "-1", "-5e9", "9.3e9"] {
             assert_eq!(ns(bad), None, "{bad:?}");
         }
     }

@@ -21,35 +21,50 @@ pub enum CoverKind<'a> {
     Baseline(&'a Baseline),
 }
 
-/// Nanoseconds from the first packet to the last (packets sorted by time).
-pub fn span_ns(packets: &[Packet]) -> i64 {
+/// Nanoseconds from the first packet to the last (packets sorted by time). Unsigned and exact for
+/// any two times: the difference of two `i64` times can pass `i64::MAX` (a trace from -5e9 s to
+/// 5e9 s), and a wrapped, negative span would pass every bound.
+pub fn span_ns(packets: &[Packet]) -> u64 {
     match (packets.first(), packets.last()) {
-        (Some(a), Some(b)) => b.time_ns - a.time_ns,
+        (Some(a), Some(b)) => b.time_ns.abs_diff(a.time_ns),
+        _ => 0,
+    }
+}
+
+/// Nanoseconds from the earliest packet of any device to the latest (each device's packets sorted
+/// by time), exact as [`span_ns`].
+pub fn home_span_ns(packets: &[Vec<Packet>]) -> u64 {
+    let first = packets.iter().filter_map(|p| p.first()).map(|p| p.time_ns).min();
+    let last = packets.iter().filter_map(|p| p.last()).map(|p| p.time_ns).max();
+    match (first, last) {
+        (Some(a), Some(b)) => b.abs_diff(a),
         _ => 0,
     }
 }
 
 /// Nanoseconds of cover time of iPET: each active period (packets closer than `active_gap`) from
-/// its first packet to `active_gap` after its last.
-pub fn active_ns(packets: &[Packet], active_gap_ns: i64) -> i64 {
-    let mut total = 0i64;
-    let mut start: Option<i64> = None;
-    let mut last = 0i64;
+/// its first packet to `active_gap` after its last. Summed in `i128`: no period wraps.
+pub fn active_ns(packets: &[Packet], active_gap_ns: i64) -> u64 {
+    let gap = i128::from(active_gap_ns.max(0));
+    let mut total = 0i128;
+    let mut start: Option<i128> = None;
+    let mut last = 0i128;
     for p in packets {
+        let t = i128::from(p.time_ns);
         match start {
-            None => start = Some(p.time_ns),
-            Some(s) if p.time_ns - last >= active_gap_ns => {
-                total = total.saturating_add(last - s + active_gap_ns);
-                start = Some(p.time_ns);
+            None => start = Some(t),
+            Some(s) if t - last >= gap => {
+                total += last - s + gap;
+                start = Some(t);
             }
             Some(_) => {}
         }
-        last = p.time_ns;
+        last = t;
     }
     if let Some(s) = start {
-        total = total.saturating_add(last - s + active_gap_ns);
+        total += last - s + gap;
     }
-    total
+    u64::try_from(total.max(0)).unwrap_or(u64::MAX)
 }
 
 /// An upper bound on the output rows (real and cover packets) of a simulation of `packets`.
@@ -106,11 +121,16 @@ fn demand_windows(
     window: i64,
 ) -> u64 {
     let omega = settings.omega_ns.max(1);
-    let gap = (window - settings.latency_budget_ns.div_euclid(omega)).max(1);
+    let gap = window.saturating_sub(settings.latency_budget_ns.div_euclid(omega)).max(1);
     let mut slots: Vec<i64> = members
         .iter()
         .filter_map(|&d| packets.get(d))
-        .flat_map(|p| p.iter().map(|p| (p.time_ns - origin_ns).div_euclid(omega)))
+        .flat_map(|p| {
+            p.iter().map(|p| {
+                let slot = (i128::from(p.time_ns) - i128::from(origin_ns)).div_euclid(i128::from(omega));
+                i64::try_from(slot).unwrap_or(i64::MAX)
+            })
+        })
         .collect();
     slots.sort_unstable();
     let mut count = 0;
@@ -144,10 +164,10 @@ pub fn pad_output_rows_bound(
     settings: &PadSettings,
 ) -> u64 {
     let first = packets.iter().filter_map(|p| p.first()).map(|p| p.time_ns).min().unwrap_or(0);
-    let last = packets.iter().filter_map(|p| p.last()).map(|p| p.time_ns).max().unwrap_or(0);
     let omega = settings.omega_ns.max(1) as f64;
-    let span_s = (last - first + settings.latency_budget_ns) as f64 / 1e9;
-    let span_slots = ((last - first + settings.latency_budget_ns) as f64 / omega).ceil() + 1.0;
+    let span_ns = home_span_ns(packets) as f64 + settings.latency_budget_ns.max(0) as f64;
+    let span_s = span_ns / 1e9;
+    let span_slots = (span_ns / omega).ceil() + 1.0;
     let waits = 1.0 + (settings.latency_budget_ns as f64 / omega).ceil();
     let mut total = 0.0;
     for set in &partition.sets {
@@ -207,6 +227,32 @@ mod tests {
         assert_eq!(active_ns(&at(&[0.0, 1.0, 3.0, 100.0]), 5_000_000_000), 13_000_000_000);
         assert_eq!(active_ns(&[], 5_000_000_000), 0);
         assert_eq!(span_ns(&at(&[2.0, 7.5])), 5_500_000_000);
+    }
+
+    #[test]
+    fn spans_past_i64_are_exact_and_never_negative() {
+        // -5e9 s to 5e9 s: 1e19 ns, past i64::MAX; a wrapped span would pass every bound.
+        let p = |t: i64| Packet { time_ns: t, size: 1, direction: Direction::In, transport: Transport::Tcp };
+        let far = [p(-5_000_000_000_000_000_000), p(5_000_000_000_000_000_000)];
+        assert_eq!(span_ns(&far), 10_000_000_000_000_000_000);
+        assert_eq!(home_span_ns(&[vec![far[0]], vec![], vec![far[1]]]), 10_000_000_000_000_000_000);
+        assert_eq!(span_ns(&[p(i64::MIN), p(i64::MAX)]), u64::MAX);
+        assert!(active_ns(&far, 5_000_000_000) > 0);
+        let s = SimSettings::new(0.1, 5.0).expect("settings");
+        let constant = Baseline::new(BaselineKind::Constant);
+        let rows = output_rows_bound(&far, CoverKind::Baseline(&constant), &s);
+        assert!(rows > 1_000_000_000, "{rows}");
+        let ipet = output_rows_bound(&far, CoverKind::Ipet { mode: Mode::Slotted, cap_packets: 4.0 }, &s);
+        assert!(ipet < 1_000, "{ipet}: two packets far apart are two short active periods");
+        let partition =
+            SetPartition { sets: vec![AnonymitySet { name: "all".into(), members: vec![0, 1] }], excluded: vec![] };
+        let pad = PadSettings::new(0.1, 0.0).expect("settings");
+        let home = [vec![far[0]], vec![far[1]]];
+        let r = RegulatorSettings { floor_rate: 1.0, ..RegulatorSettings::default() };
+        assert!(pad_output_rows_bound(&home, &partition, PadCoverKind::Regulator(&r), &pad) > 1_000_000_000);
+        let per_row = [9u64; 2];
+        let kind = PadCoverKind::TargetRows { packets_per_row: &per_row, slots_per_window: 40, fake_window_rate: 0.2 };
+        assert!(pad_output_rows_bound(&home, &partition, kind, &pad) > 1_000_000_000);
     }
 
     #[test]
