@@ -14,6 +14,7 @@ pub mod noise;
 pub mod npy;
 pub mod packet;
 pub mod sets;
+pub mod shaper;
 pub mod simulate;
 pub mod tshark_csv;
 pub mod windows;

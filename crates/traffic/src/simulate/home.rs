@@ -3,15 +3,17 @@
 
 use super::{
     OutputPacket,
-    pad::{PadMember, PadSet, PadSettings, pad_set, set_rng},
+    pad::{PadMember, PadSet, pad_set},
     pad_summary::{HomeSummary, MemberSummary, PadCounts, SetSummary},
-    sizes::SizeDistribution,
-    targets::{Regulator, RegulatorSettings, Supersequence, TargetSource},
 };
 use crate::{
     error::{Error, ErrorCode, Result},
     packet::Packet,
     sets::{AnonymitySet, SetPartition},
+    shaper::{
+        LagSettings, PadSettings, Regulator, RegulatorSettings, SizeDistribution, Supersequence, TargetSource,
+        release_rng, set_rng,
+    },
 };
 
 /// Builds a set's target source from the set, its real size distributions and the settings.
@@ -38,15 +40,32 @@ impl SetDefense<'_> {
     }
 }
 
-/// Defends every set of `partition`. `packets[id]` are device `id`'s packets in time order,
-/// `names[id]` its name; `sink(device, packet)` gets each member's defended trace in time order
-/// (members of one set interleaved slot by slot, sets one after another).
+/// Defends every set of `partition` in the `ideal` deployment (no reaction lag): see
+/// [`defend_home_with`].
 pub fn defend_home(
+    names: &[String],
+    packets: &[Vec<Packet>],
+    partition: &SetPartition,
+    defense: SetDefense<'_>,
+    settings: &PadSettings,
+    seed: Option<u64>,
+    sink: impl FnMut(usize, &OutputPacket) -> Result<()>,
+) -> Result<HomeSummary> {
+    defend_home_with(names, packets, partition, defense, settings, &LagSettings::default(), seed, sink)
+}
+
+/// Defends every set of `partition`, each set through its own [`crate::shaper::SetShaper`].
+/// `packets[id]` are device `id`'s packets in time order, `names[id]` its name; `release` the
+/// deployment, its lag and countermeasures; `sink(device, packet)` gets each member's defended
+/// trace in time order (members of one set interleaved slot by slot, sets one after another).
+#[allow(clippy::too_many_arguments)]
+pub fn defend_home_with(
     names: &[String],
     packets: &[Vec<Packet>],
     partition: &SetPartition,
     mut defense: SetDefense<'_>,
     settings: &PadSettings,
+    release: &LagSettings,
     seed: Option<u64>,
     mut sink: impl FnMut(usize, &OutputPacket) -> Result<()>,
 ) -> Result<HomeSummary> {
@@ -78,7 +97,8 @@ pub fn defend_home(
             sizes,
             targets,
         };
-        let counts = pad_set(pad, origin, end, settings, &mut set_rng(seed, i), &mut sink)?;
+        let rngs = [set_rng(seed, i), release_rng(seed, i)];
+        let counts = pad_set(pad, origin, end, settings, release, rngs, &mut sink)?;
         let mut set_counts = PadCounts::default();
         for (&d, c) in set.members.iter().zip(&counts.members) {
             set_counts.add(c);

@@ -55,34 +55,34 @@ mod pad;
 mod pad_summary;
 mod reference;
 mod rows;
-mod sizes;
 mod slotted;
 mod summary;
 mod target_rows;
-mod targets;
 #[cfg(test)]
 mod testing;
 
 use serde::{Deserialize, Serialize};
 
-pub use self::home::{SetDefense, defend_home};
+pub use self::home::{SetDefense, defend_home, defend_home_with};
 pub(crate) use self::input::Input;
 pub use self::output::{CsvWriter, NpyWriter, OutputFile};
-pub use self::pad::{PadMember, PadSet, PadSettings, set_rng};
+pub use self::pad::{PadMember, PadSet};
 pub use self::pad_summary::{HomeSummary, MemberSummary, PadSummary, PadTraffic, SetSummary};
 use self::reference::reference;
 pub use self::rows::{FixedRows, RowSource};
-pub use self::sizes::SizeDistribution;
 use self::slotted::slotted;
 pub(crate) use self::summary::Emitter;
 pub use self::summary::{LatencySummary, Summary, TrafficSummary};
-pub use self::target_rows::{TargetRows, TargetRowsSettings, TargetRowsStats};
-pub use self::targets::{Pending, Regulator, RegulatorSettings, SlotView, Supersequence, Target, TargetSource};
+pub use self::target_rows::{TargetRows, TargetRowsSettings};
 use super::{
     baselines::{self, Baseline},
     packet::{Direction, Packet, Transport, secs_to_ns},
 };
 use crate::error::{Error, ErrorCode, Result};
+pub use crate::shaper::{
+    PadSettings, Pending, Regulator, RegulatorSettings, SizeDistribution, SlotView, Supersequence, Target,
+    TargetRowsStats, TargetSource, set_rng,
+};
 
 /// The columns of an output row, in order.
 pub const OUTPUT_COLUMNS: [&str; 4] = ["direction", "is_dummy", "size_bytes", "time_s"];

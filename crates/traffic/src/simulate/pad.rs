@@ -35,55 +35,24 @@
 //! still holds packets; slots in which no member has anything pending and the source would give
 //! a zero target anyway ([`TargetSource::quiet_slots`]) are skipped.
 //!
+//! The decisions are the step's ([`SetShaper`], module `crate::shaper`); this module feeds it
+//! each member's packets slot by slot and hands its emissions to the sink in time order.
+//!
 //! Idealisation: a slot's target is decided from the traffic that arrives during the slot, and
 //! cover may sit before a real packet of the same slot. A gateway does this by holding cover to
 //! the slot's end, or by running one slot behind (adding at most `omega` to every packet).
 
-use std::collections::VecDeque;
-
-use rand::{Rng, SeedableRng, seq::SliceRandom};
 use rand_chacha::ChaCha20Rng;
 
-use super::{
-    Input, OutputPacket,
-    pad_summary::PadCounts,
-    sizes::SizeDistribution,
-    target_rows::TargetRowsStats,
-    targets::{Pending, SlotView, Target, TargetSource},
-};
+use super::{Input, OutputPacket, pad_summary::PadCounts};
 use crate::{
-    error::{Error, ErrorCode, Result},
-    packet::{Direction, Packet, secs_to_ns},
+    error::{Error, Result},
+    packet::Packet,
+    shaper::{
+        EmissionKind, LagSettings, PadSettings, SetShaper, SetShaperParts, SizeDistribution, TargetRowsStats,
+        TargetSource,
+    },
 };
-
-/// Pad-to-target settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PadSettings {
-    /// Slot length of the home grid, in nanoseconds.
-    pub omega_ns: i64,
-    /// How long a real packet may wait for room in the targets before it is leaked.
-    pub latency_budget_ns: i64,
-}
-
-impl Default for PadSettings {
-    fn default() -> Self {
-        Self { omega_ns: 100_000_000, latency_budget_ns: 0 }
-    }
-}
-
-impl PadSettings {
-    /// From seconds: `omega > 0`, `latency_budget >= 0`.
-    pub fn new(omega: f64, latency_budget: f64) -> Result<Self> {
-        let bad = |m: String| Error::invalid(ErrorCode::InvalidSimulationSettings, m);
-        if !(omega.is_finite() && omega > 0.0 && secs_to_ns(omega) > 0) {
-            return Err(bad(format!("omega {omega} s must be positive")));
-        }
-        if !(latency_budget.is_finite() && latency_budget >= 0.0) {
-            return Err(bad(format!("latency budget {latency_budget} s must be zero or positive")));
-        }
-        Ok(Self { omega_ns: secs_to_ns(omega), latency_budget_ns: secs_to_ns(latency_budget) })
-    }
-}
 
 /// One member of a set: its device id and its packets in time order.
 pub struct PadMember<I> {
@@ -106,48 +75,66 @@ pub(crate) struct SetCounts {
     pub(crate) rows: Option<TargetRowsStats>,
 }
 
-struct Member<I> {
+/// A member as the driver feeds it: its input, its next packet, what it sent, and its decided
+/// packets that may still be overtaken by a later slot's (lag and holds reach past a slot).
+struct Feed<I> {
     device: usize,
     input: Input<I>,
     next: Option<Packet>,
-    queue: [VecDeque<Packet>; 2],
-    pending: [Pending; 2],
     counts: PadCounts,
     last_ns: i64,
+    held: Vec<(OutputPacket, bool)>,
 }
 
-/// An output packet on its way, with whether it leaked.
-struct Slotted {
-    p: OutputPacket,
-    leaked: bool,
+impl<I> Feed<I> {
+    /// Hands the held packets before `before_ns` to the sink, in time order.
+    fn release(&mut self, before_ns: i64, sink: &mut dyn FnMut(usize, &OutputPacket) -> Result<()>) -> Result<()> {
+        let n = self.held.partition_point(|(p, _)| p.time_ns < before_ns);
+        for (p, leaked) in self.held.drain(..n) {
+            if p.time_ns < self.last_ns {
+                return Err(Error::Internal(format!(
+                    "pad-to-target output out of order: {} ns after {} ns",
+                    p.time_ns, self.last_ns
+                )));
+            }
+            self.last_ns = p.time_ns;
+            self.counts.count(&p, leaked);
+            sink(self.device, &p)?;
+        }
+        Ok(())
+    }
 }
 
 /// Defends one set on the grid starting at `origin_ns`, up to the slot holding `end_ns` (and on
-/// while queues hold packets); `sink(device, packet)` gets each member's packets in time order.
+/// while queues hold packets), by driving a [`SetShaper`] with each member's packets slot by
+/// slot; `sink(device, packet)` gets each member's packets in time order. `rngs`: the set's
+/// mirrored-cover stream and its release stream ([`crate::shaper::set_rng`],
+/// [`crate::shaper::release_rng`]).
 pub(crate) fn pad_set<I: Iterator<Item = Packet>>(
     set: PadSet<'_, I>,
     origin_ns: i64,
     end_ns: i64,
     settings: &PadSettings,
-    rng: &mut ChaCha20Rng,
+    release: &LagSettings,
+    rngs: [ChaCha20Rng; 2],
     sink: &mut dyn FnMut(usize, &OutputPacket) -> Result<()>,
 ) -> Result<SetCounts> {
-    let omega = settings.omega_ns;
-    let budget = settings.latency_budget_ns;
-    let PadSet { members, sizes, mut targets } = set;
-    let mut members: Vec<Member<I>> = members
+    let PadSet { members, sizes, targets } = set;
+    let [cover_rng, release_rng] = rngs;
+    let parts = SetShaperParts { members: members.len(), sizes, targets, cover_rng, release_rng };
+    let mut shaper = SetShaper::new(parts, origin_ns, settings, release)?;
+    let mut feeds: Vec<Feed<I>> = members
         .into_iter()
-        .map(|m| Member {
+        .map(|m| Feed {
             device: m.device,
             input: Input::new(m.packets),
             next: None,
-            queue: [VecDeque::new(), VecDeque::new()],
-            pending: [Pending::default(); 2],
             counts: PadCounts::default(),
             last_ns: i64::MIN,
+            held: Vec::new(),
         })
         .collect();
-    for m in &mut members {
+    for m in &mut feeds {
         m.next = m.input.next()?;
         if let Some(p) = m.next
             && p.time_ns < origin_ns
@@ -155,164 +142,70 @@ pub(crate) fn pad_set<I: Iterator<Item = Packet>>(
             return Err(Error::Internal("a packet before the home's first packet".into()));
         }
     }
-    let slot_of = |t: i64| (t - origin_ns).div_euclid(omega);
-    let end_slot = slot_of(end_ns) + 1;
-    let mut pending: Vec<[Pending; 2]> = vec![[Pending::default(); 2]; members.len()];
-    let mut buf: Vec<Slotted> = Vec::new();
-    let mut dummy_sizes: Vec<u32> = Vec::new();
-    // Each member's real arrivals in the current slot, per direction: (time, size) for cover
-    // to mirror; `lead[d]` the member with the most bytes of them.
-    let mut arrivals: Vec<[Vec<(i64, u32)>; 2]> = vec![[Vec::new(), Vec::new()]; members.len()];
-    let mut lead: [Option<usize>; 2] = [None, None];
-    let mut like: Vec<(i64, u32)> = Vec::new();
-    let mut target_slots = 0;
-    let mut slot: i64 = 0;
+    let end_slot = shaper.slot_of(end_ns) + 1;
     loop {
-        let start = origin_ns + slot * omega;
-        let end = start + omega;
-        arrivals.iter_mut().flatten().for_each(Vec::clear);
-        for (i, m) in members.iter_mut().enumerate() {
+        let end = shaper.slot_end_ns();
+        for (i, m) in feeds.iter_mut().enumerate() {
             while let Some(p) = m.next.filter(|p| p.time_ns < end) {
-                let d = p.direction.index();
-                arrivals[i][d].push((p.time_ns, p.size));
-                m.queue[d].push_back(p);
-                m.pending[d].packets += 1;
-                m.pending[d].bytes += u64::from(p.size);
+                shaper.arrive(i, p.direction, p.size, p.time_ns)?;
                 m.next = m.input.next()?;
             }
         }
-        if members.iter().all(|m| m.queue.iter().all(VecDeque::is_empty)) {
-            let next = members.iter().filter_map(|m| m.next).map(|p| slot_of(p.time_ns)).min();
+        if shaper.is_idle() {
+            let slot = shaper.slot();
+            let next = feeds.iter().filter_map(|m| m.next).map(|p| shaper.slot_of(p.time_ns)).min();
             if next.is_none() && slot >= end_slot {
                 break;
             }
             let horizon = next.unwrap_or(end_slot).min(end_slot).max(slot);
-            let quiet = targets.quiet_slots().min((horizon - slot) as u64);
-            if quiet > 0 {
-                targets.skip(quiet);
-                slot += quiet as i64;
+            if shaper.skip_quiet((horizon - slot) as u64) > 0 {
                 continue;
             }
         }
-        for (d, l) in lead.iter_mut().enumerate() {
-            let bytes = |i: usize| arrivals[i][d].iter().map(|&(_, s)| u64::from(s)).sum::<u64>();
-            *l = (0..members.len()).filter(|&i| !arrivals[i][d].is_empty()).max_by_key(|&i| (bytes(i), usize::MAX - i));
-        }
-        for (p, m) in pending.iter_mut().zip(&members) {
-            *p = m.pending;
-        }
-        let target = targets.target(&SlotView { slot, pending: &pending, sizes: &sizes })?;
-        if target.iter().any(|t| t.packets > 0 || t.bytes > 0) {
-            target_slots += 1;
-        }
-        for (i, m) in members.iter_mut().enumerate() {
-            buf.clear();
-            for (d, t) in target.iter().enumerate() {
-                let direction = if d == 0 { Direction::In } else { Direction::Out };
-                serve(m, d, *t, start, end, budget, &mut buf);
-                let sent = buf.iter().filter(|s| !s.leaked && !s.p.dummy && s.p.direction == direction);
-                let (sp, sb) = sent.fold((0u64, 0u64), |(n, b), s| (n + 1, b + s.p.size as u64));
-                let (left_p, left_b) = (t.packets - sp, t.bytes - sb);
-                like.clear();
-                if let Some(l) = lead[d].filter(|&l| l != i) {
-                    like.extend_from_slice(&arrivals[l][d]);
-                    like.shuffle(rng);
-                }
-                dummy_sizes.clear();
-                sizes[d].split_like(left_p as u32, left_b, like.iter().map(|&(_, s)| s), rng, &mut dummy_sizes);
-                let carried: u64 = dummy_sizes.iter().map(|&s| u64::from(s)).sum();
-                m.counts.missed(d, left_b - carried);
-                for (j, &size) in dummy_sizes.iter().enumerate() {
-                    let at = match (like.get(j), lead[d]) {
-                        (Some(&(at, _)), _) => at,
-                        (None, Some(l)) => arrivals[l][d][rng.random_range(0..arrivals[l][d].len())].0,
-                        (None, None) => rng.random_range(start..end),
-                    };
-                    buf.push(Slotted {
-                        p: OutputPacket { time_ns: at, direction, dummy: true, size: f64::from(size), delay_ns: 0 },
-                        leaked: false,
-                    });
-                }
+        let dec = shaper.end_slot()?;
+        // Every later decision goes at or after the next slot's start.
+        let final_before = dec.start_ns + settings.omega_ns;
+        for (i, m) in feeds.iter_mut().enumerate() {
+            let missed = dec.missed_bytes(i);
+            for (d, &b) in missed.iter().enumerate() {
+                m.counts.missed(d, b);
             }
-            buf.sort_by_key(|s| (s.p.time_ns, s.p.dummy));
-            for s in &buf {
-                if s.p.time_ns < m.last_ns {
-                    return Err(Error::Internal(format!(
-                        "pad-to-target output out of order: {} ns after {} ns",
-                        s.p.time_ns, m.last_ns
-                    )));
-                }
-                m.last_ns = s.p.time_ns;
-                m.counts.count(&s.p, s.leaked);
-                sink(m.device, &s.p)?;
+            let was_empty = m.held.is_empty();
+            m.held.extend(dec.member(i).iter().map(|e| {
+                let leaked = matches!(e.kind, EmissionKind::Real { leaked: true, .. });
+                let p = OutputPacket {
+                    time_ns: e.on_air_ns(),
+                    direction: e.direction,
+                    dummy: e.is_cover(),
+                    size: f64::from(e.size),
+                    delay_ns: e.hold_ns(),
+                };
+                (p, leaked)
+            }));
+            if !was_empty {
+                m.held.sort_by_key(|(p, _)| (p.time_ns, p.dummy));
             }
+            m.release(final_before, sink)?;
         }
-        slot += 1;
     }
-    Ok(SetCounts { members: members.into_iter().map(|m| m.counts).collect(), target_slots, rows: targets.rows_stats() })
-}
-
-/// Serves one member's queue of direction `d` against its target (steps 3 and 4 of the module
-/// doc), pushing the real packets it sends into `buf`.
-fn serve<I>(m: &mut Member<I>, d: usize, t: Target, start: i64, end: i64, budget: i64, buf: &mut Vec<Slotted>) {
-    let (mut sp, mut sb) = (0u64, 0u64);
-    let queue = &mut m.queue[d];
-    while let Some(h) = queue.front().copied() {
-        let size = u64::from(h.size);
-        let fits = sp < t.packets && sb + size <= t.bytes;
-        if !fits {
-            break;
-        }
-        queue.pop_front();
-        let at = h.time_ns.max(start);
-        buf.push(Slotted { p: real(&h, at), leaked: false });
-        sp += 1;
-        sb += size;
-        m.pending[d].packets -= 1;
-        m.pending[d].bytes -= size;
+    for m in &mut feeds {
+        m.release(i64::MAX, sink)?;
     }
-    while let Some(h) = queue.front().copied() {
-        let deadline = h.time_ns + budget;
-        if deadline >= end {
-            break;
-        }
-        queue.pop_front();
-        buf.push(Slotted { p: real(&h, deadline.max(start)), leaked: true });
-        m.pending[d].packets -= 1;
-        m.pending[d].bytes -= u64::from(h.size);
-    }
-}
-
-fn real(p: &Packet, at: i64) -> OutputPacket {
-    OutputPacket {
-        time_ns: at,
-        direction: p.direction,
-        dummy: false,
-        size: f64::from(p.size),
-        delay_ns: at - p.time_ns,
-    }
-}
-
-/// The random stream of set number `index`: from `seed` (reproducible) or the operating system.
-pub fn set_rng(seed: Option<u64>, index: usize) -> ChaCha20Rng {
-    match seed {
-        Some(s) => {
-            let mut rng = ChaCha20Rng::seed_from_u64(s);
-            rng.set_stream(index as u64 + 1);
-            rng
-        }
-        None => ChaCha20Rng::from_os_rng(),
-    }
+    Ok(SetCounts {
+        members: feeds.into_iter().map(|m| m.counts).collect(),
+        target_slots: shaper.target_slots(),
+        rows: shaper.rows_stats(),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
 
-    use super::super::targets::{Regulator, RegulatorSettings, Supersequence};
     use super::super::testing::{MS, S, pkt};
     use super::*;
-    use crate::packet::Transport;
+    use crate::packet::{Direction, Transport};
+    use crate::shaper::{Regulator, RegulatorSettings, SlotView, Supersequence, Target, release_rng, set_rng};
 
     /// The same target in every slot.
     struct Fixed {
@@ -355,10 +248,18 @@ mod tests {
         };
         let mut out = vec![Vec::new(); n];
         let settings = PadSettings::new(0.1, budget_s).expect("settings");
-        let counts = pad_set(set, origin, end, &settings, &mut set_rng(Some(7), 0), &mut |d, p| {
-            out[d].push(*p);
-            Ok(())
-        })
+        let counts = pad_set(
+            set,
+            origin,
+            end,
+            &settings,
+            &LagSettings::default(),
+            [set_rng(Some(7), 0), release_rng(Some(7), 0)],
+            &mut |d, p| {
+                out[d].push(*p);
+                Ok(())
+            },
+        )
         .expect("pad");
         (out, counts.members.iter().map(PadCounts::summary).collect())
     }
@@ -594,9 +495,17 @@ mod tests {
             sizes: sizes(&[1]),
             targets: Box::new(Supersequence),
         };
-        let err = pad_set(set, 0, S, &PadSettings::default(), &mut set_rng(Some(1), 0), &mut |_, _| Ok(()))
-            .err()
-            .expect("unsorted");
+        let err = pad_set(
+            set,
+            0,
+            S,
+            &PadSettings::default(),
+            &LagSettings::default(),
+            [set_rng(Some(1), 0), release_rng(Some(1), 0)],
+            &mut |_, _| Ok(()),
+        )
+        .err()
+        .expect("unsorted");
         assert_eq!(err.code(), "unsorted_trace");
     }
 }

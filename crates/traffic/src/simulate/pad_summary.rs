@@ -2,7 +2,8 @@
 
 use serde::Serialize;
 
-use super::{LatencySummary, OutputPacket, summary::Latency, target_rows::TargetRowsStats};
+use super::{LatencySummary, OutputPacket, summary::Latency};
+use crate::shaper::TargetRowsStats;
 
 /// One direction (or both) of padded traffic. Leaked packets are real packets sent in excess of
 /// the target because their wait reached the latency budget; they count as real too.

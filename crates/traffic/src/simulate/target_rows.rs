@@ -22,11 +22,9 @@ use rand::Rng;
 use rand_chacha::ChaCha20Rng;
 use serde::{Deserialize, Serialize};
 
-use super::{
-    RowSource,
-    targets::{SlotView, Target, TargetSource},
-};
+use super::RowSource;
 use crate::error::{Error, ErrorCode, Result};
+use crate::shaper::{SlotView, Target, TargetRowsStats, TargetSource};
 
 /// Knobs of [`TargetRows`].
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -57,19 +55,6 @@ impl TargetRowsSettings {
         }
         Ok(())
     }
-}
-
-/// What a set's target rows did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct TargetRowsStats {
-    /// Target windows started (real and fake).
-    pub windows: u64,
-    /// Of those, started with no member having traffic pending.
-    pub fake_windows: u64,
-    pub rows_used: u64,
-    /// Window slots that found the schedule used up (zero targets).
-    pub slots_without_rows: u64,
 }
 
 /// A set's targets from rows, in windows (see the module doc).
@@ -180,8 +165,9 @@ impl TargetSource for TargetRows<'_> {
 mod tests {
     use rand::SeedableRng;
 
-    use super::super::{FixedRows, sizes::SizeDistribution, targets::Pending};
+    use super::super::FixedRows;
     use super::*;
+    use crate::shaper::{Pending, SizeDistribution};
 
     fn view<'v>(slot: i64, pending: &'v [[Pending; 2]], sizes: &'v [SizeDistribution; 2]) -> SlotView<'v> {
         SlotView { slot, pending, sizes }

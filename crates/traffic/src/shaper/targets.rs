@@ -5,11 +5,11 @@
 //! - [`Supersequence`]: the per-slot maximum of the members' demand (no model, no delay);
 //! - [`Regulator`]: a non-learned set regulariser (RegulaTor/Tamaraw-like, knobs in
 //!   [`RegulatorSettings`]);
-//! - [`super::TargetRows`]: target rows from a model or a fixed schedule, in windows.
+//! - [`crate::simulate::TargetRows`]: target rows from a model or a fixed schedule, in windows.
 
 use serde::{Deserialize, Serialize};
 
-use super::{sizes::SizeDistribution, target_rows::TargetRowsStats};
+use super::sizes::SizeDistribution;
 use crate::error::{Error, ErrorCode, Result};
 
 /// One direction of a slot's target: every member emits exactly this many packets carrying
@@ -43,6 +43,19 @@ impl SlotView<'_> {
     pub fn max_pending(&self, d: usize) -> (u64, u64) {
         self.pending.iter().fold((0, 0), |(p, b), m| (p.max(m[d].packets), b.max(m[d].bytes)))
     }
+}
+
+/// What a set's target rows did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TargetRowsStats {
+    /// Target windows started (real and fake).
+    pub windows: u64,
+    /// Of those, started with no member having traffic pending.
+    pub fake_windows: u64,
+    pub rows_used: u64,
+    /// Window slots that found the schedule used up (zero targets).
+    pub slots_without_rows: u64,
 }
 
 /// The per-slot targets of one set.

@@ -1,0 +1,48 @@
+//! The defenses' decisions, once, for every driver: the simulator, the CLI, the service's jobs
+//! and the live gateway.
+//!
+//! - [`SetShaper`] (module `step`): one anonymity set's per-slot decisions, pushed slot by slot
+//!   with no look-ahead: arrivals in, emissions and holds out;
+//! - [`TargetSource`]s (module `targets`): where a set's per-slot targets come from (the
+//!   [`Supersequence`], the [`Regulator`]; target rows in [`crate::simulate::TargetRows`]);
+//! - [`SizeDistribution`]: cover sizes drawn from the set's real sizes;
+//! - [`LagSettings`] (module `lag`): reaction lag per direction, the deployment (what the
+//!   gateway can hold and emit) and the countermeasures (held release, random order, one slot
+//!   behind);
+//! - the random streams of a set, derived from the home's seed ([`set_rng`], [`release_rng`]).
+//!
+//! Nothing here reads files, opens sockets or keeps the clock: callers give times.
+
+mod lag;
+mod sizes;
+mod step;
+mod targets;
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+
+pub use self::lag::{Deployment, Lag, LagBin, LagSettings};
+pub use self::sizes::SizeDistribution;
+pub use self::step::{Emission, EmissionKind, PadSettings, SetShaper, SetShaperParts, SlotDecisions};
+pub use self::targets::{
+    Pending, Regulator, RegulatorSettings, SlotView, Supersequence, Target, TargetRowsStats, TargetSource,
+};
+
+/// The random stream of set number `index`: from `seed` (reproducible) or the operating system.
+/// The mirrored-cover stream of a set is `set_rng(seed, index)`.
+pub fn set_rng(seed: Option<u64>, index: usize) -> ChaCha20Rng {
+    match seed {
+        Some(s) => {
+            let mut rng = ChaCha20Rng::seed_from_u64(s);
+            rng.set_stream(index as u64 + 1);
+            rng
+        }
+        None => ChaCha20Rng::from_os_rng(),
+    }
+}
+
+/// The lag draws and emission orders of set number `index`: a stream apart from the cover's, so
+/// that a deployment's lag changes when frames go, never which frames go.
+pub fn release_rng(seed: Option<u64>, index: usize) -> ChaCha20Rng {
+    set_rng(seed.map(|s| s.rotate_left(41) ^ 0x1A65_EED0), index)
+}
