@@ -95,10 +95,34 @@ pub async fn start_workers(mut state: AppState, config: WorkerConfig) -> Result<
     Ok(state)
 }
 
+/// How long a stopping service waits for its simulation workers to put their running jobs back
+/// in the queue (each stops at its next output row, so this is a bound, not the usual time).
+pub const WORKER_STOP: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl Started {
-    /// Serves the API until `shutdown` resolves, then lets requests in flight finish.
+    /// Serves the API until `shutdown` resolves; then, at once and side by side, lets requests in
+    /// flight finish (at most [`crate::http::server::DRAIN`]) and stops the simulation workers
+    /// (at most [`WORKER_STOP`]): a running job stops at its next output row and is queued to run
+    /// again, so the process exits within 30 s of the signal however long its jobs are.
     pub async fn serve(self, shutdown: impl std::future::Future<Output = ()>) {
-        serve_connections(self.listener, crate::http::router(self.state), self.limits, shutdown).await;
+        let jobs = self.state.jobs.clone();
+        let (signalled, stop) = tokio::sync::oneshot::channel::<()>();
+        let shutdown = async move {
+            shutdown.await;
+            let _ = signalled.send(());
+        };
+        let stop_workers = async move {
+            if stop.await.is_ok() && !jobs.stop(WORKER_STOP).await {
+                tracing::warn!(
+                    wait_s = WORKER_STOP.as_secs(),
+                    "a simulation worker did not stop in time; its job runs again after the restart"
+                );
+            }
+        };
+        tokio::join!(
+            serve_connections(self.listener, crate::http::router(self.state), self.limits, shutdown),
+            stop_workers
+        );
     }
 }
 

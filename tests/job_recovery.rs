@@ -37,11 +37,17 @@ impl Server {
     /// `ipet serve` on port 0 (the system picks a free port when it binds; nothing is picked
     /// and released first), its address read from its log.
     async fn start(db: &str) -> Self {
+        // Slow enough to be killed mid-job.
+        Self::start_paced(db, 15_000).await
+    }
+
+    /// The service with simulations paced to `rate_limit` output rows per second; a short lease
+    /// so that a restart does not wait long.
+    async fn start_paced(db: &str, rate_limit: u64) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_ipet"))
             .args(["serve", "--port", "0", "--database-url", db])
             .args(["--models", repo().join("models/tj-oconnor-2021").to_str().expect("path")])
-            // Slow enough to be killed mid-job; short lease so a restart does not wait long.
-            .args(["--sim-rate-limit", "15000", "--sim-lease-secs", "2"])
+            .args(["--sim-rate-limit", &rate_limit.to_string(), "--sim-lease-secs", "2"])
             .env("RUST_LOG", "warn,ipet::startup=info")
             .current_dir(repo())
             .stdout(Stdio::null())
@@ -249,6 +255,67 @@ async fn a_home_job_killed_mid_run_completes_after_restart_with_the_cli_result()
         let output = format!("{}/simulations/{id}/output?format=npy&device={d}", server.base);
         assert_served_output_is(&client, &output, &out.join(format!("{d}.npy")), d).await;
     }
+}
+
+/// SIGTERM while a long job runs (paced to take minutes): the process exits within 30 s (the
+/// job stops at its next row and goes back to the queue), and after a restart the job runs
+/// again to completion, the stopped run not counted as an attempt (issue 19, item 2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigterm_stops_a_running_job_in_time_and_the_job_runs_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = format!("sqlite:{}", dir.path().join("jobs.sqlite3").display());
+    let client = reqwest::Client::new();
+    let trace = std::fs::read(repo().join("data/tj-oconnor-2021-slice/pcaps/lockly-hub-01.pcap")).expect("trace");
+
+    // 500 rows/s: the slice's defended trace (tens of thousands of rows) takes over a minute.
+    let mut server = Server::start_paced(&db, 500).await;
+    server.wait_ready(&client).await;
+    let form = reqwest::multipart::Form::new()
+        .part("trace", reqwest::multipart::Part::bytes(trace).file_name("lockly-hub-01.pcap"))
+        .text("device", "lockly-hub-01")
+        .text("generation", "mix")
+        .text("seed", "11");
+    let r = client.post(format!("{}/simulations", server.base)).multipart(form).send().await.expect("submit");
+    assert_eq!(r.status(), reqwest::StatusCode::ACCEPTED);
+    let id = r.json::<serde_json::Value>().await.expect("json")["id"].as_str().expect("id").to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while status(&client, &server.base, &id).await["status"] != "running" {
+        assert!(Instant::now() < deadline, "the job never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(status(&client, &server.base, &id).await["status"], "running");
+
+    let signalled = Instant::now();
+    let kill = Command::new("kill").args(["-TERM", &server.child.id().to_string()]).status().expect("kill");
+    assert!(kill.success());
+    let exit = loop {
+        if let Some(exit) = server.child.try_wait().expect("wait") {
+            break exit;
+        }
+        assert!(
+            signalled.elapsed() < Duration::from_secs(30),
+            "the service still runs 30 s after SIGTERM (a running simulation holds it)"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(exit.success(), "a stop on SIGTERM is a clean exit: {exit:?}");
+    assert!(signalled.elapsed() < Duration::from_secs(15), "stopped in {:?}", signalled.elapsed());
+    drop(server);
+
+    let server = Server::start(&db).await;
+    server.wait_ready(&client).await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let done = loop {
+        let v = status(&client, &server.base, &id).await;
+        if v["status"] == "succeeded" || v["status"] == "failed" {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "the job did not finish after the restart: {v}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["attempts"], 1, "the run stopped by SIGTERM is not counted as an attempt: {done}");
 }
 
 fn slow_workers() -> WorkerConfig {

@@ -159,7 +159,13 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Serve(config) => tokio::runtime::Runtime::new()
             .map_err(|e| crate::Error::io("starting the async runtime", e))
-            .and_then(|rt| rt.block_on(crate::startup::serve(config))),
+            .and_then(|rt| {
+                let served = rt.block_on(crate::startup::serve(config));
+                // A blocking task still running (a simulation that missed its stop) does not hold
+                // the process: its job runs again after the restart.
+                rt.shutdown_timeout(std::time::Duration::from_secs(2));
+                served
+            }),
         Command::Windows(args) => windows(args),
         Command::Packets(args) => packets::run(args),
         Command::Features(args) => features::run(args),

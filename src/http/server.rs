@@ -43,9 +43,13 @@ impl ConnectionLimits {
     }
 }
 
+/// How long a stopping service lets requests in flight finish: with the runtime's own shutdown
+/// (`cli::run`) the process exits within 30 s of SIGTERM.
+pub const DRAIN: std::time::Duration = std::time::Duration::from_secs(25);
+
 /// Serves HTTP/1.1 on `listener` until `shutdown` resolves: at most `max_connections` at once
 /// (more wait in the backlog), each closed when a request's head takes longer than
-/// `header_timeout` (idle keep-alive included). Then waits up to 30 s for requests in flight.
+/// `header_timeout` (idle keep-alive included). Then waits up to [`DRAIN`] for requests in flight.
 pub async fn serve_connections(
     listener: tokio::net::TcpListener,
     router: axum::Router,
@@ -100,8 +104,8 @@ pub async fn serve_connections(
     drop(listener);
     tokio::select! {
         _ = graceful.shutdown() => {},
-        _ = tokio::time::sleep(std::time::Duration::from_secs(30)) => {
-            tracing::warn!("requests still in flight after 30 s; closing");
+        _ = tokio::time::sleep(DRAIN) => {
+            tracing::warn!(drain_s = DRAIN.as_secs(), "requests still in flight; closing");
         }
     }
 }

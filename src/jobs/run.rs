@@ -47,10 +47,13 @@ pub struct RunLimits<'a> {
     pub max_output_rows: u64,
     /// Set when the job's claim was lost: stop early.
     pub cancelled: &'a AtomicBool,
+    /// Set when the service stops: stop at the next row, the job is queued again.
+    pub stopping: &'a AtomicBool,
 }
 
-/// Counts a run's output rows against its limits: stops it past the most rows or when its claim
-/// was lost, and paces it to the rate limit.
+/// Counts a run's output rows against its limits: stops it past the most rows, when its claim
+/// was lost or when the service stops (checked at every row, and while it waits for the rate
+/// limit), and paces it to the rate limit.
 struct Guard<'a> {
     limits: &'a RunLimits<'a>,
     started: Instant,
@@ -71,16 +74,25 @@ impl<'a> Guard<'a> {
                 format!("the defended trace passed {} rows (--sim-max-output-rows); stopped", l.max_output_rows),
             ));
         }
-        if self.emitted.is_multiple_of(1024) {
-            if l.cancelled.load(Ordering::Relaxed) {
-                return Err(Error::Internal("the job's claim was taken over; stopping".into()));
+        self.checkpoint()?;
+        if self.emitted.is_multiple_of(1024) && l.rate_limit > 0 {
+            let due = Duration::from_secs_f64(self.emitted as f64 / l.rate_limit as f64);
+            // Paced in short sleeps, so that a stop is seen within a tenth of a second.
+            while let Some(wait) = due.checked_sub(self.started.elapsed()) {
+                std::thread::sleep(wait.min(Duration::from_millis(100)));
+                self.checkpoint()?;
             }
-            if l.rate_limit > 0 {
-                let due = Duration::from_secs_f64(self.emitted as f64 / l.rate_limit as f64);
-                if let Some(wait) = due.checked_sub(self.started.elapsed()) {
-                    std::thread::sleep(wait);
-                }
-            }
+        }
+        Ok(())
+    }
+
+    /// Stops the run when its claim was lost or the service stops.
+    fn checkpoint(&self) -> Result<()> {
+        if self.limits.stopping.load(Ordering::Relaxed) {
+            return Err(Error::Internal("the service is stopping; the job is queued to run again".into()));
+        }
+        if self.limits.cancelled.load(Ordering::Relaxed) {
+            return Err(Error::Internal("the job's claim was taken over; stopping".into()));
         }
         Ok(())
     }

@@ -45,13 +45,44 @@ pub struct WorkerConfig {
     pub max_output_rows: u64,
 }
 
-/// Wakes the workers of this process.
+/// Wakes the workers of this process, and stops them when the service stops.
 #[derive(Clone, Default)]
-pub struct JobSignal(Arc<Notify>);
+pub struct JobSignal(Arc<Signal>);
+
+#[derive(Default)]
+struct Signal {
+    wake: Notify,
+    /// Set once the service stops: workers claim nothing more, and a running job stops at its
+    /// next checkpoint (every output row, see `run::Guard`) and goes back to the queue.
+    stopping: Arc<AtomicBool>,
+    workers: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
 
 impl JobSignal {
     pub fn wake(&self) {
-        self.0.notify_waiters();
+        self.0.wake.notify_waiters();
+    }
+
+    /// Stops the workers: no job is claimed any more, running jobs stop at their next checkpoint
+    /// and are put back in the queue unfinished (the next process runs them again, from the
+    /// start). Waits up to `within` for the workers to let go of their jobs; false when one had
+    /// not by then (its job is then run again as after a crash: at once after a restart on
+    /// SQLite, after the lease on PostgreSQL).
+    pub async fn stop(&self, within: Duration) -> bool {
+        self.0.stopping.store(true, Ordering::SeqCst);
+        self.0.wake.notify_waiters();
+        let workers = std::mem::take(&mut *self.0.workers.lock().unwrap_or_else(|e| e.into_inner()));
+        tokio::time::timeout(within, async {
+            for w in workers {
+                let _ = w.await;
+            }
+        })
+        .await
+        .is_ok()
+    }
+
+    fn stopping(&self) -> bool {
+        self.0.stopping.load(Ordering::SeqCst)
     }
 }
 
@@ -86,12 +117,16 @@ pub async fn start_with_models(models: Arc<ModelSets>, store: Store, config: Wor
     }
     for worker in 0..config.workers {
         let instance = instance.clone();
-        let (models, store, config, signal) = (models.clone(), store.clone(), config.clone(), signal.clone());
-        tokio::spawn(async move {
+        let (models, store, config, s) = (models.clone(), store.clone(), config.clone(), signal.clone());
+        let handle = tokio::spawn(async move {
             let name = format!("{instance}-{worker}");
             loop {
-                let notified = signal.0.notified();
-                match claim_and_run(&models, &store, &config, &name).await {
+                let notified = s.0.wake.notified();
+                if s.stopping() {
+                    tracing::info!(worker = %name, "simulation worker stopped");
+                    return;
+                }
+                match claim_and_run_until(&models, &store, &config, &name, &s.0.stopping).await {
                     Ok(true) => continue,
                     Ok(false) => {}
                     Err(e) => tracing::error!(error = %e, worker = %name, "simulation worker: store error"),
@@ -102,6 +137,7 @@ pub async fn start_with_models(models: Arc<ModelSets>, store: Store, config: Wor
                 }
             }
         });
+        signal.0.workers.lock().unwrap_or_else(|e| e.into_inner()).push(handle);
     }
     Ok(signal)
 }
@@ -112,6 +148,17 @@ fn now_ms() -> i64 {
 
 /// Claims one job and runs it; false when there was none.
 pub async fn claim_and_run(models: &ModelSets, store: &Store, config: &WorkerConfig, worker: &str) -> Result<bool> {
+    claim_and_run_until(models, store, config, worker, &Arc::new(AtomicBool::new(false))).await
+}
+
+/// [`claim_and_run`], the run stopped and its job put back in the queue once `stopping` is set.
+async fn claim_and_run_until(
+    models: &ModelSets,
+    store: &Store,
+    config: &WorkerConfig,
+    worker: &str,
+    stopping: &Arc<AtomicBool>,
+) -> Result<bool> {
     let now = now_ms();
     let stale = now - config.lease.as_millis() as i64;
     store.fail_abandoned_simulations(now, stale, config.max_attempts).await?;
@@ -122,7 +169,7 @@ pub async fn claim_and_run(models: &ModelSets, store: &Store, config: &WorkerCon
     // The span is attached to the future, never entered across an `.await`: a worker that
     // yields would otherwise leave it entered on a thread where another job's lines are logged.
     let span = tracing::info_span!("simulation", job = %job.id, attempt = job.attempts, worker = %worker);
-    finish(models, store, config, job, claim).instrument(span).await?;
+    finish(models, store, config, job, claim, stopping).instrument(span).await?;
     Ok(true)
 }
 
@@ -133,11 +180,19 @@ async fn finish(
     config: &WorkerConfig,
     job: ClaimedSimulation,
     claim: String,
+    stopping: &Arc<AtomicBool>,
 ) -> Result<()> {
     tracing::info!("claimed");
     let id = job.id;
-    let result = execute(models, store, config, &job).await;
+    let result = execute(models, store, config, &job, stopping).await;
     let stored = match result {
+        Err(Stopped) => {
+            let released = store.release_simulation(id, &claim).await?;
+            if released {
+                tracing::info!("the service is stopping: the job stopped unfinished and is queued to run again");
+            }
+            released
+        }
         Ok(outcome) => {
             tracing::info!(rows = outcome.rows, "succeeded");
             metrics::counter!("ipet_simulation_jobs_total", "status" => "succeeded").increment(1);
@@ -161,8 +216,10 @@ enum RunError {
     Lost,
     /// The job cannot succeed; the reason is stored.
     Failed(String),
+    /// The service is stopping: the run stopped unfinished, the job goes back to the queue.
+    Stopped,
 }
-use RunError::{Failed, Lost};
+use RunError::{Failed, Lost, Stopped};
 
 /// What a claimed job runs with, read from its record before the run.
 enum Prepared {
@@ -226,6 +283,7 @@ async fn execute(
     store: &Store,
     config: &WorkerConfig,
     job: &ClaimedSimulation,
+    stopping: &Arc<AtomicBool>,
 ) -> std::result::Result<Outcome, RunError> {
     let prepared = prepare(models, store, job).await?;
 
@@ -251,12 +309,18 @@ async fn execute(
             .instrument(tracing::Span::current()),
         )
     };
-    let (trace, rate_limit, chunk, flag, max_rows) =
-        (job.trace.clone(), config.rate_limit, config.chunk, cancelled.clone(), config.max_output_rows);
+    let (trace, rate_limit, chunk, flag, stop, max_rows) = (
+        job.trace.clone(),
+        config.rate_limit,
+        config.chunk,
+        cancelled.clone(),
+        stopping.clone(),
+        config.max_output_rows,
+    );
     let span = tracing::Span::current();
     let result = tokio::task::spawn_blocking(move || {
         let _in_job = span.enter();
-        let limits = RunLimits { rate_limit, chunk, max_output_rows: max_rows, cancelled: &flag };
+        let limits = RunLimits { rate_limit, chunk, max_output_rows: max_rows, cancelled: &flag, stopping: &stop };
         match prepared {
             Prepared::Device { engine, params, schedule } => {
                 run(RunInputs { engine: &engine, params: &params, trace: &trace, schedule, limits })
@@ -268,6 +332,9 @@ async fn execute(
     heartbeat.abort();
     if cancelled.load(Ordering::Relaxed) {
         return Err(Lost);
+    }
+    if stopping.load(Ordering::SeqCst) && !matches!(result, Ok(Ok(_))) {
+        return Err(Stopped);
     }
     match result {
         Ok(Ok(outcome)) => Ok(outcome),

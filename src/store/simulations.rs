@@ -204,6 +204,23 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Puts a running job back in the queue, its claim given up by a worker that stops before it
+    /// finished (the service shutting down): the next worker, in this process after a restart or
+    /// in another, runs it from the start. The stopped run is not counted as an attempt (it did
+    /// not fail). False when the claim is no longer the job's.
+    pub async fn release_simulation(&self, id: Uuid, claim: &str) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE simulation_jobs SET status = 'queued', claim = NULL, \
+                 attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END \
+             WHERE id = $1 AND claim = $2 AND status = 'running'",
+        )
+        .bind(id.to_string())
+        .bind(claim)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Stores a result; false (and nothing written) when the claim is no longer the job's.
     pub async fn finish_simulation(
         &self,
