@@ -88,8 +88,9 @@ pub struct JobArgs {
     /// Claims after which a job whose worker keeps dying is failed.
     #[arg(long, env = "IPET_SIM_MAX_ATTEMPTS", default_value_t = 3)]
     pub sim_max_attempts: i64,
-    /// Longest trace span one simulation may cover, seconds (first to last packet).
-    #[arg(long, env = "IPET_SIM_MAX_SPAN_SECS", default_value_t = 7 * 86_400)]
+    /// Longest trace span one simulation may cover, seconds (first to last packet; default two
+    /// weeks).
+    #[arg(long, env = "IPET_SIM_MAX_SPAN_SECS", default_value_t = crate::jobs::submit::DEFAULT_MAX_SPAN_SECS)]
     pub sim_max_span_secs: u64,
     /// Most output rows one simulation may produce (bounded before it is accepted; a run past it
     /// is stopped).

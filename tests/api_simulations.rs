@@ -442,10 +442,16 @@ async fn a_jobs_work_is_bounded_before_it_is_accepted() {
             {"time": seconds_apart, "size": 100, "direction": "in"},
         ]})
     };
-    // The 157-byte request: ten days.
+    // An earlier issue's 157-byte request, ten days: within the span (two weeks), not within
+    // the output rows; twenty days are past the span.
     let body = two_packets(10.0 * 86_400.0);
     assert!(body.to_string().len() < 200);
     app.post_json("/simulations", &body).await.assert_error(
+        StatusCode::BAD_REQUEST,
+        "output_too_large",
+        "--sim-max-output-rows",
+    );
+    app.post_json("/simulations", &two_packets(20.0 * 86_400.0)).await.assert_error(
         StatusCode::BAD_REQUEST,
         "span_too_long",
         "--sim-max-span-secs",

@@ -51,9 +51,13 @@ pub struct JobLimits {
     pub max_active_per_caller: u64,
 }
 
+/// The default longest span: two weeks, so that the week of captures the project ships (7.28
+/// days) and a week of anyone's with some slack pass.
+pub const DEFAULT_MAX_SPAN_SECS: u64 = 14 * 86_400;
+
 impl Default for JobLimits {
     fn default() -> Self {
-        Self { max_span_secs: 7 * 86_400, max_output_rows: 10_000_000, max_active_per_caller: 16 }
+        Self { max_span_secs: DEFAULT_MAX_SPAN_SECS, max_output_rows: 10_000_000, max_active_per_caller: 16 }
     }
 }
 
