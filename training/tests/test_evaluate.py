@@ -102,7 +102,11 @@ def test_evaluate_smoke_on_the_slice(tmp_path):
     keys = [r["key"] for r in summ["defenses"]]
     assert keys == ["none", "ipet-mix:tj-oconnor-2021", "constant@1", "supersequence"]
     for r in summ["defenses"]:
-        assert set(r["attackers"]) == {"cnn", "kfp", "m_agg"}
+        # the cross-device attacker runs where it has every device's frames: undefended and the
+        # set defenses (a per-device defense makes no cross-device copies)
+        xdev = {"cross_device", "cross_device_agg"} if r["kind"] in ("none", "set") else set()
+        assert set(r["attackers"]) == {"cnn", "kfp", "m_agg"} | xdev
+        assert ("cross_device" in r) == bool(xdev)
         for a in r["attackers"].values():
             lo, hi = a["ci95"]
             assert 0 <= lo <= a["balanced_accuracy"] <= hi <= 1

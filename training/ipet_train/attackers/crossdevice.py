@@ -44,7 +44,7 @@ UNPAIRED, ORIGINAL, COPY, TIED = range(4)
 DIRS = ((1, "out"), (-1, "in"))
 
 
-def gap_edges(max_gap: float, per_decade: int = 4) -> np.ndarray:
+def gap_edges(max_gap: float, per_decade: int = 20) -> np.ndarray:
     """Histogram edges of cross-device gaps: [0, 1 us) (ties), then log-spaced up to max_gap."""
     k = max(1, int(np.ceil(np.log10(max_gap / TIE_S) * per_decade)))
     return np.concatenate([[0.0], np.logspace(np.log10(TIE_S), np.log10(max_gap), k + 1)])
@@ -54,9 +54,10 @@ def _by_size(t: np.ndarray, size: np.ndarray) -> np.ndarray:
     return np.lexsort((t, size))
 
 
-def _each_pair(t: np.ndarray, size: np.ndarray, cls: np.ndarray, max_gap: float):
-    """Yield (i, j, gap) index arrays (into the given arrays) of every cross-device same-size pair
-    with 0 <= t[j] - t[i] <= max_gap, i before j, in chunks (one per neighbour distance)."""
+def _each_pair(t: np.ndarray, size: np.ndarray, cls: np.ndarray, max_gap: float, cross: bool = True):
+    """Yield (i, j, gap) index arrays (into the given arrays) of every cross-device (`cross`;
+    else same-device) same-size pair with 0 <= t[j] - t[i] <= max_gap, i before j, in chunks
+    (one per neighbour distance)."""
     order = _by_size(t, size)
     ts, ss, cs = t[order], size[order], cls[order]
     for k in range(1, ts.size):
@@ -65,29 +66,73 @@ def _each_pair(t: np.ndarray, size: np.ndarray, cls: np.ndarray, max_gap: float)
         near = same & (gap <= max_gap)
         if not near.any():
             break
-        m = near & (cs[k:] != cs[:-k])
+        m = near & ((cs[k:] != cs[:-k]) if cross else (cs[k:] == cs[:-k]))
         idx = np.flatnonzero(m)
         yield order[idx], order[idx + k], gap[idx]
 
 
-def gap_histogram(t: np.ndarray, size: np.ndarray, cls: np.ndarray, edges: np.ndarray) -> np.ndarray:
+def gap_histogram(t: np.ndarray, size: np.ndarray, cls: np.ndarray, edges: np.ndarray, cross: bool = True) -> np.ndarray:
     h = np.zeros(edges.size - 1, np.int64)
-    for _, _, g in _each_pair(t, size, cls, float(edges[-1])):
+    for _, _, g in _each_pair(t, size, cls, float(edges[-1]), cross):
         h += np.histogram(g, bins=edges)[0]
     return h
 
 
-def lag_window(observed: np.ndarray, baseline: np.ndarray, edges: np.ndarray,
-               min_excess: int = 20) -> Optional[tuple[float, float]]:
-    """(lo, hi] of the bins above the tie bin whose count clearly exceeds the baseline (> 2x,
-    > 5 sigma of a Poisson baseline, at least `min_excess` more pairs), or None."""
-    sig = (observed > 2 * baseline) & (observed - baseline > 5 * np.sqrt(baseline + 1)) & \
-        (observed - baseline >= min_excess)
-    sig[0] = False
-    idx = np.flatnonzero(sig)
-    if idx.size == 0:
+def lag_window(observed: np.ndarray, baseline: np.ndarray, edges: np.ndarray, min_excess: int = 20,
+               min_ratio: float = 1.5, fraction: float = 0.5) -> Optional[tuple[float, float]]:
+    """(lo, hi]: where copies sit, or None. `baseline` is what cross-device pairs would look like
+    without copies at a lag (the home's own same-size gaps within each device, scaled; bursts of
+    mirrored traffic repeat that shape across devices). The bin above the tie bin where the
+    observed pairs most exceed it in sigmas (and at least `min_ratio` times, 5 sigma and
+    `min_excess` pairs) is the peak; the window is the run of bins around it whose ratio stays above `fraction` of the
+    peak's excess ratio and `min_ratio`."""
+    ratio = observed / (baseline + 1.0)
+    excess = observed - baseline
+    ok = (ratio >= min_ratio) & (excess > 5 * np.sqrt(baseline + 1)) & (excess >= min_excess)
+    ok[0] = False  # ties are not a lag
+    if not ok.any():
         return None
-    return float(edges[idx.min()]), float(edges[idx.max() + 1])
+    z = excess / np.sqrt(baseline + 1)
+    p = int(np.flatnonzero(ok)[np.argmax(z[ok])])
+    keep = max(min_ratio, 1.0 + fraction * (ratio[p] - 1.0))
+    lo = hi = p
+    while lo - 1 >= 1 and ok[lo - 1] and ratio[lo - 1] >= keep:
+        lo -= 1
+    while hi + 1 < ratio.size and ok[hi + 1] and ratio[hi + 1] >= keep:
+        hi += 1
+    return float(edges[lo]), float(edges[hi + 1])
+
+
+def refine_window(t: np.ndarray, size: np.ndarray, cls: np.ndarray, win: tuple[float, float],
+                  bins: int = 200, peak: float = 10.0) -> tuple[float, float]:
+    """A fixed lag puts every copy at one gap, to the clock's resolution: where the pairs inside
+    the window pile up in one fine (linear) bin, at least `peak` times the window's median bin,
+    the window shrinks to the run of fine bins around it holding at least a tenth of that bin's
+    pairs (a spread lag stays as it is)."""
+    lo, hi = win
+    e = np.linspace(lo, hi, bins + 1)
+    h = np.zeros(bins, np.int64)
+    for _, _, g in _each_pair(t, size, cls, hi):
+        g = g[(g >= lo) & (g <= hi)]
+        h += np.histogram(g, bins=e)[0]
+    p = int(np.argmax(h))
+    if h[p] < peak * max(float(np.median(h)), 1.0):
+        return win
+    a = b = p
+    while a - 1 >= 0 and h[a - 1] >= 0.1 * h[p]:
+        a -= 1
+    while b + 1 < bins and h[b + 1] >= 0.1 * h[p]:
+        b += 1
+    return float(e[a]), float(e[b + 1])
+
+
+def scaled_baseline(observed: np.ndarray, same_device: np.ndarray) -> np.ndarray:
+    """The same-device histogram scaled to the cross-device one (median ratio over bins above
+    the tie bin with enough pairs of both)."""
+    m = (same_device >= 50) & (observed >= 50)
+    m[0] = False
+    scale = float(np.median(observed[m] / same_device[m])) if m.any() else 0.0
+    return scale * same_device
 
 
 @dataclass
@@ -105,9 +150,8 @@ class Pairing:
         return (self.label == UNPAIRED) | (self.label == ORIGINAL)
 
 
-def pair_frames(p: HomePackets, max_gap: float = 0.05, seed: int = 0, shifts: int = 3) -> Pairing:
+def pair_frames(p: HomePackets, max_gap: float = 0.05) -> Pairing:
     """Steps 1-3 of the module doc over every frame of the home."""
-    rng = np.random.default_rng(seed)
     edges = gap_edges(max_gap)
     label = np.full(p.n, UNPAIRED, np.int8)
     leads = np.zeros(p.n, bool)
@@ -116,34 +160,32 @@ def pair_frames(p: HomePackets, max_gap: float = 0.05, seed: int = 0, shifts: in
         sel = np.flatnonzero(p.direction == sign)
         t, size, cls = p.time[sel], p.size[sel], p.cls[sel]
         obs = gap_histogram(t, size, cls, edges)
-        span = float(t.max() - t.min()) if t.size else 0.0
-        base = np.zeros(obs.size)
-        for _ in range(shifts):
-            # every device moved by its own offset: what lines up now is coincidence
-            off = rng.uniform(-1, 1, int(cls.max(initial=0)) + 1) * min(600.0, max(span / 4, 10 * max_gap))
-            base += gap_histogram(t + off[cls], size, cls, edges)
-        base /= max(shifts, 1)
+        base = scaled_baseline(obs, gap_histogram(t, size, cls, edges, cross=False))
         win = lag_window(obs, base, edges)
+        if win is not None:
+            win = refine_window(t, size, cls, win)
         out.window[dname] = win
         out.histogram[dname] = {"edges_s": [float(e) for e in edges], "observed": obs.tolist(),
                                 "baseline": [round(float(b), 2) for b in base]}
         lo, hi = win if win is not None else (TIE_S, 0.0)
-        is_copy = np.zeros(sel.size, bool)
-        is_lead = np.zeros(sel.size, bool)
-        is_tie = np.zeros(sel.size, bool)
-        for i, j, g in _each_pair(t, size, cls, max(hi, lo)):
-            tie = g < lo
-            is_tie[i[tie]] = True
-            is_tie[j[tie]] = True
+        n_lead = np.zeros(sel.size, np.int64)
+        n_led = np.zeros(sel.size, np.int64)
+        n_tie = np.zeros(sel.size, np.int64)
+        for i, j, g in _each_pair(t, size, cls, max(hi, TIE_S)):
+            tie = g < TIE_S
+            np.add.at(n_tie, i[tie], 1)
+            np.add.at(n_tie, j[tie], 1)
             w = (g >= lo) & (g <= hi)
-            is_lead[i[w]] = True
-            is_copy[j[w]] = True
+            np.add.at(n_lead, i[w], 1)
+            np.add.at(n_led, j[w], 1)
+        # an original leads more frames than lead it or tie with it (its copies on every other
+        # member); a copy is led at least as often as it leads; a tie cannot be ordered
         lab = np.full(sel.size, UNPAIRED, np.int8)
-        lab[is_tie] = TIED
-        lab[is_lead] = ORIGINAL
-        lab[is_copy] = COPY
+        lab[n_tie > 0] = TIED
+        lab[(n_led > 0) & (n_led >= n_lead)] = COPY
+        lab[n_lead > n_led + n_tie] = ORIGINAL
         label[sel] = lab
-        leads[sel] = is_lead
+        leads[sel] = n_lead > 0
     return out
 
 
@@ -342,7 +384,7 @@ def shared_pairing(d: Dataset, ss) -> Pairing:
     hit = _PAIRINGS.get(id(d))
     if hit is not None and hit[0] is d:
         return hit[1]
-    pr = pair_frames(d.packets, max_gap=ss.xdev_max_gap, seed=ss.seed)
+    pr = pair_frames(d.packets, max_gap=ss.xdev_max_gap)
     if len(_PAIRINGS) >= 4:
         _PAIRINGS.pop(next(iter(_PAIRINGS)))
     _PAIRINGS[id(d)] = (d, pr)

@@ -52,6 +52,12 @@ def add_arguments(e: argparse.ArgumentParser) -> None:
     e.add_argument("--device", default=s.device, help="torch device for the sequence attackers (auto, cpu, cuda)")
     e.add_argument("--jobs", type=int, default=d.jobs, help="simulations run at once (default: %(default)s)")
     e.add_argument("--threads", type=int, default=d.threads, help="CPU threads of torch and the forests (default: %(default)s)")
+    e.add_argument("--fold-by", choices=["device", "home"], default=d.fold_by,
+                   help="time folds over each device's own history (device) or over the home's span (home, the "
+                        "rule before issue 18) (default: %(default)s)")
+    e.add_argument("--no-cross-device", action="store_true",
+                   help="leave out the cross-device attacker (it needs every device's frames: `ipet packets` and "
+                        "`ipet simulate --out-dir` of the set defenses)")
 
 
 def run(args: argparse.Namespace, argv: Optional[Sequence[str]]) -> int:
@@ -61,12 +67,13 @@ def run(args: argparse.Namespace, argv: Optional[Sequence[str]]) -> int:
     ss = SuiteSettings(seed=args.seed, seq_models=list(args.seq_models), epochs=args.epochs, patience=args.patience,
                        kfp_iters=args.kfp_iters, dist_iters=args.dist_iters, rf_trees=args.rf_trees,
                        bootstrap=args.bootstrap, device=args.device, seq_max_per_device=args.seq_max_per_device,
-                       forest_draws=args.forest_draws)
+                       forest_draws=args.forest_draws, cross_device=not args.no_cross_device)
     es = EvalSettings(seed=args.seed, folds=args.folds, draws=args.draws, ipet_models=list(args.ipet_models),
                       baselines=list(args.baselines), rates=list(args.rates), idle_cover=args.idle_cover,
                       sets=args.sets, k=args.k, all_in_one=not args.no_all_in_one,
                       regulator_budgets=list(args.regulator_budgets), targets=list(args.targets),
-                      targets_file=args.targets_file, only=args.only, ablation_on=args.ablation_on, jobs=args.jobs, threads=args.threads, suite=ss)
+                      targets_file=args.targets_file, only=args.only, ablation_on=args.ablation_on, jobs=args.jobs, threads=args.threads, suite=ss,
+                      fold_by=args.fold_by)
     argv = list(argv) if argv is not None else sys.argv[1:]
     command = "python -m ipet_train " + " ".join(shlex.quote(a) for a in argv)
     evaluate(args.captures, args.devices, args.out, es, binary=Path(args.ipet_bin) if args.ipet_bin else None,

@@ -2,7 +2,8 @@
 docs/threat-model.md, on defended real traffic from the Rust simulator.
 
 1. Undefended: `ipet features` over the captures (windows, per-window features, aggregates).
-2. One split for everything: contiguous time folds over the home's span (attackers.folds).
+2. One split for everything: contiguous time folds, each device's own history split by time
+   (attackers.folds; `fold_by="home"`: the home's span, the rule before issue 18).
 3. Per defense configuration, `draws` runs of `ipet simulate --features` with different seeds
    (fresh cover for training); each run's files are loaded and deleted at once, so disk holds one
    run at a time (results.json says the largest). The attackers (attackers.suite) retrain from
@@ -28,13 +29,13 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from .. import __version__
-from ..attackers.dataset import Dataset, load_features
+from ..attackers.dataset import Dataset, load_features, load_packets
 from ..attackers.folds import TimeFolds
 from ..attackers.suite import SuiteSettings, attack, max_attacker
 from ..ipet_binary import find_ipet_binary
 from .defenses import BASELINES, defense_list, dir_bytes, simulate_draw
 
-LINK_ATTACKERS = ("lstm", "cnn", "kfp", "m_agg")
+LINK_ATTACKERS = ("lstm", "cnn", "kfp", "m_agg", "cross_device", "cross_device_agg")
 
 
 @dataclass
@@ -59,6 +60,8 @@ class EvalSettings:
     ablation_on: Optional[list[str]] = None  # None: every defense
     jobs: int = 2
     threads: int = 1
+    # "device": each device's own history cut into time folds; "home": the home's span
+    fold_by: str = "device"
     suite: SuiteSettings = field(default_factory=SuiteSettings)
 
     def to_dict(self) -> dict[str, Any]:
@@ -77,6 +80,37 @@ def _features(binary: Path, captures: Sequence[str], devices_csv: str, out: Path
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"`{' '.join(cmd)}` failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
+
+
+def _packets(binary: Path, captures: Sequence[str], devices_csv: str, out: Path) -> None:
+    import subprocess
+
+    cmd = [str(binary), "packets", "--captures", *map(str, captures), "--devices", str(devices_csv), "--out", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"`{' '.join(cmd)}` failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
+
+
+def model_set_gaps(defenses: list[dict[str, Any]], names: Sequence[str]) -> dict[str, str]:
+    """Rows that need a model set made for this home: key -> why they cannot run here (a device
+    of the home the set does not serve, or a set that cannot be read)."""
+    out = {}
+    for d in defenses:
+        m = (d.get("params") or {}).get("models")
+        if not m:
+            continue
+        try:
+            served = {x["name"] if isinstance(x, dict) else str(x)
+                      for x in json.loads((Path(m) / "manifest.json").read_text())["devices"]}
+        except (OSError, ValueError, KeyError) as e:
+            out[d["key"]] = f"model set {m} cannot be read ({e})"
+            continue
+        missing = [n for n in names if n not in served]
+        if missing:
+            out[d["key"]] = (f"model set {m} was trained for another home: it does not serve "
+                             f"{', '.join(missing)} (train one for this home, `python -m ipet_train pipeline`, and "
+                             f"name it with --ipet-models, or --targets/--targets-file for set targets)")
+    return out
 
 
 def evaluate(captures: Sequence[str], devices_csv: str, out_dir: str, es: EvalSettings, binary: Optional[Path] = None,
@@ -119,8 +153,18 @@ def _evaluate(captures, devices_csv, out_dir, es, binary, work, command):
         und = load_features(wk / "undefended", class_of)
         und_bytes = dir_bytes(wk / "undefended")
         shutil.rmtree(wk / "undefended", ignore_errors=True)
-        folds = TimeFolds.over(und.start, es.folds)
-        _log(f"{und.n} undefended windows of {n} devices; {es.folds} time folds, edges {folds.edges}")
+        if es.suite.cross_device:
+            _packets(binary, captures, devices_csv, wk / "packets")
+            und.packets = load_packets(wk / "packets", class_of)
+            und_bytes += dir_bytes(wk / "packets")
+            shutil.rmtree(wk / "packets", ignore_errors=True)
+        folds = TimeFolds.over(und.start, es.folds, und.y if es.fold_by == "device" else None)
+        _log(f"{und.n} undefended windows of {n} devices; {es.folds} time folds per {folds.by}")
+        fold_warnings = [{**w, "device": names[w["class"]]}
+                         for w in folds.warnings(und.y, und.start, es.total_time, n)]
+        for w in fold_warnings:
+            _log(f"warning: {w['device']} has no training windows in fold {w['fold']} ({w['tested']} tested): "
+                 f"it scores 0 there by construction")
 
         defenses = defense_list(es.ipet_models, es.baselines, es.rates, es.idle_cover, es.sets, es.k, es.all_in_one,
                                 es.regulator_budgets, es.targets, es.targets_file)
@@ -129,6 +173,10 @@ def _evaluate(captures, devices_csv, out_dir, es, binary, work, command):
             if unknown:
                 raise ValueError(f"--only: unknown defenses {sorted(unknown)}; known: {[d['key'] for d in defenses]}")
             defenses = [d for d in defenses if d["key"] == "none" or d["key"] in es.only]
+        skipped = model_set_gaps(defenses, names)
+        for key, why in skipped.items():
+            _log(f"note: skipping {key}: {why}")
+        defenses = [d for d in defenses if d["key"] not in skipped]
 
         results: list[dict[str, Any]] = []
         peak_disk = [und_bytes]
@@ -145,7 +193,8 @@ def _evaluate(captures, devices_csv, out_dir, es, binary, work, command):
                 for r in range(es.draws):
                     seed = es.seed * 1_000_003 + zlib.crc32(dfn["key"].encode()) % 100_000 * 10 + r
                     ds, c = simulate_draw(binary, captures, devices_csv, names, class_of, dfn, seed,
-                                          wk / f"run-{di}-{r}", es.jobs, peak_disk)
+                                          wk / f"run-{di}-{r}", es.jobs, peak_disk,
+                                          traces=es.suite.cross_device and r < max(1, es.suite.forest_draws))
                     draws.append(ds)
                     seeds.append(seed)
                     costs_all.append(c)
@@ -177,10 +226,10 @@ def _evaluate(captures, devices_csv, out_dir, es, binary, work, command):
                  f"{costs.get('byte_overhead') or 0:.2f} packets x{costs.get('packet_overhead') or 0:.2f} "
                  f"p99 {costs.get('latency_p99_s', 0):.3f} s ({time.time() - ts:.0f} s, {time.time() - t_start:.0f} s in all)")
             res = _results(es, captures, devices_csv, binary, command, names, folds, results, transport_row,
-                           peak_disk, t_start)
+                           peak_disk, t_start, skipped, fold_warnings)
             (out / "results.json").write_text(json.dumps(res, indent=1) + "\n")
         res = _results(es, captures, devices_csv, binary, command, names, folds, results, transport_row, peak_disk,
-                       t_start)
+                       t_start, skipped, fold_warnings)
         (out / "results.json").write_text(json.dumps(res, indent=1) + "\n")
         summary = make_summary(res)
         (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
@@ -192,7 +241,8 @@ def _evaluate(captures, devices_csv, out_dir, es, binary, work, command):
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _results(es, captures, devices_csv, binary, command, names, folds, results, transport_row, peak_disk, t_start):
+def _results(es, captures, devices_csv, binary, command, names, folds, results, transport_row, peak_disk, t_start,
+             skipped=None, fold_warnings=None):
     import sklearn
     import torch
 
@@ -203,9 +253,11 @@ def _results(es, captures, devices_csv, binary, command, names, folds, results, 
         "inputs": {"captures": [str(c) for c in captures], "devices_csv": str(devices_csv), "ipet_bin": str(binary)},
         "devices": names,
         "chance": 1.0 / len(names),
-        "folds": {"edges_unix_s": list(folds.edges), "test_folds": folds.folds,
-                  "rule": "block i = [edges[i], edges[i+1]); fold i tests block i and trains on items ending "
-                          "before edges[i]; block 0 only trains"},
+        "folds": {**folds.to_dict(), "test_folds": folds.folds,
+                  "rule": "block i = [edges[i], edges[i+1]) (per device: that device's own edges); fold i tests "
+                          "block i and trains on items ending before edges[i]; block 0 only trains",
+                  "warnings": fold_warnings or []},
+        "skipped_defenses": [{"key": k, "reason": v} for k, v in (skipped or {}).items()],
         "defenses": results,
         "transport_observer": transport_row,
         "peak_disk_bytes": max(peak_disk) if peak_disk else 0,
@@ -231,12 +283,29 @@ def make_summary(res: dict[str, Any]) -> dict[str, Any]:
             "latency_mean_s": c.get("latency_mean_s"), "latency_p99_s": c.get("latency_p99_s"),
             "leaked_fraction": c.get("leaked_fraction"),
             "set_floor": r.get("set_floor"), "sets": c.get("sets"),
+            **_cross_device_summary(r),
         })
     tr = res.get("transport_observer")
-    return {"schema_version": 1, "observer": "link (docs/threat-model.md): max_attacker_ba is the largest of "
+    extra = {"skipped_defenses": res["skipped_defenses"]} if res.get("skipped_defenses") else {}
+    return {**extra, "schema_version": 1, "observer": "link (docs/threat-model.md): max_attacker_ba is the largest of "
             + ", ".join(LINK_ATTACKERS), "chance": res["chance"], "devices": res["devices"],
             "seed": res["settings"]["seed"], "defenses": rows,
             "transport_observer": None if tr is None else {
                 "note": "M_agg on the real TCP traffic alone, which every defense here leaves untouched (all cover "
                         "is UDP): a floor of this observer's balanced accuracy under any of them",
                 "m_agg": {k: tr["attackers"]["m_agg"][k] for k in ("balanced_accuracy", "ci95")}}}
+
+
+def _cross_device_summary(r: dict[str, Any]) -> dict[str, Any]:
+    """The cross-device attacker's own figures for a summary row (absent where it did not run:
+    per-device defenses have no cross-device copies to pair)."""
+    a = r["attackers"].get("cross_device")
+    if a is None:
+        return {}
+    att = a.get("attribution") or {}
+    return {"cross_device": {
+        "lag_window_s": {k: v.get("lag_window_s") for k, v in att.items()},
+        "real_attributed_fraction": {k: v.get("real_attributed_fraction") for k, v in att.items()},
+        "attributed_real_fraction": {k: v.get("attributed_real_fraction") for k, v in att.items()},
+        "activity": {k: (a.get("activity") or {}).get(k) for k in ("precision", "recall")},
+        "ba_on_really_active_windows": (a.get("on_really_active_windows") or {}).get("balanced_accuracy")}}

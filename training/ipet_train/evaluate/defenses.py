@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from ..attackers.dataset import Dataset, concat, load_features
+from ..attackers.dataset import Dataset, concat, load_features, load_home_traces
 
 BASELINES = ("constant", "random", "random+")
 
@@ -71,9 +71,11 @@ def _run(cmd: list[str]) -> dict[str, Any]:
 
 def simulate_draw(binary: Path, captures: Sequence[str], devices_csv: str, names: Sequence[str],
                   class_of: dict[int, int], dfn: dict[str, Any], seed: int, work: Path, jobs: int,
-                  disk: list[int]) -> tuple[Dataset, dict[str, Any]]:
+                  disk: list[int], traces: bool = False) -> tuple[Dataset, dict[str, Any]]:
     """One run of a defense over the home; returns its dataset and its costs. `disk` gets the
-    largest size the run's files reached before they were deleted."""
+    largest size the run's files reached before they were deleted. With `traces` a home run also
+    writes every member's defended frames (`--out-dir`), loaded into the dataset's `packets` for
+    the cross-device attacker."""
     base = [str(binary), "simulate", "--trace", *map(str, captures), "--devices", str(devices_csv),
             "--seed", str(seed), "--inference-threads", "1"]
     work.mkdir(parents=True, exist_ok=True)
@@ -83,9 +85,13 @@ def simulate_draw(binary: Path, captures: Sequence[str], devices_csv: str, names
             if "@all" in args:
                 args[args.index("@all")] = ",".join(names)
             out = work / "home"
-            summ = _run(base + args + ["--features", str(out)])
+            tr = ["--out-dir", str(work / "traces")] if traces else []
+            summ = _run(base + args + ["--features", str(out)] + tr)
             disk.append(dir_bytes(work))
             ds = load_features(out, class_of)
+            if traces:
+                ds.packets = load_home_traces(work / "traces", {names[c]: c for c in class_of.values()},
+                                              float(summ["start_time_s"]))
             return ds, home_costs(summ)
 
         def one(name: str):

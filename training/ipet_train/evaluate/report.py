@@ -9,7 +9,8 @@ from typing import Any, Optional
 REPORT_SECTIONS = ["## Headline", "## Every attacker", "## The distinguisher", "## Per-device recall", "## Plots",
                    "## Method"]
 PLOTS = ["ba_vs_byte_overhead.png", "ba_vs_packet_overhead.png", "ba_vs_latency_p99.png"]
-ATTACKER_NAMES = {"lstm": "LSTM", "cnn": "CNN", "kfp": "k-FP", "m_agg": "M_agg"}
+ATTACKER_NAMES = {"lstm": "LSTM", "cnn": "CNN", "kfp": "k-FP", "m_agg": "M_agg", "cross_device": "cross-device",
+                  "cross_device_agg": "cross-device (15 min)"}
 
 
 def _f(x: Optional[float], nd: int = 3) -> str:
@@ -32,7 +33,7 @@ def _att(a: dict[str, Any]) -> str:
 
 
 def headline_table(summary: dict[str, Any]) -> list[str]:
-    atts = [a for a in ("lstm", "cnn", "kfp", "m_agg") if any(a in r["attackers"] for r in summary["defenses"])]
+    atts = [a for a in ATTACKER_NAMES if any(a in r["attackers"] for r in summary["defenses"])]
     lines = ["| defense | " + " | ".join(ATTACKER_NAMES[a] for a in atts)
              + " | max attacker BA (who) | set floor | bytes | packets | latency p99 | distinguisher AUC |",
              "|---|" + "---|" * len(atts) + "---|---|---|---|---|---|"]
@@ -44,6 +45,31 @@ def headline_table(summary: dict[str, Any]) -> list[str]:
                      + f"{_f(r.get('set_floor'))} | {_ov(r['byte_overhead'])} | {_ov(r['packet_overhead'])} | "
                      + f"{_f(r['latency_p99_s'], 2)} s | {_f(r['distinguisher_auc'])}{_ci(r['distinguisher_auc_ci95'])} |")
     return lines
+
+
+def cross_device_table(summary: dict[str, Any]) -> list[str]:
+    """The cross-device attacker's pairing per row: the lag window it found, how much real
+    traffic it attributes to its device, and its activity inference."""
+    rows = [r for r in summary["defenses"] if r.get("cross_device")]
+    if not rows:
+        return []
+    L = ["", "Cross-device attacker (pairs same-size frames across the home's devices; the frame that leads "
+              "is the original): lag window found per direction, real frames attributed to their device "
+              "(out / in), precision of what it attributes, activity precision / recall, and its balanced "
+              "accuracy on the windows that really hold real packets (a diagnostic selected by the truth).", "",
+         "| defense | lag window out | lag window in | real attributed out / in | attributed real out / in | "
+         "activity P / R | BA on really active windows |", "|---|---|---|---|---|---|---|"]
+
+    def w(x):
+        return "none" if not x else f"{x[0] * 1e3:.3f}-{x[1] * 1e3:.3f} ms"
+
+    for r in rows:
+        c = r["cross_device"]
+        ra, ar, act = c["real_attributed_fraction"], c["attributed_real_fraction"], c["activity"]
+        L.append(f"| {r['label']} | {w(c['lag_window_s'].get('out'))} | {w(c['lag_window_s'].get('in'))} | "
+                 f"{_f(ra.get('out'))} / {_f(ra.get('in'))} | {_f(ar.get('out'))} / {_f(ar.get('in'))} | "
+                 f"{_f(act.get('precision'))} / {_f(act.get('recall'))} | {_f(c.get('ba_on_really_active_windows'))} |")
+    return L
 
 
 def write_report(res: dict[str, Any], summary: dict[str, Any], out: Path) -> None:
@@ -66,6 +92,11 @@ def write_report(res: dict[str, Any], summary: dict[str, Any], out: Path) -> Non
         m = tr["m_agg"]
         L += ["", f"Transport observer (labelled, not the headline): {tr['note']}: M_agg "
                   f"{_f(m['balanced_accuracy'])}{_ci(m['ci95'])}."]
+    L += cross_device_table(summary)
+    for sk in summary.get("skipped_defenses") or []:
+        L += ["", f"Not run here: `{sk['key']}`: {sk['reason']}."]
+    for w in res.get("folds", {}).get("warnings") or []:
+        L += ["", f"Warning: {w['device']} has no training windows in fold {w['fold']} ({w['tested']} tested)."]
     L += ["", "## Every attacker", "",
           "Each attacker scored on all tested windows and on the windows kept after the distinguisher "
           "(per-fold balanced accuracy in results.json).", "",
