@@ -1,0 +1,352 @@
+//! The gateway's configuration: the command line (host settings: ports, addresses, where the
+//! configuration comes from; every flag with an environment fallback, as the service's) and the
+//! home's configuration document (device table, sets, defense and knobs), TOML or JSON, from a
+//! file or a URL. A document is checked whole before it replaces the running one; a bad one is
+//! refused with an error naming its field and the running one stays.
+
+use std::{net::IpAddr, path::PathBuf, time::Duration};
+
+use anyhow::{Context, Result, anyhow, bail};
+use ipet_traffic::{DeviceTable, devices::parse_mac};
+use serde::{Deserialize, Serialize};
+
+/// Where the shaper stands (docs/threat-model.md, "How the gateway emits cover").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Between each device and the observed link: transmits, and can hold, both directions.
+    Bridge,
+    /// The access point alone: devices' own uplink frames are on the air before it sees them.
+    Ap,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DefenseName {
+    /// Forward everything untouched (measures the testbed itself).
+    PassThrough,
+    Supersequence,
+    Regulator,
+    /// Per-device iPET rows fetched from the service.
+    Ipet,
+    /// Set-targets rows fetched from the service.
+    Targets,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceEntry {
+    pub name: String,
+    pub mac: String,
+    #[serde(default)]
+    pub ip: Vec<String>,
+    /// Anonymity set (devices without one are observed, counted and passed untouched).
+    #[serde(default)]
+    pub set: Option<String>,
+}
+
+/// Where rows come from for `ipet` and `targets`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceRows {
+    /// Base URL of the ipet service, e.g. `http://192.168.1.2:8080`.
+    pub url: String,
+    /// Generation (`0`..`4` or `mix`).
+    #[serde(default = "mix")]
+    pub generation: String,
+    /// Windows fetched per request.
+    #[serde(default = "default_n")]
+    pub n: usize,
+    #[serde(default)]
+    pub model_set: Option<String>,
+}
+
+fn mix() -> String {
+    "mix".into()
+}
+fn default_n() -> usize {
+    1000
+}
+fn default_omega() -> f64 {
+    0.1
+}
+fn default_hold_queue() -> usize {
+    1024
+}
+
+/// The home's configuration document.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HomeConfig {
+    pub defense: DefenseName,
+    /// Slot length in seconds (the simulator's omega).
+    #[serde(default = "default_omega")]
+    pub omega: f64,
+    /// How long a real frame may be held for room in the targets (bridge mode; 0: pure padding).
+    #[serde(default)]
+    pub latency_budget: f64,
+    /// Seed of the cover's random choices (none: from the operating system).
+    #[serde(default)]
+    pub seed: Option<u64>,
+    /// Most real frames held per device and direction; beyond, frames are sent at once and
+    /// counted as hold-queue overflows.
+    #[serde(default = "default_hold_queue")]
+    pub hold_queue: usize,
+    pub devices: Vec<DeviceEntry>,
+    /// The defense's own knobs (the data plane's set-defense specification), passed as given.
+    #[serde(default)]
+    pub knobs: Option<serde_json::Value>,
+    #[serde(default)]
+    pub service: Option<ServiceRows>,
+}
+
+/// A checked configuration, ready to run.
+pub struct Checked {
+    pub doc: HomeConfig,
+    pub table: DeviceTable,
+    /// Per device of the table: its set's index in `sets` (None: unshaped).
+    pub set_of: Vec<Option<usize>>,
+    /// Sets: name and member device ids.
+    pub sets: Vec<(String, Vec<usize>)>,
+    pub omega_ns: i64,
+}
+
+impl HomeConfig {
+    /// Parses TOML or JSON (told by the first non-blank character).
+    pub fn parse(text: &str, origin: &str) -> Result<Self> {
+        if text.trim_start().starts_with('{') {
+            serde_json::from_str(text).map_err(|e| anyhow!("{origin}: {e}"))
+        } else {
+            toml::from_str(text).map_err(|e| anyhow!("{origin}: {e}"))
+        }
+    }
+
+    /// Checks every field; errors name the field (`devices[2].mac: ...`).
+    pub fn check(self) -> Result<Checked> {
+        if !(self.omega.is_finite() && self.omega > 0.0 && self.omega <= 60.0) {
+            bail!("omega: {} s must be in (0, 60]", self.omega);
+        }
+        if !(self.latency_budget.is_finite() && (0.0..=60.0).contains(&self.latency_budget)) {
+            bail!("latency_budget: {} s must be in [0, 60]", self.latency_budget);
+        }
+        if self.hold_queue == 0 || self.hold_queue > 1 << 20 {
+            bail!("hold_queue: {} must be in 1..=1048576", self.hold_queue);
+        }
+        if self.devices.is_empty() {
+            bail!("devices: the table is empty");
+        }
+        let mut entries = Vec::new();
+        for (i, d) in self.devices.iter().enumerate() {
+            if d.name.trim().is_empty() {
+                bail!("devices[{i}].name: empty");
+            }
+            let mac = parse_mac(&d.mac).ok_or_else(|| anyhow!("devices[{i}].mac: {:?} is not a MAC address", d.mac))?;
+            let mut ips = Vec::new();
+            for (j, ip) in d.ip.iter().enumerate() {
+                ips.push(ip.parse::<IpAddr>().map_err(|_| anyhow!("devices[{i}].ip[{j}]: {ip:?} is not an address"))?);
+            }
+            entries.push((d.name.clone(), Some(mac), ips));
+        }
+        let table = DeviceTable::new(entries).map_err(|e| anyhow!("devices: {e}"))?;
+        let mut sets: Vec<(String, Vec<usize>)> = Vec::new();
+        let mut set_of = vec![None; self.devices.len()];
+        for (i, d) in self.devices.iter().enumerate() {
+            if let Some(s) = d.set.as_ref().filter(|s| !s.trim().is_empty()) {
+                let k = match sets.iter().position(|(n, _)| n == s) {
+                    Some(k) => k,
+                    None => {
+                        sets.push((s.clone(), Vec::new()));
+                        sets.len() - 1
+                    }
+                };
+                sets[k].1.push(i);
+                set_of[i] = Some(k);
+            }
+        }
+        match self.defense {
+            DefenseName::PassThrough => {}
+            DefenseName::Ipet | DefenseName::Targets => {
+                let s = self
+                    .service
+                    .as_ref()
+                    .ok_or_else(|| anyhow!("service: {:?} needs rows from the service", self.defense))?;
+                if !(s.url.starts_with("http://") || s.url.starts_with("https://")) {
+                    bail!("service.url: {:?} is not an http(s) URL", s.url);
+                }
+                if s.n == 0 || s.n > 50_000 {
+                    bail!("service.n: {} must be in 1..=50000", s.n);
+                }
+            }
+            DefenseName::Supersequence | DefenseName::Regulator => {
+                if sets.is_empty() {
+                    bail!("devices[*].set: {:?} needs at least one anonymity set", self.defense);
+                }
+            }
+        }
+        let omega_ns = (self.omega * 1e9).round() as i64;
+        Ok(Checked { doc: self, table, set_of, sets, omega_ns })
+    }
+}
+
+/// Command line of `ipet-gateway run`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// The home's configuration (TOML or JSON). SIGHUP reads it again.
+    #[arg(long, env = "IPET_GATEWAY_CONFIG", required_unless_present = "config_url")]
+    pub config: Option<PathBuf>,
+    /// Or a URL serving the same document (fetched with the token), re-fetched every
+    /// --config-refresh-secs and on SIGHUP; unreachable: the last good one stays (its age is
+    /// exported), kept across restarts in --state-dir.
+    #[arg(long, env = "IPET_GATEWAY_CONFIG_URL")]
+    pub config_url: Option<String>,
+    #[arg(long, env = "IPET_GATEWAY_CONFIG_REFRESH_SECS", default_value_t = 300)]
+    pub config_refresh_secs: u64,
+    /// Bearer token for the service (config URL and rows).
+    #[arg(long, env = "IPET_GATEWAY_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// File holding the bearer token (first line).
+    #[arg(long, env = "IPET_GATEWAY_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Where the last good configuration and rows are kept.
+    #[arg(long, env = "IPET_GATEWAY_STATE_DIR", default_value = "/var/lib/ipet-gateway")]
+    pub state_dir: PathBuf,
+    #[arg(long, env = "IPET_GATEWAY_MODE", value_enum, default_value = "bridge")]
+    pub mode: Mode,
+    /// Device-side ports (bridge mode: one per device or a switch; ap mode: the radio side).
+    #[arg(long = "device-port", env = "IPET_GATEWAY_DEVICE_PORTS", value_delimiter = ',', required = true)]
+    pub device_ports: Vec<String>,
+    /// The uplink port (to the router / the internet).
+    #[arg(long, env = "IPET_GATEWAY_UPLINK")]
+    pub uplink: String,
+    /// Prometheus endpoint (`GET /metrics`); empty: none.
+    #[arg(long, env = "IPET_GATEWAY_METRICS_ADDR", default_value = "127.0.0.1:9187")]
+    pub metrics_addr: String,
+    /// Also write the metrics to this file every second (node_exporter textfile collector).
+    #[arg(long, env = "IPET_GATEWAY_METRICS_FILE")]
+    pub metrics_file: Option<PathBuf>,
+    /// SCHED_FIFO priority for the packet and timing threads (0: default scheduler).
+    #[arg(long, env = "IPET_GATEWAY_RT_PRIORITY", default_value_t = 0)]
+    pub rt_priority: i32,
+    /// Socket receive buffer per port, bytes.
+    #[arg(long, env = "IPET_GATEWAY_RCVBUF", default_value_t = 8 << 20)]
+    pub rcvbuf: usize,
+    /// Log as JSON lines (else human-readable).
+    #[arg(long, env = "IPET_GATEWAY_LOG_JSON", default_value_t = false)]
+    pub log_json: bool,
+    /// Write every slot's per-set targets and emissions as JSON lines here (the testbed's
+    /// conformance check reads it).
+    #[arg(long, env = "IPET_GATEWAY_DECISION_LOG")]
+    pub decision_log: Option<PathBuf>,
+}
+
+impl RunArgs {
+    pub fn token(&self) -> Result<Option<String>> {
+        if let Some(t) = &self.token {
+            return Ok(Some(t.clone()));
+        }
+        match &self.token_file {
+            Some(p) => {
+                let s = std::fs::read_to_string(p).with_context(|| format!("token file {}", p.display()))?;
+                Ok(s.lines().next().map(|l| l.trim().to_string()))
+            }
+            None => Ok(None),
+        }
+    }
+}
+
+/// Reads a configuration: from the file, or the URL (falling back to the cached copy).
+/// Returns the document and when it was obtained (ns; the cache file's time when cached).
+pub fn load(args: &RunArgs) -> Result<(Checked, i64)> {
+    if let Some(path) = &args.config {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let doc = HomeConfig::parse(&text, &path.display().to_string())?;
+        return Ok((doc.check()?, crate::sys::now_ns()));
+    }
+    let url = args.config_url.as_deref().ok_or_else(|| anyhow!("no --config nor --config-url"))?;
+    let cache = args.state_dir.join("config.json");
+    match fetch_text(url, args.token()?.as_deref()) {
+        Ok(text) => {
+            let checked = HomeConfig::parse(&text, url)?.check()?;
+            let _ = std::fs::create_dir_all(&args.state_dir);
+            let _ = std::fs::write(&cache, serde_json::to_vec_pretty(&checked.doc)?);
+            Ok((checked, crate::sys::now_ns()))
+        }
+        Err(e) => {
+            let text = std::fs::read_to_string(&cache)
+                .with_context(|| format!("{url} unreachable ({e:#}) and no cached configuration"))?;
+            let age = std::fs::metadata(&cache)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(crate::sys::now_ns(), |d| d.as_nanos() as i64);
+            tracing::warn!(url, error = %format!("{e:#}"), "configuration URL unreachable: using the cached one");
+            Ok((HomeConfig::parse(&text, &cache.display().to_string())?.check()?, age))
+        }
+    }
+}
+
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(10))).build().into()
+}
+
+pub fn fetch_text(url: &str, token: Option<&str>) -> Result<String> {
+    let mut req = agent().get(url);
+    if let Some(t) = token {
+        req = req.header("Authorization", &format!("Bearer {t}"));
+    }
+    let mut resp = req.call().with_context(|| format!("GET {url}"))?;
+    Ok(resp.body_mut().read_to_string()?)
+}
+
+pub fn fetch_bytes(url: &str, token: Option<&str>) -> Result<Vec<u8>> {
+    let mut req = agent().get(url);
+    if let Some(t) = token {
+        req = req.header("Authorization", &format!("Bearer {t}"));
+    }
+    let mut resp = req.call().with_context(|| format!("GET {url}"))?;
+    Ok(resp.body_mut().with_config().limit(512 << 20).read_to_vec()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+defense = "supersequence"
+[[devices]]
+name = "cam-1"
+mac = "f4:b8:5e:ff:2b:1b"
+set = "cams"
+[[devices]]
+name = "cam-2"
+mac = "f4:b8:5e:35:67:b0"
+set = "cams"
+[[devices]]
+name = "tv"
+mac = "00:11:22:33:44:55"
+"#;
+
+    #[test]
+    fn a_good_configuration_is_taken() {
+        let c = HomeConfig::parse(GOOD, "t").expect("parse").check().expect("check");
+        assert_eq!(c.sets, vec![("cams".to_string(), vec![0, 1])]);
+        assert_eq!(c.set_of, vec![Some(0), Some(0), None]);
+        assert_eq!(c.omega_ns, 100_000_000);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let bad_mac = GOOD.replace("00:11:22:33:44:55", "00:11:22");
+        let e = HomeConfig::parse(&bad_mac, "t").expect("parse").check().err().expect("bad mac");
+        assert!(e.to_string().starts_with("devices[2].mac:"), "{e}");
+        let e = HomeConfig::parse(&format!("omega = -1\n{GOOD}"), "t").expect("parse").check().err().expect("omega");
+        assert!(e.to_string().starts_with("omega:"), "{e}");
+        let e = HomeConfig::parse(&GOOD.replace("supersequence", "nope"), "t").err().expect("defense");
+        assert!(e.to_string().contains("defense"), "{e}");
+        let e = HomeConfig::parse(&format!("colour = 1\n{GOOD}"), "t").err().expect("unknown");
+        assert!(e.to_string().contains("colour"), "{e}");
+        let no_sets = GOOD.replace("set = \"cams\"", "");
+        let e = HomeConfig::parse(&no_sets, "t").expect("parse").check().err().expect("sets");
+        assert!(e.to_string().contains("set"), "{e}");
+    }
+}

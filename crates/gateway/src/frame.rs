@@ -1,0 +1,136 @@
+//! Ethernet frames: addresses, the payload size the defense counts, and cover frames.
+//!
+//! A cover frame is an Ethernet frame of the local experimental EtherType 0x88B5
+//! (docs/threat-model.md: a device's stack drops it silently, where a closed UDP port would be
+//! answered with ICMP). To the device it goes from the gateway's port address to the device's
+//! MAC; from the device (outgoing cover) under the device's MAC as source. Its length is the
+//! length of an IPv4/UDP frame carrying the cover packet's size (14 + 20 + 8 + size bytes, at
+//! least 60): the simulator counts transport payload bytes and emits cover as UDP, so a cover
+//! packet of size s is on the wire as long as a real UDP packet of size s.
+//!
+//! Its first bytes are a tag the testbed's observer reads (on a real Wi-Fi link the frame body
+//! is encrypted with the device's pairwise key, so only the device, which drops it, sees it):
+//! `IPCV`, direction (0 in, 1 out), a flag byte, the device index, the size it stands for, the
+//! time it was due (ns) and the time of the real frame it mirrors (0: none).
+
+use ipet_traffic::{
+    DeviceTable, Direction,
+    capture::{IpPacket, Skip, attribute, decode_frame},
+    devices::Mac,
+};
+use pcap_file::DataLink;
+
+pub const COVER_ETHERTYPE: u16 = 0x88B5;
+pub const MAGIC: &[u8; 4] = b"IPCV";
+/// Ethernet + IPv4 + UDP headers: a cover packet of size s is `s + COVER_OVERHEAD` on the wire.
+pub const COVER_OVERHEAD: usize = 42;
+pub const MIN_FRAME: usize = 60;
+pub const MAX_FRAME: usize = 9000 + 14;
+
+pub fn dst(frame: &[u8]) -> Option<Mac> {
+    frame.get(0..6).map(|s| s.try_into().unwrap_or_default())
+}
+
+pub fn src(frame: &[u8]) -> Option<Mac> {
+    frame.get(6..12).map(|s| s.try_into().unwrap_or_default())
+}
+
+pub fn is_group(mac: &Mac) -> bool {
+    mac[0] & 1 == 1
+}
+
+pub fn ethertype(frame: &[u8]) -> Option<u16> {
+    frame.get(12..14).map(|s| u16::from_be_bytes([s[0], s[1]]))
+}
+
+/// The cover tag of a frame, if it is one of ours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CoverTag {
+    pub direction: Direction,
+    pub device: u16,
+    pub size: u32,
+    pub due_ns: i64,
+    pub mirrors_ns: i64,
+}
+
+const TAG_LEN: usize = 4 + 1 + 1 + 2 + 4 + 8 + 8;
+
+/// Builds a cover frame for `tag` into `out` (cleared first).
+pub fn cover(out: &mut Vec<u8>, dst: &Mac, src: &Mac, tag: &CoverTag) {
+    let len = (tag.size as usize + COVER_OVERHEAD).clamp(MIN_FRAME, MAX_FRAME);
+    out.clear();
+    out.extend_from_slice(dst);
+    out.extend_from_slice(src);
+    out.extend_from_slice(&COVER_ETHERTYPE.to_be_bytes());
+    out.extend_from_slice(MAGIC);
+    out.push(tag.direction.index() as u8);
+    out.push(0);
+    out.extend_from_slice(&tag.device.to_be_bytes());
+    out.extend_from_slice(&tag.size.to_be_bytes());
+    out.extend_from_slice(&tag.due_ns.to_be_bytes());
+    out.extend_from_slice(&tag.mirrors_ns.to_be_bytes());
+    out.resize(len, 0);
+}
+
+/// Reads a cover frame's tag.
+pub fn cover_tag(frame: &[u8]) -> Option<CoverTag> {
+    if ethertype(frame)? != COVER_ETHERTYPE {
+        return None;
+    }
+    let b = frame.get(14..14 + TAG_LEN)?;
+    if &b[0..4] != MAGIC {
+        return None;
+    }
+    let be64 = |s: &[u8]| i64::from_be_bytes(s.try_into().unwrap_or_default());
+    Some(CoverTag {
+        direction: if b[4] == 0 { Direction::In } else { Direction::Out },
+        device: u16::from_be_bytes([b[6], b[7]]),
+        size: u32::from_be_bytes([b[8], b[9], b[10], b[11]]),
+        due_ns: be64(&b[12..20]),
+        mirrors_ns: be64(&b[20..28]),
+    })
+}
+
+pub const PROBE_MAGIC: &[u8; 4] = b"IPPR";
+
+/// A probe frame (the testbed's outage probe): to an address nobody has, passed untouched.
+pub fn probe(out: &mut Vec<u8>, seq: u64) {
+    out.clear();
+    out.extend_from_slice(&[0x02, 0, 0, 0, 0, 0x99, 0x02, 0, 0, 0, 0, 0x98]);
+    out.extend_from_slice(&COVER_ETHERTYPE.to_be_bytes());
+    out.extend_from_slice(PROBE_MAGIC);
+    out.extend_from_slice(&seq.to_be_bytes());
+    out.resize(MIN_FRAME, 0);
+}
+
+pub fn is_probe(frame: &[u8]) -> bool {
+    ethertype(frame) == Some(COVER_ETHERTYPE) && frame.get(14..18) == Some(PROBE_MAGIC)
+}
+
+/// A real frame as the defense counts it: the device it belongs to (by the data plane's rules:
+/// TCP or UDP with a payload, crossing the LAN boundary, the device by MAC or IP), its direction
+/// and transport payload size. `Err` for frames the simulator would not count.
+pub fn classify(frame: &[u8], table: &DeviceTable) -> Result<(usize, Direction, u32), Skip> {
+    let p: IpPacket = decode_frame(DataLink::ETHERNET, frame, 0)?;
+    let (device, _, packet) = attribute(&p, table)?;
+    Ok((device, packet.direction, packet.size))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cover_frame_carries_its_tag_and_the_length_of_a_udp_frame() {
+        let tag = CoverTag { direction: Direction::Out, device: 3, size: 500, due_ns: 123, mirrors_ns: -1 };
+        let mut f = Vec::new();
+        cover(&mut f, &[1, 2, 3, 4, 5, 6], &[7, 8, 9, 10, 11, 12], &tag);
+        assert_eq!(f.len(), 542);
+        assert_eq!(cover_tag(&f), Some(tag));
+        assert_eq!(src(&f), Some([7, 8, 9, 10, 11, 12]));
+        let small = CoverTag { size: 1, ..tag };
+        cover(&mut f, &[0; 6], &[0; 6], &small);
+        assert_eq!(f.len(), MIN_FRAME);
+        assert_eq!(cover_tag(&f), Some(small));
+    }
+}
