@@ -13,6 +13,7 @@ pub mod features;
 pub mod noise;
 pub mod npy;
 pub mod packet;
+pub mod set_defense;
 pub mod sets;
 pub mod shaper;
 pub mod simulate;

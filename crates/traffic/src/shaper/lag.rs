@@ -243,6 +243,11 @@ impl LagSettings {
         l.clone().unwrap_or_else(Lag::default_preset)
     }
 
+    /// The default: `ideal`, nothing else.
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
     /// Today's behaviour: no lag, nothing held.
     pub fn is_ideal(&self) -> bool {
         self.deployment == Deployment::Ideal && !self.slot_behind

@@ -31,6 +31,38 @@ impl SizeDistribution {
         d
     }
 
+    /// From `(size, count)` pairs (any order; zero counts ignored).
+    pub fn from_counts(counts: &[(u32, u64)]) -> Self {
+        let mut c: Vec<(u32, u64)> = counts.iter().copied().filter(|&(_, n)| n > 0).collect();
+        c.sort_unstable();
+        let mut d = Self::default();
+        for (s, n) in c {
+            match d.sizes.last() {
+                Some(&last) if last == s => *d.cumulative.last_mut().expect("parallel vectors") += n,
+                _ => {
+                    let total = d.cumulative.last().copied().unwrap_or(0);
+                    d.sizes.push(s);
+                    d.cumulative.push(total + n);
+                }
+            }
+        }
+        d
+    }
+
+    /// `(size, count)` pairs, sizes ascending.
+    pub fn counts(&self) -> Vec<(u32, u64)> {
+        let mut prev = 0;
+        self.sizes
+            .iter()
+            .zip(&self.cumulative)
+            .map(|(&s, &c)| {
+                let n = c - prev;
+                prev = c;
+                (s, n)
+            })
+            .collect()
+    }
+
     /// Per direction (index [`Direction::index`]), from packets of any number of devices. A
     /// direction without packets borrows the other one's distribution.
     pub fn per_direction<'a>(packets: impl IntoIterator<Item = &'a Packet>) -> [Self; 2] {

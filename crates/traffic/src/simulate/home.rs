@@ -40,8 +40,8 @@ impl SetDefense<'_> {
     }
 }
 
-/// Defends every set of `partition` in the `ideal` deployment (no reaction lag): see
-/// [`defend_home_with`].
+/// Defends every set of `partition` in the `ideal` deployment (no reaction lag), cover sizes
+/// from each set's packets: see [`defend_home_with`].
 pub fn defend_home(
     names: &[String],
     packets: &[Vec<Packet>],
@@ -51,24 +51,34 @@ pub fn defend_home(
     seed: Option<u64>,
     sink: impl FnMut(usize, &OutputPacket) -> Result<()>,
 ) -> Result<HomeSummary> {
-    defend_home_with(names, packets, partition, defense, settings, &LagSettings::default(), seed, sink)
+    let shaping = HomeShaping { pad: settings, release: &LagSettings::default(), seed, sizes: &|_| None };
+    defend_home_with(names, packets, partition, defense, &shaping, sink)
+}
+
+/// How a home's sets are shaped besides their targets.
+pub struct HomeShaping<'s> {
+    pub pad: &'s PadSettings,
+    /// Deployment, lag, countermeasures.
+    pub release: &'s LagSettings,
+    /// The home's seed (each set's streams derive from it; None: operating-system randomness).
+    pub seed: Option<u64>,
+    /// A set's cover sizes where given (else from its members' packets).
+    pub sizes: &'s dyn Fn(&AnonymitySet) -> Option<[SizeDistribution; 2]>,
 }
 
 /// Defends every set of `partition`, each set through its own [`crate::shaper::SetShaper`].
-/// `packets[id]` are device `id`'s packets in time order, `names[id]` its name; `release` the
-/// deployment, its lag and countermeasures; `sink(device, packet)` gets each member's defended
-/// trace in time order (members of one set interleaved slot by slot, sets one after another).
-#[allow(clippy::too_many_arguments)]
+/// `packets[id]` are device `id`'s packets in time order, `names[id]` its name; `sink(device,
+/// packet)` gets each member's defended trace in time order (members of one set interleaved slot
+/// by slot, sets one after another).
 pub fn defend_home_with(
     names: &[String],
     packets: &[Vec<Packet>],
     partition: &SetPartition,
     mut defense: SetDefense<'_>,
-    settings: &PadSettings,
-    release: &LagSettings,
-    seed: Option<u64>,
+    shaping: &HomeShaping<'_>,
     mut sink: impl FnMut(usize, &OutputPacket) -> Result<()>,
 ) -> Result<HomeSummary> {
+    let HomeShaping { pad: settings, release, seed, sizes: given_sizes } = *shaping;
     let members = || partition.sets.iter().flat_map(|s| s.members.iter().copied());
     if let Some(d) = members().find(|&d| d >= packets.len() || d >= names.len()) {
         return Err(Error::Internal(format!("device {d} of a set has no packets or name")));
@@ -82,7 +92,8 @@ pub fn defend_home_with(
     let mut sets = Vec::new();
     let mut member_summaries = Vec::new();
     for (i, set) in partition.sets.iter().enumerate() {
-        let sizes = SizeDistribution::per_direction(set.members.iter().flat_map(|&d| packets[d].iter()));
+        let sizes = given_sizes(set)
+            .unwrap_or_else(|| SizeDistribution::per_direction(set.members.iter().flat_map(|&d| packets[d].iter())));
         let targets: Box<dyn TargetSource + '_> = match &mut defense {
             SetDefense::Supersequence => Box::new(Supersequence),
             SetDefense::Regulator(r) => Box::new(Regulator::new(*r, settings.omega_ns, &sizes)?),

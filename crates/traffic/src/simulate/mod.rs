@@ -63,7 +63,7 @@ mod testing;
 
 use serde::{Deserialize, Serialize};
 
-pub use self::home::{SetDefense, defend_home, defend_home_with};
+pub use self::home::{HomeShaping, SetDefense, defend_home, defend_home_with};
 pub(crate) use self::input::Input;
 pub use self::output::{CsvWriter, NpyWriter, OutputFile};
 pub use self::pad::{PadMember, PadSet};
