@@ -111,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     stp = sub.add_parser("set-targets", help="captures (or windows) + anonymity sets -> one learned target "
                                              "generator per set (family set-targets)")
-    from .targets.settings import add_arguments as _targets_args
+    from .targets.command import add_arguments as _targets_args
     _targets_args(stp)
 
     rx = sub.add_parser("reexport", help="re-export every generator of a model set with the current exporter, "
@@ -157,7 +157,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(format_markdown(manifest) if args.markdown else format_table(manifest))
         return 0
     if args.command == "set-targets":
-        from .targets.settings import run as _targets_run
+        from .targets.command import run as _targets_run
         return _targets_run(args)
     if args.command == "reexport":
         from .export import reexport_model_set
