@@ -10,6 +10,7 @@ pub mod perturbations;
 mod schedule_body;
 pub mod server;
 pub mod simulations;
+mod unreadable_head;
 
 use std::time::{Duration, Instant};
 

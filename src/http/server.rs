@@ -61,7 +61,8 @@ pub async fn serve_connections(
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
         // Above the router's own limits (super::MAX_HEADERS, MAX_HEADER_BYTES), so that an
-        // oversized head gets the JSON error body from the router, not hyper's bare status.
+        // oversized head gets the JSON error body from the router; heads past this buffer get
+        // hyper's own 414/431, rewritten with the JSON body (super::unreadable_head).
         .max_headers(4 * super::MAX_HEADERS)
         .max_buf_size(4 * (super::MAX_HEADER_BYTES + super::MAX_URI_BYTES));
     let slots = Arc::new(Semaphore::new(limits.max_connections));
@@ -93,6 +94,7 @@ pub async fn serve_connections(
         };
         let _ = stream.set_nodelay(true);
         let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let stream = super::unreadable_head::JsonHeadErrors::new(stream);
         let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
             if let Err(e) = connection.await {
