@@ -3,7 +3,9 @@
 #
 #   scripts/testbed.sh --mode bridge|ap --defense NAME --seconds N --out DIR
 #                      [--captures DIR --devices CSV] [--sets "a,b;c,d"] [--from UNIX_S]
-#                      [--speed X] [--kill-at S] [--bin PATH] [--ipet PATH] [--release]
+#                      [--speed X] [--kill-at S] [--release JSON] [--bin PATH] [--ipet PATH]
+#                      [--release-build]
+# --release: the spec's release settings (default {"slot_behind": true}; the deployment is --mode).
 #
 # One namespace per device replays its frames of the stretch (the busiest N seconds of the
 # captures unless --from) at the capture's timing with its own MAC; the router's namespace
@@ -20,7 +22,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 mode=bridge defense=pass-through seconds=15 out="" captures="" devices="" sets="" from="" speed=1
-kill_at="" bin="" ipet="target/debug/ipet" release=0
+kill_at="" bin="" ipet="target/debug/ipet" build_release=0 release=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --mode) mode=$2; shift 2;;
@@ -35,7 +37,8 @@ while [ $# -gt 0 ]; do
     --kill-at) kill_at=$2; shift 2;;
     --bin) bin=$2; shift 2;;
     --ipet) ipet=$2; shift 2;;
-    --release) release=1; shift;;
+    --release-build) build_release=1; shift;;
+    --release) release=$2; shift 2;;
     -h|--help) sed -n 2,20p "$0"; exit 0;;
     *) echo "unknown argument $1" >&2; exit 2;;
   esac
@@ -50,7 +53,7 @@ if [ -z "$captures" ]; then
 fi
 [ -n "$devices" ] || { echo "--devices CSV is required with --captures" >&2; exit 2; }
 if [ -z "$bin" ]; then
-  if [ "$release" = 1 ]; then
+  if [ "$build_release" = 1 ]; then
     cargo build --release -q -p ipet-gateway; bin=target/release/ipet-gateway
   else
     cargo build -q -p ipet-gateway; bin=target/debug/ipet-gateway
@@ -62,29 +65,38 @@ rm -rf "$out/stretch" "$out"/*.pcap "$out"/*.ready "$out"/*.stats.json
 
 # The stretch: the busiest N seconds (or from --from), one pcap per device.
 "$bin" stretch --captures "$captures" --devices "$devices" --seconds "$seconds" --speed "$speed" \
-  ${from:+--from "$from"} --out "$out/stretch" > "$out/stretch.log"
+  ${from:+--from "$from"} ${sets:+--sets "$sets"} --out "$out/stretch" > "$out/stretch.log"
 mapfile -t names < <(python3 -c 'import json,sys; print("\n".join(json.load(open(sys.argv[1]))["devices"]))' "$out/stretch/stretch.json")
 [ "${#names[@]}" -gt 0 ] || { echo "no device has frames in the stretch" >&2; exit 1; }
 
-# The gateway's configuration: every device of the table, its set from --sets (else one set).
-python3 - "$devices" "$sets" "$defense" > "$out/gateway.toml" <<'PY'
-import csv, sys
-table, sets, defense = sys.argv[1], sys.argv[2], sys.argv[3]
+# The gateway's configuration (JSON): every device of the table, its set from --sets (else the
+# table's set column, else one set); the shared set-defense spec with the stretch's size
+# profiles (a real gateway gets them from its home's captures) and the release settings.
+[ -n "$release" ] || release='{"slot_behind": true}'
+python3 - "$devices" "$sets" "$defense" "$mode" "$release" "$out/stretch/size_profiles.json" > "$out/gateway.json" <<'PY'
+import csv, json, os, sys
+table, sets, defense, mode, release, profiles = sys.argv[1:7]
 set_of = {}
 if sets:
     for i, s in enumerate(sets.split(";")):
         for n in s.split(","):
             set_of[n.strip()] = f"set-{i + 1}"
-print(f'defense = "{defense}"\nomega = 0.1\nseed = 1\n')
+devices = []
 for row in csv.DictReader(open(table)):
-    print("[[devices]]")
-    print(f'name = "{row["name"]}"\nmac = "{row["mac"]}"')
+    d = {"name": row["name"], "mac": row["mac"]}
     if row.get("ip"):
-        print("ip = [" + ", ".join(f'"{x}"' for x in row["ip"].replace(";", " ").split()) + "]")
+        d["ip"] = row["ip"].replace(";", " ").split()
     s = set_of.get(row["name"]) or (row.get("set") or "") or ("" if sets else "home")
     if s:
-        print(f'set = "{s}"')
-    print()
+        d["set"] = s
+    devices.append(d)
+doc = {"defense": defense, "devices": devices}
+if defense not in ("pass-through",):
+    spec = {"defense": defense, "omega": 0.1, "seed": 1, "release": dict(json.loads(release), deployment=mode)}
+    if os.path.exists(profiles):
+        spec["size_profiles"] = json.load(open(profiles))
+    doc["spec"] = spec
+print(json.dumps(doc, indent=1))
 PY
 
 tag="tb$$"
@@ -165,7 +177,7 @@ done
 # The gateway.
 rm -f "$out/metrics.prom" "$out/decisions.jsonl"
 start_gateway() {
-  ip netns exec "$gw" "$bin" run --config "$out/gateway.toml" --mode "$mode" \
+  ip netns exec "$gw" "$bin" run --config "$out/gateway.json" --mode "$mode" \
     --device-port "$(IFS=,; echo "${device_ports[*]}")" --uplink up0 --metrics-addr "" \
     --metrics-file "$out/metrics.prom" --decision-log "$out/decisions.jsonl" --state-dir "$out/state" \
     >> "$out/gateway.log" 2>&1 &
@@ -225,7 +237,7 @@ esac
 drops_caps=$(python3 -c 'import sys,json; print(sum(json.load(open(f))["drops"] for f in sys.argv[1:]))' "$out"/*.stats.json)
 probe_args=()
 [ -n "$kill_at" ] && probe_args=(--probe)
-"$bin" report --config "$out/gateway.toml" --observer "${observer_pcaps[@]}" --sent "${sent_pcaps[@]}" \
+"$bin" report --mode "$mode" --config "$out/gateway.json" --observer "${observer_pcaps[@]}" --sent "${sent_pcaps[@]}" \
   --decisions "$out/decisions.jsonl" --metrics "$out/metrics.prom" "${sim_args[@]}" "${probe_args[@]}" \
   --merged "$out/observer.pcap" \
   --extra "{\"mode\": \"$mode\", \"seconds\": $seconds, \"speed\": $speed, \"capture_drops\": $drops_caps, \"kill\": $kill_json}" \

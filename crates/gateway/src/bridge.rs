@@ -13,8 +13,9 @@ use std::{
     fs::File,
     io::{BufWriter, Write},
     sync::{
-        Arc, Condvar, Mutex, RwLock,
+        Arc, Mutex, RwLock,
         atomic::{AtomicBool, Ordering::Relaxed},
+        mpsc::{self, Receiver, RecvTimeoutError, Sender},
     },
     time::Duration,
 };
@@ -25,7 +26,8 @@ use tracing::{error, info, warn};
 
 use crate::{
     config::{self, Checked, Mode, RunArgs},
-    engine::{Emit, Engine, SlotRecord, Verdict},
+    defend::{self, Rows},
+    engine::{Emit, Engine, SlotRecord},
     frame::{self, CoverTag},
     metrics::{DeviceCounters, Metrics},
     sys::{self, Open, PACKET_OUTGOING, PacketSocket},
@@ -35,21 +37,44 @@ struct Held {
     frame: Vec<u8>,
     in_port: usize,
     rx_ns: i64,
+    seq: u64,
 }
 
-/// Everything that changes with the configuration.
+/// Everything the packet path shares that changes with the configuration.
 struct State {
     cfg: Arc<Checked>,
-    engine: Box<dyn Engine>,
+    /// Configuration generation: emissions of an older one are dropped.
+    generation: u64,
+    holds: [bool; 2],
     counters: Vec<Arc<DeviceCounters>>,
     held: Vec<[VecDeque<Held>; 2]>,
+    /// Arrivals per device and direction since the configuration was taken (the step's seq).
+    arrivals: Vec<[u64; 2]>,
     /// Per device and direction: the MAC at the other end of its last real frame (cover looks
     /// like it comes from / goes to it).
     peer: Vec<[Option<Mac>; 2]>,
     origin_ns: Option<i64>,
-    emits: Vec<Emit>,
-    records: Vec<SlotRecord>,
-    decision_log: Option<BufWriter<File>>,
+}
+
+/// What the packet path tells the timing thread, in the order it happened.
+enum Msg {
+    /// A new configuration (its engine is built on the timing thread).
+    Config {
+        cfg: Arc<Checked>,
+        rows: Rows,
+        generation: u64,
+    },
+    /// The home grid starts (the first shaped frame's time).
+    Start {
+        origin_ns: i64,
+        generation: u64,
+    },
+    Arrival {
+        device: usize,
+        direction: Direction,
+        size: u32,
+        t_ns: i64,
+    },
 }
 
 #[derive(Clone, Copy)]
@@ -61,6 +86,7 @@ enum Action {
 struct Scheduled {
     due: i64,
     seq: u64,
+    generation: u64,
     action: Action,
 }
 
@@ -81,25 +107,6 @@ impl Ord for Scheduled {
     }
 }
 
-#[derive(Default)]
-struct Timer {
-    heap: Mutex<(BinaryHeap<Scheduled>, u64)>,
-    wake: Condvar,
-}
-
-impl Timer {
-    fn push(&self, due: i64, action: Action) {
-        let mut h = self.heap.lock().unwrap_or_else(|e| e.into_inner());
-        let earliest = h.0.peek().map(|s| s.due);
-        h.1 += 1;
-        let seq = h.1;
-        h.0.push(Scheduled { due, seq, action });
-        if earliest.is_none_or(|e| due < e) {
-            self.wake.notify_one();
-        }
-    }
-}
-
 pub struct Gateway {
     ports: Vec<PacketSocket>,
     uplink: usize,
@@ -107,35 +114,31 @@ pub struct Gateway {
     metrics: Arc<Metrics>,
     fdb: RwLock<HashMap<Mac, usize>>,
     state: Mutex<State>,
-    timer: Timer,
+    tx: Mutex<Sender<Msg>>,
     shutdown: AtomicBool,
 }
 
-/// Builds the live defense of a configuration.
-pub fn build_engine(cfg: &Checked, mode: Mode) -> Result<Box<dyn Engine>> {
-    crate::defend::build(cfg, mode)
+fn new_state(cfg: Arc<Checked>, mode: Mode, metrics: &Metrics, generation: u64) -> State {
+    let n = cfg.table.len();
+    State {
+        holds: defend::holds(&cfg, mode),
+        counters: cfg.table.devices().iter().map(|d| metrics.device(&d.name)).collect(),
+        held: (0..n).map(|_| [VecDeque::new(), VecDeque::new()]).collect(),
+        arrivals: vec![[0; 2]; n],
+        peer: vec![[None; 2]; n],
+        origin_ns: None,
+        generation,
+        cfg,
+    }
 }
 
 impl Gateway {
-    fn new_state(&self, cfg: Checked, decision_log: Option<BufWriter<File>>) -> Result<State> {
-        let engine = build_engine(&cfg, self.mode)?;
-        let n = cfg.table.len();
-        let counters = cfg.table.devices().iter().map(|d| self.metrics.device(&d.name)).collect();
-        Ok(State {
-            cfg: Arc::new(cfg),
-            engine,
-            counters,
-            held: (0..n).map(|_| [VecDeque::new(), VecDeque::new()]).collect(),
-            peer: vec![[None; 2]; n],
-            origin_ns: None,
-            emits: Vec::new(),
-            records: Vec::new(),
-            decision_log,
-        })
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn tell(&self, m: Msg) {
+        let _ = self.tx.lock().unwrap_or_else(|e| e.into_inner()).send(m);
     }
 
     /// Where a frame from `in_port` to `dst` goes.
@@ -199,8 +202,7 @@ impl Gateway {
                 }
             }
             let mut st = self.lock();
-            let classified = frame::classify(f, &st.cfg.table).ok();
-            let Some((dev, dir, size)) = classified else {
+            let Ok((dev, dir, size)) = frame::classify(f, &st.cfg.table) else {
                 drop(st);
                 self.metrics.unknown_passed.fetch_add(1, Relaxed);
                 self.forward(port, f, &mut outs);
@@ -210,67 +212,50 @@ impl Gateway {
             st.counters[dev].seen[d].fetch_add(1, Relaxed);
             st.counters[dev].real_bytes[d].fetch_add(u64::from(size), Relaxed);
             st.peer[dev][d] = Some(if dir == Direction::In { src } else { dst });
-            if st.origin_ns.is_none() && st.cfg.set_of[dev].is_some() {
-                self.start_grid(&mut st, rx.ts_ns);
+            let shaped = st.cfg.set_of[dev].is_some() && st.cfg.spec.is_some();
+            if !shaped {
+                drop(st);
+                self.forward(port, f, &mut outs);
+                continue;
             }
-            let mut emits = std::mem::take(&mut st.emits);
-            emits.clear();
-            let mut verdict = if st.cfg.set_of[dev].is_some() {
-                st.engine.on_real(dev, dir, size, rx.ts_ns, &mut emits)
-            } else {
-                Verdict::Forward
-            };
-            if verdict == Verdict::Hold && self.mode == Mode::Ap && dir == Direction::Out {
-                verdict = Verdict::Forward; // already on the air: an access point cannot hold it
+            if st.origin_ns.is_none() {
+                st.origin_ns = Some(rx.ts_ns);
+                self.metrics.slot_origin_ns.store(rx.ts_ns, Relaxed);
+                self.tell(Msg::Start { origin_ns: rx.ts_ns, generation: st.generation });
             }
-            if verdict == Verdict::Hold {
-                if st.held[dev][d].len() >= st.cfg.doc.hold_queue {
-                    self.metrics.hold_overflows.fetch_add(1, Relaxed);
-                    verdict = Verdict::Forward;
-                } else {
-                    st.counters[dev].held[d].fetch_add(1, Relaxed);
-                    st.held[dev][d].push_back(Held { frame: f.to_vec(), in_port: port, rx_ns: rx.ts_ns });
-                }
+            let seq = st.arrivals[dev][d];
+            st.arrivals[dev][d] += 1;
+            let mut hold = st.holds[d];
+            if hold && st.held[dev][d].len() >= st.cfg.doc.hold_queue {
+                self.metrics.hold_overflows.fetch_add(1, Relaxed);
+                hold = false;
             }
-            if verdict == Verdict::Forward {
+            if hold {
+                st.counters[dev].held[d].fetch_add(1, Relaxed);
+                st.held[dev][d].push_back(Held { frame: f.to_vec(), in_port: port, rx_ns: rx.ts_ns, seq });
+            }
+            // Told under the lock: the timing thread sees arrivals in the order they were taken.
+            self.tell(Msg::Arrival { device: dev, direction: dir, size, t_ns: rx.ts_ns });
+            if !hold {
                 st.counters[dev].forwarded[d].fetch_add(1, Relaxed);
+                drop(st);
                 self.forward(port, f, &mut outs);
                 self.metrics.forward.observe_ns(sys::now_ns() - rx.ts_ns);
             }
-            for e in emits.drain(..) {
-                self.run_emit(&mut st, e, &mut outs);
-            }
-            st.emits = emits;
         }
     }
 
-    fn start_grid(&self, st: &mut State, t0: i64) {
-        st.origin_ns = Some(t0);
-        self.metrics.slot_origin_ns.store(t0, Relaxed);
-        self.timer.push(t0 + st.cfg.omega_ns, Action::SlotEnd(0));
-        info!(origin_ns = t0, omega_ns = st.cfg.omega_ns, "home grid started");
-    }
-
-    /// Runs an emission now, or schedules it when it is due later.
-    fn run_emit(&self, st: &mut State, e: Emit, outs: &mut Vec<usize>) {
-        let at = match e {
-            Emit::Cover { at_ns, .. } | Emit::Release { at_ns, .. } => at_ns,
-        };
-        if at > sys::now_ns() + 20_000 {
-            self.timer.push(at, Action::Emit(e));
+    fn emit_now(&self, e: Emit, generation: u64, outs: &mut Vec<usize>) {
+        let mut st = self.lock();
+        if st.generation != generation {
             return;
         }
-        self.emit_now(st, e, outs);
-    }
-
-    fn emit_now(&self, st: &mut State, e: Emit, outs: &mut Vec<usize>) {
         match e {
             Emit::Cover { device, direction, size, at_ns, mirrors_ns } => {
                 let Some(dev) = st.cfg.table.devices().get(device) else { return };
                 let Some(mac) = dev.mac else { return };
                 let d = direction.index();
-                let own = self.ports_mac();
-                let peer = st.peer[device][d].unwrap_or(own);
+                let peer = st.peer[device][d].unwrap_or(GATEWAY_MAC);
                 let (dst, src) = if direction == Direction::In { (mac, peer) } else { (peer, mac) };
                 let mut f = Vec::with_capacity(size as usize + 64);
                 let tag = CoverTag { direction, device: device as u16, size, due_ns: at_ns, mirrors_ns };
@@ -298,10 +283,20 @@ impl Gateway {
                     st.counters[device].cover_bytes[d].fetch_add(u64::from(size), Relaxed);
                 }
             }
-            Emit::Release { device, direction, count, at_ns } => {
+            Emit::Release { device, direction, seq, at_ns } => {
                 let d = direction.index();
-                for _ in 0..count {
-                    let Some(h) = st.held.get_mut(device).and_then(|q| q[d].pop_front()) else { break };
+                let Some(q) = st.held.get_mut(device).map(|q| &mut q[d]) else { return };
+                // Held frames are in seq order; a frame that overflowed the queue went at once.
+                while q.front().is_some_and(|h| h.seq < seq) {
+                    // Never released by the step (should not happen): send it rather than strand it.
+                    if let Some(h) = q.pop_front() {
+                        self.forward(h.in_port, &h.frame, outs);
+                    }
+                }
+                if q.front().is_some_and(|h| h.seq == seq)
+                    && let Some(h) = q.pop_front()
+                {
+                    drop(st);
                     self.forward(h.in_port, &h.frame, outs);
                     let now = sys::now_ns();
                     self.metrics.hold.observe_ns(now - h.rx_ns);
@@ -311,83 +306,138 @@ impl Gateway {
         }
     }
 
-    fn ports_mac(&self) -> Mac {
-        [0x02, 0x69, 0x70, 0x65, 0x74, 0x00] // locally administered: "ipet"
-    }
-
-    fn timing(&self) {
+    /// The timing thread: owns the defense's engine (the data plane's step, built here), the heap
+    /// of due emissions and the slot boundaries; sleeps to each deadline with clock_nanosleep.
+    fn timing(&self, rx: Receiver<Msg>, mut log: Option<BufWriter<File>>) {
+        let mut engine: Box<dyn Engine> = Box::new(crate::engine::PassThrough);
+        let mut generation = 0u64;
+        let (mut origin, mut omega) = (0i64, 100_000_000i64);
+        let mut heap: BinaryHeap<Scheduled> = BinaryHeap::new();
+        let mut seq = 0u64;
+        let mut emits: Vec<Emit> = Vec::new();
+        let mut records: Vec<SlotRecord> = Vec::new();
+        let mut outs = Vec::new();
+        const EARLY: i64 = 300_000;
         loop {
-            let mut h = self.timer.heap.lock().unwrap_or_else(|e| e.into_inner());
             if self.shutdown.load(Relaxed) {
-                return;
+                break;
             }
-            let Some(due) = h.0.peek().map(|s| s.due) else {
-                drop(self.timer.wake.wait_timeout(h, Duration::from_millis(100)));
-                continue;
+            let wait = heap.peek().map_or(100_000_000, |s| (s.due - sys::now_ns() - EARLY).clamp(0, 100_000_000));
+            let msg = if wait > 0 {
+                match rx.recv_timeout(Duration::from_nanos(wait as u64)) {
+                    Ok(m) => Some(m),
+                    Err(RecvTimeoutError::Timeout) => None,
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+            } else {
+                rx.try_recv().ok()
             };
-            let now = sys::now_ns();
-            if due - now > 300_000 {
-                drop(self.timer.wake.wait_timeout(h, Duration::from_nanos((due - now - 300_000) as u64)));
-                continue;
+            emits.clear();
+            records.clear();
+            match msg {
+                Some(Msg::Config { cfg, rows, generation: g }) => match defend::build(&cfg, self.mode, rows) {
+                    Ok(e) => {
+                        engine = e;
+                        generation = g;
+                        omega = cfg.omega_ns;
+                        heap.clear();
+                    }
+                    Err(e) => error!(error = %format!("{e:#}"), "defense not built"),
+                },
+                Some(Msg::Start { origin_ns, generation: g }) if g == generation => {
+                    origin = origin_ns;
+                    if let Err(e) = engine.start(origin) {
+                        error!(error = %format!("{e:#}"), "defense not started");
+                    }
+                    seq += 1;
+                    heap.push(Scheduled { due: origin + omega, seq, generation, action: Action::SlotEnd(0) });
+                    info!(origin_ns, omega_ns = omega, defense = engine.name(), "home grid started");
+                }
+                Some(Msg::Start { .. }) => {}
+                Some(Msg::Arrival { device, direction, size, t_ns }) => {
+                    engine.arrive(device, direction, size, t_ns, &mut emits, &mut records);
+                }
+                None => {}
             }
-            let Some(item) = h.0.pop() else { continue };
-            drop(h);
-            sys::sleep_until(item.due);
-            let mut st = self.lock();
-            let mut outs = Vec::new();
-            match item.action {
-                Action::Emit(e) => self.emit_now(&mut st, e, &mut outs),
-                Action::SlotEnd(slot) => {
-                    let mut emits = std::mem::take(&mut st.emits);
-                    let mut records = std::mem::take(&mut st.records);
-                    emits.clear();
-                    records.clear();
-                    st.engine.on_slot_end(slot, &mut emits, &mut records);
-                    self.metrics.slots.fetch_add(1, Relaxed);
-                    for e in emits.drain(..) {
-                        self.run_emit(&mut st, e, &mut outs);
-                    }
-                    if let Some(w) = st.decision_log.as_mut() {
-                        for r in &records {
-                            let _ = serde_json::to_writer(&mut *w, r);
-                            let _ = w.write_all(b"\n");
-                        }
-                        if slot % 10 == 0 {
-                            let _ = w.flush();
-                        }
-                    }
-                    st.emits = emits;
-                    st.records = records;
-                    if let Some(o) = st.origin_ns {
-                        self.timer.push(o + (slot + 2) * st.cfg.omega_ns, Action::SlotEnd(slot + 1));
+            // Due work.
+            loop {
+                let now = sys::now_ns();
+                if !heap.peek().is_some_and(|s| s.due <= now + EARLY) {
+                    break;
+                }
+                let Some(item) = heap.pop() else { break };
+                if item.generation != generation {
+                    continue;
+                }
+                sys::sleep_until(item.due);
+                match item.action {
+                    Action::Emit(e) => self.emit_now(e, generation, &mut outs),
+                    Action::SlotEnd(k) => {
+                        engine.end_slot(k, &mut emits, &mut records);
+                        self.metrics.slots.fetch_add(1, Relaxed);
+                        seq += 1;
+                        heap.push(Scheduled {
+                            due: origin + (k + 2) * omega,
+                            seq,
+                            generation,
+                            action: Action::SlotEnd(k + 1),
+                        });
                     }
                 }
+            }
+            let now = sys::now_ns();
+            for e in emits.drain(..) {
+                if e.at_ns() <= now + 20_000 {
+                    self.emit_now(e, generation, &mut outs);
+                } else {
+                    seq += 1;
+                    heap.push(Scheduled { due: e.at_ns(), seq, generation, action: Action::Emit(e) });
+                }
+            }
+            if let Some(w) = log.as_mut() {
+                for r in &records {
+                    let _ = serde_json::to_writer(&mut *w, r);
+                    let _ = w.write_all(b"\n");
+                }
+            }
+        }
+        if let Some(w) = log.as_mut() {
+            let _ = w.flush();
+        }
+    }
+
+    /// Sends every held frame at once (reload, stop).
+    fn flush_held(&self, st: &mut State) {
+        let mut outs = Vec::new();
+        for q in st.held.iter_mut().flatten() {
+            while let Some(h) = q.pop_front() {
+                self.forward(h.in_port, &h.frame, &mut outs);
             }
         }
     }
 
-    /// Takes a new configuration; the held frames of the old one go out at once.
+    /// Takes a new configuration; the held frames of the old one go out at once. A bad one is
+    /// refused and the running one stays.
     fn reload(&self, args: &RunArgs) {
-        match config::load(args).and_then(|(cfg, at)| {
-            let log = self.lock().decision_log.take();
-            self.new_state(cfg, log).map(|s| (s, at))
-        }) {
-            Ok((mut new, at)) => {
+        let loaded = config::load(args).and_then(|(cfg, at)| {
+            let rows = defend::fetch_rows(&cfg, args.token()?.as_deref(), &args.state_dir)?;
+            // Built once here to refuse what the timing thread could not build.
+            defend::build(&cfg, self.mode, Vec::new())
+                .map(|_| ())
+                .or_else(|e| if cfg.doc.defense == crate::config::DefenseName::Targets { Ok(()) } else { Err(e) })?;
+            Ok((cfg, rows, at))
+        });
+        match loaded {
+            Ok((cfg, rows, at)) => {
                 let mut st = self.lock();
-                let mut outs = Vec::new();
-                for q in st.held.iter_mut().flatten() {
-                    while let Some(h) = q.pop_front() {
-                        self.forward(h.in_port, &h.frame, &mut outs);
-                    }
-                }
-                if let Some(o) = st.origin_ns {
-                    new.origin_ns = Some(o); // the grid goes on
-                }
-                new.decision_log = st.decision_log.take().or(new.decision_log);
-                *st = new;
+                self.flush_held(&mut st);
+                let generation = st.generation + 1;
+                let cfg = Arc::new(cfg);
+                *st = new_state(cfg.clone(), self.mode, &self.metrics, generation);
+                self.tell(Msg::Config { cfg: cfg.clone(), rows, generation });
                 self.metrics.config_loaded_ns.store(at, Relaxed);
                 self.metrics.config_reloads.fetch_add(1, Relaxed);
-                info!(defense = st.engine.name(), devices = st.cfg.table.len(), "configuration reloaded");
+                info!(defense = ?cfg.doc.defense, devices = cfg.table.len(), "configuration reloaded");
             }
             Err(e) => {
                 self.metrics.config_rejects.fetch_add(1, Relaxed);
@@ -397,8 +447,13 @@ impl Gateway {
     }
 }
 
+/// Source address of cover to or from a device whose peer is not known yet (locally
+/// administered).
+const GATEWAY_MAC: Mac = [0x02, 0x69, 0x70, 0x65, 0x74, 0x00];
+
 pub fn run(args: RunArgs) -> Result<()> {
     let (cfg, loaded_at) = config::load(&args).context("configuration")?;
+    let rows = defend::fetch_rows(&cfg, args.token()?.as_deref(), &args.state_dir)?;
     let open = |name: &str| {
         PacketSocket::open(
             name,
@@ -423,75 +478,55 @@ pub fn run(args: RunArgs) -> Result<()> {
         Some(p) => Some(BufWriter::new(File::create(p).with_context(|| format!("{}", p.display()))?)),
         None => None,
     };
-    let mut gw = Gateway {
+    let cfg = Arc::new(cfg);
+    let (tx, rx) = mpsc::channel();
+    let gw = Arc::new(Gateway {
         ports,
         uplink,
         mode: args.mode,
         metrics: metrics.clone(),
         fdb: RwLock::new(HashMap::new()),
-        state: Mutex::new(State {
-            cfg: Arc::new(
-                crate::config::HomeConfig::parse(
-                    "defense = \"pass-through\"\n[[devices]]\nname = \"x\"\nmac = \"02:00:00:00:00:01\"",
-                    "init",
-                )?
-                .check()?,
-            ),
-            engine: Box::new(crate::engine::PassThrough),
-            counters: Vec::new(),
-            held: Vec::new(),
-            peer: Vec::new(),
-            origin_ns: None,
-            emits: Vec::new(),
-            records: Vec::new(),
-            decision_log: None,
-        }),
-        timer: Timer::default(),
+        state: Mutex::new(new_state(cfg.clone(), args.mode, &metrics, 1)),
+        tx: Mutex::new(tx),
         shutdown: AtomicBool::new(false),
-    };
-    let state = gw.new_state(cfg, decision_log)?;
-    *gw.state.get_mut().unwrap_or_else(|e| e.into_inner()) = state;
-    let gw = Arc::new(gw);
+    });
+    gw.tell(Msg::Config { cfg: cfg.clone(), rows, generation: 1 });
     if !args.metrics_addr.is_empty() {
         let addr = args.metrics_addr.parse().context("--metrics-addr")?;
         let at = crate::metrics::serve(metrics.clone(), addr).context("metrics endpoint")?;
         info!(%at, "metrics on /metrics");
     }
-    {
-        let st = gw.lock();
-        info!(defense = st.engine.name(), mode = ?args.mode, devices = st.cfg.table.len(), sets = st.cfg.sets.len(),
-            ports = ?gw.ports.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), "gateway running");
-    }
+    info!(defense = ?cfg.doc.defense, mode = ?args.mode, devices = cfg.table.len(), sets = cfg.sets.len(),
+        holds = ?defend::holds(&cfg, args.mode),
+        ports = ?gw.ports.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), "gateway running");
     let hup = Arc::new(AtomicBool::new(false));
     let term = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())?;
     signal_hook::flag::register(signal_hook::consts::SIGTERM, term.clone())?;
     signal_hook::flag::register(signal_hook::consts::SIGINT, term.clone())?;
+    let prio = args.rt_priority;
+    let realtime = move || {
+        if prio > 0
+            && let Err(e) = sys::set_fifo(prio)
+        {
+            warn!(error = %e, "SCHED_FIFO refused");
+        }
+    };
     let mut threads = Vec::new();
     for p in 0..gw.ports.len() {
         let g = gw.clone();
-        let prio = args.rt_priority;
         threads.push(std::thread::Builder::new().name(format!("rx-{}", g.ports[p].name)).spawn(move || {
-            if prio > 0
-                && let Err(e) = sys::set_fifo(prio)
-            {
-                warn!(error = %e, "SCHED_FIFO refused");
-            }
+            realtime();
             g.receive(p)
         })?);
     }
-    {
+    let timing = {
         let g = gw.clone();
-        let prio = args.rt_priority;
-        threads.push(std::thread::Builder::new().name("timing".into()).spawn(move || {
-            if prio > 0
-                && let Err(e) = sys::set_fifo(prio)
-            {
-                warn!(error = %e, "SCHED_FIFO refused");
-            }
-            g.timing()
-        })?);
-    }
+        std::thread::Builder::new().name("timing".into()).spawn(move || {
+            realtime();
+            g.timing(rx, decision_log)
+        })?
+    };
     let mut last_refresh = std::time::Instant::now();
     let mut tick = 0u64;
     while !term.load(Relaxed) {
@@ -516,20 +551,11 @@ pub fn run(args: RunArgs) -> Result<()> {
     }
     info!("stopping: held frames go out");
     gw.shutdown.store(true, Relaxed);
-    gw.timer.wake.notify_all();
     for t in threads {
         let _ = t.join();
     }
-    let mut st = gw.lock();
-    let mut outs = Vec::new();
-    for q in st.held.iter_mut().flatten() {
-        while let Some(h) = q.pop_front() {
-            gw.forward(h.in_port, &h.frame, &mut outs);
-        }
-    }
-    if let Some(w) = st.decision_log.as_mut() {
-        let _ = w.flush();
-    }
+    let _ = timing.join();
+    gw.flush_held(&mut gw.lock());
     for p in &gw.ports {
         if let Ok((frames, drops)) = p.stats() {
             metrics.socket_frames.fetch_add(frames, Relaxed);

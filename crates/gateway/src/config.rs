@@ -7,7 +7,12 @@
 use std::{net::IpAddr, path::PathBuf, time::Duration};
 
 use anyhow::{Context, Result, anyhow, bail};
-use ipet_traffic::{DeviceTable, devices::parse_mac};
+use ipet_traffic::{
+    DeviceTable,
+    devices::parse_mac,
+    set_defense::{SetDefenseKind, SetDefenseSpec, SetSpec},
+    shaper::Deployment,
+};
 use serde::{Deserialize, Serialize};
 
 /// Where the shaper stands (docs/threat-model.md, "How the gateway emits cover").
@@ -67,9 +72,6 @@ fn mix() -> String {
 fn default_n() -> usize {
     1000
 }
-fn default_omega() -> f64 {
-    0.1
-}
 fn default_hold_queue() -> usize {
     1024
 }
@@ -79,23 +81,18 @@ fn default_hold_queue() -> usize {
 #[serde(deny_unknown_fields)]
 pub struct HomeConfig {
     pub defense: DefenseName,
-    /// Slot length in seconds (the simulator's omega).
-    #[serde(default = "default_omega")]
-    pub omega: f64,
-    /// How long a real frame may be held for room in the targets (bridge mode; 0: pure padding).
+    /// The set defense's specification, the data plane's [`SetDefenseSpec`] (the same document
+    /// `ipet simulate` and `POST /simulations` read): omega, latency budget, regulator and
+    /// target-row knobs, seed, size profiles, release (deployment and countermeasures). Its
+    /// `defense` must name this document's; its `sets` default to the device table's `set`
+    /// column; its deployment `ideal` means "as the gateway's --mode". None: the defaults.
     #[serde(default)]
-    pub latency_budget: f64,
-    /// Seed of the cover's random choices (none: from the operating system).
-    #[serde(default)]
-    pub seed: Option<u64>,
+    pub spec: Option<SetDefenseSpec>,
     /// Most real frames held per device and direction; beyond, frames are sent at once and
     /// counted as hold-queue overflows.
     #[serde(default = "default_hold_queue")]
     pub hold_queue: usize,
     pub devices: Vec<DeviceEntry>,
-    /// The defense's own knobs (the data plane's set-defense specification), passed as given.
-    #[serde(default)]
-    pub knobs: Option<serde_json::Value>,
     #[serde(default)]
     pub service: Option<ServiceRows>,
 }
@@ -108,6 +105,9 @@ pub struct Checked {
     pub set_of: Vec<Option<usize>>,
     /// Sets: name and member device ids.
     pub sets: Vec<(String, Vec<usize>)>,
+    /// The set defense's specification, checked, with its sets and deployment filled in (None
+    /// for pass-through).
+    pub spec: Option<SetDefenseSpec>,
     pub omega_ns: i64,
 }
 
@@ -121,14 +121,9 @@ impl HomeConfig {
         }
     }
 
-    /// Checks every field; errors name the field (`devices[2].mac: ...`).
-    pub fn check(self) -> Result<Checked> {
-        if !(self.omega.is_finite() && self.omega > 0.0 && self.omega <= 60.0) {
-            bail!("omega: {} s must be in (0, 60]", self.omega);
-        }
-        if !(self.latency_budget.is_finite() && (0.0..=60.0).contains(&self.latency_budget)) {
-            bail!("latency_budget: {} s must be in [0, 60]", self.latency_budget);
-        }
+    /// Checks every field; errors name the field (`devices[2].mac: ...`). `mode`: the gateway's
+    /// deployment, which the spec's release must agree with.
+    pub fn check(self, mode: Mode) -> Result<Checked> {
         if self.hold_queue == 0 || self.hold_queue > 1 << 20 {
             bail!("hold_queue: {} must be in 1..=1048576", self.hold_queue);
         }
@@ -177,14 +172,73 @@ impl HomeConfig {
                     bail!("service.n: {} must be in 1..=50000", s.n);
                 }
             }
-            DefenseName::Supersequence | DefenseName::Regulator => {
+            DefenseName::Supersequence | DefenseName::Regulator => {}
+        }
+        let kind = match self.defense {
+            DefenseName::PassThrough | DefenseName::Ipet => None,
+            DefenseName::Supersequence => Some(SetDefenseKind::Supersequence),
+            DefenseName::Regulator => Some(SetDefenseKind::Regulator),
+            DefenseName::Targets => Some(SetDefenseKind::Targets),
+        };
+        if self.defense == DefenseName::Ipet {
+            bail!("defense: ipet (per-device iPET rows) is not wired to a live step yet: use targets or a set defense");
+        }
+        let spec = match kind {
+            None => None,
+            Some(kind) => {
                 if sets.is_empty() {
                     bail!("devices[*].set: {:?} needs at least one anonymity set", self.defense);
                 }
+                let mut spec = match self.spec.clone() {
+                    Some(s) => s,
+                    None => serde_json::from_value(serde_json::json!({"defense": kind}))
+                        .map_err(|e| anyhow!("spec: {e}"))?,
+                };
+                if spec.defense != kind {
+                    bail!("spec.defense: {:?} differs from defense {:?}", spec.defense.name(), kind.name());
+                }
+                match &spec.sets {
+                    None => {
+                        spec.sets = Some(
+                            sets.iter()
+                                .map(|(n, m)| SetSpec {
+                                    name: n.clone(),
+                                    members: m.iter().map(|&d| self.devices[d].name.clone()).collect(),
+                                })
+                                .collect(),
+                        )
+                    }
+                    Some(given) => {
+                        let same = given.len() == sets.len()
+                            && given.iter().zip(&sets).all(|(g, (n, m))| {
+                                &g.name == n && g.members.iter().eq(m.iter().map(|&d| &self.devices[d].name))
+                            });
+                        if !same {
+                            bail!("spec.sets: differ from the device table's set column (give one or the other)");
+                        }
+                    }
+                }
+                let want = match mode {
+                    Mode::Bridge => Deployment::Bridge,
+                    Mode::Ap => Deployment::Ap,
+                };
+                match spec.release.deployment {
+                    Deployment::Ideal => spec.release.deployment = want,
+                    d if d != want => {
+                        bail!("spec.release.deployment: {:?} on a gateway run with --mode {:?}", d.name(), mode)
+                    }
+                    _ => {}
+                }
+                // Lag is what the wire does here, not a setting: the live shaper ignores modelled lag.
+                if let Some(p) = spec.size_profiles.iter().find(|p| !sets.iter().any(|(n, _)| *n == p.set)) {
+                    bail!("spec.size_profiles: {:?} names no set", p.set);
+                }
+                spec.check().map_err(|e| anyhow!("spec: {e}"))?;
+                Some(spec)
             }
-        }
-        let omega_ns = (self.omega * 1e9).round() as i64;
-        Ok(Checked { doc: self, table, set_of, sets, omega_ns })
+        };
+        let omega_ns = spec.as_ref().map_or(100_000_000, |s| (s.omega * 1e9).round() as i64);
+        Ok(Checked { doc: self, table, set_of, sets, spec, omega_ns })
     }
 }
 
@@ -260,13 +314,13 @@ pub fn load(args: &RunArgs) -> Result<(Checked, i64)> {
     if let Some(path) = &args.config {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let doc = HomeConfig::parse(&text, &path.display().to_string())?;
-        return Ok((doc.check()?, crate::sys::now_ns()));
+        return Ok((doc.check(args.mode)?, crate::sys::now_ns()));
     }
     let url = args.config_url.as_deref().ok_or_else(|| anyhow!("no --config nor --config-url"))?;
     let cache = args.state_dir.join("config.json");
     match fetch_text(url, args.token()?.as_deref()) {
         Ok(text) => {
-            let checked = HomeConfig::parse(&text, url)?.check()?;
+            let checked = HomeConfig::parse(&text, url)?.check(args.mode)?;
             let _ = std::fs::create_dir_all(&args.state_dir);
             let _ = std::fs::write(&cache, serde_json::to_vec_pretty(&checked.doc)?);
             Ok((checked, crate::sys::now_ns()))
@@ -280,7 +334,7 @@ pub fn load(args: &RunArgs) -> Result<(Checked, i64)> {
                 .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
                 .map_or(crate::sys::now_ns(), |d| d.as_nanos() as i64);
             tracing::warn!(url, error = %format!("{e:#}"), "configuration URL unreachable: using the cached one");
-            Ok((HomeConfig::parse(&text, &cache.display().to_string())?.check()?, age))
+            Ok((HomeConfig::parse(&text, &cache.display().to_string())?.check(args.mode)?, age))
         }
     }
 }
@@ -328,25 +382,39 @@ mac = "00:11:22:33:44:55"
 
     #[test]
     fn a_good_configuration_is_taken() {
-        let c = HomeConfig::parse(GOOD, "t").expect("parse").check().expect("check");
+        let c = HomeConfig::parse(GOOD, "t").expect("parse").check(Mode::Bridge).expect("check");
         assert_eq!(c.sets, vec![("cams".to_string(), vec![0, 1])]);
         assert_eq!(c.set_of, vec![Some(0), Some(0), None]);
         assert_eq!(c.omega_ns, 100_000_000);
+        let spec = c.spec.expect("spec");
+        assert_eq!(spec.release.deployment, Deployment::Bridge);
+        assert_eq!(spec.sets.expect("sets")[0].members, vec!["cam-1", "cam-2"]);
     }
 
     #[test]
     fn errors_name_the_field() {
         let bad_mac = GOOD.replace("00:11:22:33:44:55", "00:11:22");
-        let e = HomeConfig::parse(&bad_mac, "t").expect("parse").check().err().expect("bad mac");
+        let e = HomeConfig::parse(&bad_mac, "t").expect("parse").check(Mode::Bridge).err().expect("bad mac");
         assert!(e.to_string().starts_with("devices[2].mac:"), "{e}");
-        let e = HomeConfig::parse(&format!("omega = -1\n{GOOD}"), "t").expect("parse").check().err().expect("omega");
-        assert!(e.to_string().starts_with("omega:"), "{e}");
+        let omega = GOOD.replace(
+            "[[devices]]\nname = \"cam-1\"",
+            "[spec]\ndefense = \"supersequence\"\nomega = -1\n[[devices]]\nname = \"cam-1\"",
+        );
+        let e = HomeConfig::parse(&omega, "t").expect("parse").check(Mode::Bridge).err().expect("omega");
+        assert!(e.to_string().starts_with("spec:"), "{e}");
+        let ap = GOOD.replace(
+            "[[devices]]\nname = \"cam-1\"",
+            "[spec]\ndefense = \"supersequence\"\n[spec.release]\ndeployment = \"ap\"\n[[devices]]\nname = \"cam-1\"",
+        );
+        let e = HomeConfig::parse(&ap, "t").expect("parse").check(Mode::Bridge).err().expect("deployment");
+        assert!(e.to_string().starts_with("spec.release.deployment:"), "{e}");
+        assert!(HomeConfig::parse(&ap, "t").expect("parse").check(Mode::Ap).is_ok());
         let e = HomeConfig::parse(&GOOD.replace("supersequence", "nope"), "t").err().expect("defense");
         assert!(e.to_string().contains("defense"), "{e}");
         let e = HomeConfig::parse(&format!("colour = 1\n{GOOD}"), "t").err().expect("unknown");
         assert!(e.to_string().contains("colour"), "{e}");
         let no_sets = GOOD.replace("set = \"cams\"", "");
-        let e = HomeConfig::parse(&no_sets, "t").expect("parse").check().err().expect("sets");
+        let e = HomeConfig::parse(&no_sets, "t").expect("parse").check(Mode::Bridge).err().expect("sets");
         assert!(e.to_string().contains("set"), "{e}");
     }
 }

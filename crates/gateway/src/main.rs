@@ -26,7 +26,11 @@ enum Command {
     /// The shaper: a userspace L2 bridge that applies the configured defense.
     Run(config::RunArgs),
     /// Check a configuration document and exit (0: it would be taken).
-    Check { config: std::path::PathBuf },
+    Check {
+        config: std::path::PathBuf,
+        #[arg(long, value_enum, default_value = "bridge")]
+        mode: config::Mode,
+    },
     /// Cut the busiest stretch of a home's captures for the testbed.
     Stretch(replay::StretchArgs),
     /// Replay a stretch's frames from one namespace at the capture's timing.
@@ -51,11 +55,11 @@ fn main() -> std::process::ExitCode {
     }
     let r = match cli.command {
         Command::Run(a) => bridge::run(a),
-        Command::Check { config } => std::fs::read_to_string(&config)
+        Command::Check { config, mode } => std::fs::read_to_string(&config)
             .map_err(anyhow::Error::from)
             .and_then(|t| config::HomeConfig::parse(&t, &config.display().to_string()))
-            .and_then(|c| c.check())
-            .and_then(|c| defend::build(&c, config::Mode::Bridge).map(|_| ())),
+            .and_then(|c| c.check(mode))
+            .map(|c| println!("ok: {:?}, {} devices, {} sets", c.doc.defense, c.table.len(), c.sets.len())),
         Command::Stretch(a) => replay::stretch(&a),
         Command::Replay(a) => replay::replay(&a),
         Command::Capture(a) => replay::capture(&a),

@@ -14,12 +14,14 @@ use std::{
 };
 
 /// Upper bounds (ms) of the latency histograms' buckets.
-pub const BUCKETS_MS: [f64; 16] =
-    [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 1000.0, 5000.0];
+pub const BUCKETS_MS: [f64; 24] = [
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 75.0, 100.0, 100.5, 101.0, 102.0, 105.0, 110.0,
+    125.0, 150.0, 250.0, 1000.0, 5000.0,
+];
 
 #[derive(Default)]
 pub struct Histogram {
-    buckets: [AtomicU64; 16],
+    buckets: [AtomicU64; 24],
     count: AtomicU64,
     sum_ns: AtomicU64,
 }

@@ -14,7 +14,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
-use ipet_traffic::{DeviceTable, Direction};
+use ipet_traffic::{DeviceTable, Direction, set_defense::SizeProfile, shaper::SizeDistribution};
 use pcap_file::{
     DataLink, TsResolution,
     pcap::{PcapHeader, PcapPacket, PcapReader, PcapWriter, RawPcapPacket},
@@ -32,6 +32,7 @@ pub struct Frame {
     pub time_ns: i64,
     pub device: usize,
     pub direction: Direction,
+    pub size: u32,
     pub data: Vec<u8>,
 }
 
@@ -67,7 +68,7 @@ pub fn read_frames(files: &[PathBuf], table: &DeviceTable, keep: impl Fn(i64) ->
             if !keep(t) {
                 continue;
             }
-            let Ok((device, direction, _)) = frame::classify(&data, table) else { continue };
+            let Ok((device, direction, size)) = frame::classify(&data, table) else { continue };
             let mut data = data.into_owned();
             let mut wire = orig_len as usize;
             // 802.1Q tags of the capture's trunk are not on the device's link (and veth would
@@ -79,7 +80,7 @@ pub fn read_frames(files: &[PathBuf], table: &DeviceTable, keep: impl Fn(i64) ->
             if wire > data.len() {
                 data.resize(wire.min(frame::MAX_FRAME), 0);
             }
-            out.push(Frame { time_ns: t, device, direction, data });
+            out.push(Frame { time_ns: t, device, direction, size, data });
         }
     }
     out.sort_by_key(|f| f.time_ns);
@@ -133,6 +134,10 @@ pub struct StretchArgs {
     /// Start here (Unix seconds) instead of at the busiest stretch.
     #[arg(long)]
     pub from: Option<f64>,
+    /// Anonymity sets (`a,b;c,d`, named set-1, set-2, ...): writes each set's size profile
+    /// (its members' real sizes in the stretch, per direction) to `out/size_profiles.json`.
+    #[arg(long)]
+    pub sets: Option<String>,
     /// Scale time: 10 replays the stretch 10x faster (a load test).
     #[arg(long, default_value_t = 1.0)]
     pub speed: f64,
@@ -171,6 +176,24 @@ pub fn stretch(a: &StretchArgs) -> Result<()> {
         names.push(d.name.clone());
     }
     std::fs::copy(&a.devices, a.out.join("devices.csv"))?;
+    if let Some(sets) = &a.sets {
+        let mut profiles = Vec::new();
+        for (i, members) in sets.split(';').enumerate() {
+            let ids: Vec<usize> = members.split(',').filter_map(|n| table.by_name(n.trim())).map(|d| d.id).collect();
+            let of = |dir: Direction| {
+                SizeDistribution::from_sizes(
+                    frames.iter().filter(|f| ids.contains(&f.device) && f.direction == dir).map(|f| f.size),
+                )
+                .counts()
+            };
+            profiles.push(SizeProfile {
+                set: format!("set-{}", i + 1),
+                incoming: of(Direction::In),
+                outgoing: of(Direction::Out),
+            });
+        }
+        std::fs::write(a.out.join("size_profiles.json"), serde_json::to_vec(&profiles)?)?;
+    }
     let s = Stretch {
         from_ns: from,
         to_ns: from + (a.seconds * 1e9) as i64,

@@ -33,6 +33,8 @@ pub struct ReportArgs {
     /// The gateway's configuration document.
     #[arg(long)]
     pub config: PathBuf,
+    #[arg(long, value_enum, default_value = "bridge")]
+    pub mode: crate::config::Mode,
     /// The observer's captures (merged): frames as the observed link carries them.
     #[arg(long, num_args = 1.., required = true)]
     pub observer: Vec<PathBuf>,
@@ -138,7 +140,7 @@ struct Decision {
 
 pub fn report(a: &ReportArgs) -> Result<()> {
     let text = std::fs::read_to_string(&a.config).with_context(|| format!("{}", a.config.display()))?;
-    let cfg = HomeConfig::parse(&text, "config")?.check()?;
+    let cfg = HomeConfig::parse(&text, "config")?.check(a.mode)?;
     let names: Vec<String> = cfg.table.devices().iter().map(|d| d.name.clone()).collect();
     let observed = read(&a.observer)?;
     let sent = read(&a.sent)?;
@@ -208,6 +210,8 @@ pub fn report(a: &ReportArgs) -> Result<()> {
     }
     let mut sets_out = Vec::new();
     let (mut all_slots, mut all_ok) = (0u64, 0u64);
+    // Per direction (in, out): slots with traffic or a target in that direction, and conforming.
+    let mut by_dir = [(0u64, 0u64); 2];
     for (set, members) in &cfg.sets {
         let mut slots: Vec<i64> = rows.keys().filter(|(d, _)| members.contains(d)).map(|&(_, s)| s).collect();
         slots.extend(targets.iter().filter(|((s, _), t)| s == set && t.iter().any(|&v| v > 0)).map(|((_, k), _)| *k));
@@ -219,6 +223,17 @@ pub fn report(a: &ReportArgs) -> Result<()> {
             let want = targets.get(&(set.clone(), k)).copied();
             let same = got.windows(2).all(|w| w[0] == w[1]);
             let on_target = want.is_none_or(|t| got.iter().all(|g| *g == t));
+            for (d, c) in by_dir.iter_mut().enumerate() {
+                let r = 2 * d..2 * d + 2;
+                let active = got.iter().any(|g| g[r.clone()].iter().any(|&v| v > 0))
+                    || want.is_some_and(|t| t[r.clone()].iter().any(|&v| v > 0));
+                if active {
+                    c.0 += 1;
+                    let ok = got.windows(2).all(|w| w[0][r.clone()] == w[1][r.clone()])
+                        && want.is_none_or(|t| got.iter().all(|g| g[r.clone()] == t[r.clone()]));
+                    c.1 += u64::from(ok);
+                }
+            }
             if same && on_target {
                 ok += 1;
             } else {
@@ -246,6 +261,7 @@ pub fn report(a: &ReportArgs) -> Result<()> {
         a.sim.as_ref().and_then(|p| std::fs::read(p).ok()).and_then(|b| serde_json::from_slice(&b).ok());
     let sim_ratio = sim.as_ref().and_then(|s| {
         let t = s.get("total")?;
+        let t = t.get("total").unwrap_or(t);
         let f = |k: &str| t.get(k)?.as_f64();
         Some(json!({
             "bytes": f("dummy_bytes")? / f("real_bytes")?,
@@ -275,10 +291,21 @@ pub fn report(a: &ReportArgs) -> Result<()> {
         let worst = best.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
         gap = json!({"probes_seen": best.len(), "longest_gap_ms": worst as f64 / 1e6});
     }
+    // Hold time added to real frames: from the wire (sent by the device or router -> seen by the
+    // receiver, the forwarding delay included) where the gateway held frames, else 0; the
+    // gateway's own histogram beside it.
+    let holds = crate::defend::holds(&cfg, a.mode);
+    let mut held: Vec<i64> = (0..2).filter(|&d| holds[d]).flat_map(|d| fwd_lag[d].iter().copied()).collect();
+    let wire_hold = if held.is_empty() { json!({"p50": 0.0, "p99": 0.0, "max": 0.0}) } else { quantiles(&mut held) };
     let hold = json!({
-        "p50": hist_quantile(&prom, "ipet_gateway_hold_seconds", 0.5),
-        "p99": hist_quantile(&prom, "ipet_gateway_hold_seconds", 0.99),
-        "n": metric(&prom, "ipet_gateway_hold_seconds_count"),
+        "p50": wire_hold.get("p50"),
+        "p99": wire_hold.get("p99"),
+        "max": wire_hold.get("max"),
+        "frames_held": metric(&prom, "ipet_gateway_hold_seconds_count"),
+        "gateway_histogram": {
+            "p50": hist_quantile(&prom, "ipet_gateway_hold_seconds", 0.5),
+            "p99": hist_quantile(&prom, "ipet_gateway_hold_seconds", 0.99),
+        },
     });
     let mut report = json!({
         "defense": format!("{:?}", cfg.doc.defense),
@@ -291,6 +318,10 @@ pub fn report(a: &ReportArgs) -> Result<()> {
         "gateway_reaction_lag_ms": {"p50": hist_quantile(&prom, "ipet_gateway_reaction_lag_seconds", 0.5), "p99": hist_quantile(&prom, "ipet_gateway_reaction_lag_seconds", 0.99)},
         "slot_conformance": if all_slots == 0 { Value::Null } else { json!(all_ok as f64 / all_slots as f64) },
         "slot_conformance_sets": sets_out,
+        "slot_conformance_by_direction": {
+            "in": if by_dir[0].0 == 0 { Value::Null } else { json!(by_dir[0].1 as f64 / by_dir[0].0 as f64) },
+            "out": if by_dir[1].0 == 0 { Value::Null } else { json!(by_dir[1].1 as f64 / by_dir[1].0 as f64) },
+        },
         "cover_ratio": {"bytes": ratio(cb, rb), "packets": ratio(cp, rp), "simulated": sim_ratio},
         "hold_ms": hold,
         "hold_overflows": metric(&prom, "ipet_gateway_hold_overflows_total"),

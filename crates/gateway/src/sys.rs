@@ -49,7 +49,6 @@ pub struct Rx {
 #[derive(Debug)]
 pub struct PacketSocket {
     fd: OwnedFd,
-    pub ifindex: i32,
     pub name: String,
 }
 
@@ -111,7 +110,7 @@ impl PacketSocket {
                 libc::timeval { tv_sec: t.as_secs() as libc::time_t, tv_usec: t.subsec_micros() as libc::suseconds_t };
             setsockopt(raw, libc::SOL_SOCKET, libc::SO_RCVTIMEO, &tv)?;
         }
-        Ok(Self { fd, ifindex, name: ifname.to_string() })
+        Ok(Self { fd, name: ifname.to_string() })
     }
 
     /// Receives one frame into `buf` (cut to its length; `Rx::wire_len` is the whole frame's).
