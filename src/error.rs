@@ -63,6 +63,11 @@ pub enum Error {
     #[error("model set: {0}")]
     Model(String),
 
+    /// A reload of the model sets that failed (the served sets stay): names the set and the
+    /// cause, and is answered as it is (500 `model_set_invalid`; reloading is the admin's call).
+    #[error("{0}")]
+    ModelReload(String),
+
     /// A caller holding as many unfinished jobs as it may.
     #[error("{0}")]
     QuotaExceeded(String),
@@ -159,7 +164,7 @@ impl Error {
             Error::RateLimited { .. } => ErrorCode::RateLimited,
             Error::UnsupportedMediaType(_) => ErrorCode::UnsupportedMediaType,
             Error::Conflict { code, .. } => *code,
-            Error::Model(_) => ErrorCode::ModelSetInvalid,
+            Error::Model(_) | Error::ModelReload(_) => ErrorCode::ModelSetInvalid,
             Error::Overloaded(_) => ErrorCode::Overloaded,
             Error::QuotaExceeded(_) => ErrorCode::QuotaExceeded,
             Error::Onnx(_) => ErrorCode::InferenceFailed,

@@ -121,6 +121,11 @@ async fn sets_are_chosen_per_request_listed_and_reloaded_without_dropping_reques
     std::fs::write(&manifest, b"{ not json").expect("write");
     let (s, v) = call(&router, "POST", "/model-sets/reload").await;
     assert_eq!((s, v["code"].as_str()), (StatusCode::INTERNAL_SERVER_ERROR, Some("model_set_invalid")), "{v}");
+    // The answer names the set and the cause, as the README promises (issue 19, item 4).
+    let message = v["message"].as_str().expect("message");
+    let dir = manifest.parent().expect("the set's directory").display().to_string();
+    assert!(message.contains(&dir) && message.contains("manifest.json"), "{message}");
+    assert!(message.contains("the served ones stay"), "{message}");
     let (s, v) = call(&router, "GET", "/perturbations/blink-cam-01/0?n=1&model_set=tj-oconnor-2021-shared").await;
     assert_eq!((s, v["model_set"].as_str()), (StatusCode::OK, Some(new_label.as_str())));
 }

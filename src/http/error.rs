@@ -54,7 +54,10 @@ impl IntoResponse for Error {
             Error::RateLimited { retry_after, .. } => retry_after.as_secs().max(1),
             _ => 1,
         };
-        let message = if self.is_client_error() {
+        let message = if self.is_client_error() || matches!(self, Error::ModelReload(_)) {
+            if !self.is_client_error() {
+                tracing::error!(error = %self, code = self.code().as_str(), "request failed");
+            }
             self.to_string()
         } else if status == axum::http::StatusCode::SERVICE_UNAVAILABLE {
             tracing::warn!(error = %self, code = self.code().as_str(), "request refused: the database does not answer");

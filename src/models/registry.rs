@@ -29,7 +29,15 @@ pub struct ModelSets {
 fn load_all(dirs: &[PathBuf], config: &EngineConfig) -> Result<Loaded> {
     let mut engines: Vec<Arc<Engine>> = Vec::with_capacity(dirs.len());
     for dir in dirs {
-        let set = ModelSet::load(dir)?;
+        // Every error names the set's directory (most already do, with the file at fault).
+        let named = |e: Error| {
+            let path = dir.display().to_string();
+            match e {
+                Error::Model(m) if m.contains(&path) => Error::Model(m),
+                e => Error::Model(format!("{path}: {e}")),
+            }
+        };
+        let set = ModelSet::load(dir).map_err(named)?;
         if let Some(other) = engines.iter().find(|e| e.model_set().manifest.name == set.manifest.name) {
             return Err(Error::Model(format!(
                 "{} and {} are both named {:?}: model sets are chosen by name, so names must differ",
@@ -38,7 +46,7 @@ fn load_all(dirs: &[PathBuf], config: &EngineConfig) -> Result<Loaded> {
                 set.manifest.name
             )));
         }
-        engines.push(Arc::new(Engine::start(set, config)?));
+        engines.push(Arc::new(Engine::start(set, config).map_err(named)?));
     }
     if engines.is_empty() {
         return Err(Error::Model("no model set to serve".into()));
@@ -111,7 +119,8 @@ impl ModelSets {
         let this = self.clone();
         let loaded = tokio::task::spawn_blocking(move || load_all(&this.dirs, &this.config))
             .await
-            .map_err(|e| Error::Internal(e.to_string()))??;
+            .map_err(|e| Error::Internal(e.to_string()))?
+            .map_err(|e| Error::ModelReload(format!("reloading the model sets failed; the served ones stay: {e}")))?;
         let labels = loaded.engines.iter().map(|e| e.model_set().label()).collect();
         *self.loaded.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(loaded);
         Ok(labels)
