@@ -279,6 +279,20 @@ async fn bad_requests_store_nothing(app: &TestApp) {
             "invalid_regulator_settings",
             "levels",
         ),
+        (
+            "/simulations",
+            vec![("defense", "supersequence".into()), ("deployment", "ideal".into()), ("lag", "2ms".into())],
+            StatusCode::BAD_REQUEST,
+            "invalid_simulation_settings",
+            "ideal",
+        ),
+        (
+            "/simulations",
+            vec![("defense", "supersequence".into()), ("lag", "fast".into())],
+            StatusCode::BAD_REQUEST,
+            "invalid_simulation_settings",
+            "software-shaper",
+        ),
     ];
     for (uri, fields, status, code, needle) in cases {
         post(app, uri, &form(true, &fields)).await.assert_error(status, code, needle);

@@ -9,17 +9,18 @@ use super::features::DefendedFeatures;
 use crate::{
     config::ModelArgs,
     error::{Error, ErrorCode, Result},
-    jobs::home::{
-        DEFAULT_CHUNK, HomeSettings, SetDefenseKind, SetKnobs, TargetRowsFrom, assigned_sets, defend,
-        require_set_targets,
+    models::{
+        Engine, GenerationChoice, GeneratorRows, ModelSet,
+        set_targets::{DEFAULT_CHUNK, TargetRowsFrom, assigned_sets, require_set_targets, set_defense_spec},
     },
-    models::{Engine, GenerationChoice, GeneratorRows, ModelSet},
     traffic::{
         Baseline, BaselineKind, Defense, DeviceTable, FixedRows, Mode, OutputFile, Packet, RegulatorSettings,
         SimSettings, Transport, WindowSettings, Windows,
         capture::DeviceTraffic,
         form_sets, read_captures,
+        set_defense::{SetDefenseKind, SetKnobs},
         sets::DEFAULT_K,
+        shaper::{Deployment, ReleaseKnobs},
         simulate,
         simulate::TargetRowsSettings,
         windows::{WindowCutter, WindowsMeta},
@@ -197,6 +198,53 @@ pub struct HomeArgs {
     /// Targets: fake target windows per second and set, at random times, filling silence.
     #[arg(long, default_value_t = TargetRowsSettings::default().fake_window_rate)]
     pub fake_window_rate: f64,
+    /// Who transmits what on the observed link: `ideal` (no reaction lag: the default), `bridge`
+    /// (the gateway holds and emits both directions) or `ap` (access point only: uplink originals
+    /// go when the device sends them, uplink copies trail by the lag). Default with a lag or a
+    /// countermeasure: bridge.
+    #[arg(long, value_parser = parse_deployment)]
+    pub deployment: Option<Deployment>,
+    /// Reaction lag of cover copies, both directions: a preset (`software-shaper`: measured p50
+    /// 0.08 ms, p99 3.4 ms, the default outside `ideal`; `software-shaper-fifo`; `zero`) or a
+    /// fixed duration (`2ms`, `150us`, for a sweep 0-20 ms).
+    #[arg(long)]
+    pub lag: Option<String>,
+    /// Reaction lag of downlink copies only (overrides --lag).
+    #[arg(long)]
+    pub lag_downlink: Option<String>,
+    /// Reaction lag of uplink copies only (overrides --lag).
+    #[arg(long)]
+    pub lag_uplink: Option<String>,
+    /// Held release: every original sent at its arrival waits for a draw from its copies' lag,
+    /// so that no member's frame is reliably first (where the deployment holds its direction).
+    #[arg(long)]
+    pub held_release: bool,
+    /// Random order: each original and its copies go out one after another, one lag draw apart,
+    /// in a random order of the members (the original among them where it can be held).
+    #[arg(long)]
+    pub random_order: bool,
+    /// Run one slot behind: every decision of a held direction is carried out one slot later.
+    #[arg(long)]
+    pub slot_behind: bool,
+}
+
+impl HomeArgs {
+    fn release(&self) -> ReleaseKnobs {
+        ReleaseKnobs {
+            deployment: self.deployment,
+            lag: self.lag.clone(),
+            lag_downlink: self.lag_downlink.clone(),
+            lag_uplink: self.lag_uplink.clone(),
+            held_release: self.held_release,
+            random_order: self.random_order,
+            slot_behind: self.slot_behind,
+        }
+    }
+}
+
+fn parse_deployment(s: &str) -> std::result::Result<Deployment, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_string()))
+        .map_err(|_| format!("{s:?} is not one of ideal, bridge, ap"))
 }
 
 pub fn run(args: SimulateArgs) -> Result<()> {
@@ -350,11 +398,16 @@ fn run_home(args: SimulateArgs) -> Result<()> {
     if args.device.is_some() {
         return bad("a set defense defends every device of the table: leave out --device");
     }
-    let targets = args.defense == Some(DefenseArg::Targets);
-    if !targets && (args.generation.is_some() || args.schedule.is_some()) {
-        return bad("--generation and --schedule give target rows: use them with --defense targets");
-    }
-    if targets && args.generation.is_some() == args.schedule.is_some() {
+    let kind = match args.defense {
+        Some(DefenseArg::Targets) => SetDefenseKind::Targets,
+        Some(DefenseArg::Regulator) => SetDefenseKind::Regulator,
+        _ => SetDefenseKind::Supersequence,
+    };
+    kind.check_rows(
+        args.generation.is_some() || args.schedule.is_some(),
+        "--generation (with --models) or --schedule",
+    )?;
+    if args.generation.is_some() && args.schedule.is_some() {
         return bad("--defense targets takes target rows from --generation (with --models) or --schedule, one of them");
     }
     if args.out.is_some() {
@@ -384,18 +437,20 @@ fn run_home(args: SimulateArgs) -> Result<()> {
         half_life: h.half_life,
         floor_rate: h.floor_rate,
     };
-    let kind = match args.defense {
-        Some(DefenseArg::Targets) => SetDefenseKind::Targets,
-        Some(DefenseArg::Regulator) => SetDefenseKind::Regulator,
-        _ => SetDefenseKind::Supersequence,
-    };
-    let home = HomeSettings::new(
+    let mut home = set_defense_spec(
         kind,
         model.as_ref().map(|(set, _)| set),
         args.omega,
         args.total_time,
-        SetKnobs { latency_budget: h.latency_budget, regulator, fake_window_rate: h.fake_window_rate, seed: args.seed },
+        SetKnobs {
+            latency_budget: h.latency_budget,
+            regulator,
+            fake_window_rate: h.fake_window_rate,
+            seed: args.seed,
+            release: h.release().settings()?,
+        },
     )?;
+    home.k = Some(args.home.k);
     let omega = home.omega;
     let settings = home.pad()?;
     let rows = match (model, &args.schedule) {
@@ -432,7 +487,7 @@ fn run_home(args: SimulateArgs) -> Result<()> {
         None => None,
     };
     let mut defended_packets = vec![0usize; table.len()];
-    let summary = defend(&home, rows, &names, &traffic.packets, &partition, |d, p| {
+    let summary = home.defend(&names, &traffic.packets, &partition, rows.per_set(&names), |d, p| {
         defended_packets[d] += 1;
         if let Some(c) = &mut cutters[d] {
             c.push(&p.to_packet(Transport::Udp));

@@ -9,15 +9,32 @@ use utoipa::ToSchema;
 use super::simulations::{TracePacket, enum_field, parse_field, to_packets};
 use crate::{
     error::{Error, ErrorCode, Result},
-    jobs::{
-        home::SetDefenseKind,
-        submit_home::{HomeKnobs, HomeSubmission, HomeTrace, TargetsRequest},
+    jobs::submit_home::{HomeKnobs, HomeSubmission, HomeTrace, TargetsRequest},
+    traffic::{
+        set_defense::SetDefenseKind,
+        shaper::{Deployment, ReleaseKnobs},
     },
 };
 
 /// Text fields only a set defense takes: its knobs.
-pub(super) const HOME_ONLY_FIELDS: [&str; 9] =
-    ["k", "sets", "latency_budget", "levels", "surge", "threshold", "half_life", "floor_rate", "fake_window_rate"];
+pub(super) const HOME_ONLY_FIELDS: [&str; 16] = [
+    "k",
+    "sets",
+    "latency_budget",
+    "levels",
+    "surge",
+    "threshold",
+    "half_life",
+    "floor_rate",
+    "fake_window_rate",
+    "deployment",
+    "lag",
+    "lag_downlink",
+    "lag_uplink",
+    "held_release",
+    "random_order",
+    "slot_behind",
+];
 
 /// Whether `name` is a text field of a set defense's form (the files aside).
 fn is_home_field(name: &str) -> bool {
@@ -65,6 +82,9 @@ pub(super) fn home_from_form(
         .transpose()?;
     let number =
         |name: &str| -> Result<Option<f64>> { text.get(name).map(|v| parse_field(name, v, "a number")).transpose() };
+    let flag = |name: &str| -> Result<bool> {
+        Ok(text.get(name).map(|v| parse_field::<bool>(name, v, "true or false")).transpose()?.unwrap_or(false))
+    };
     Ok(HomeSubmission {
         defense,
         trace: HomeTrace::Captures { files: traces, devices },
@@ -84,6 +104,18 @@ pub(super) fn home_from_form(
                 .get("seed")
                 .map(|s| parse_field("seed", s, "a whole number between 0 and 2^64-1"))
                 .transpose()?,
+            release: ReleaseKnobs {
+                deployment: text
+                    .get("deployment")
+                    .map(|v| enum_field("deployment", v, "ideal, bridge, ap"))
+                    .transpose()?,
+                lag: text.get("lag").cloned(),
+                lag_downlink: text.get("lag_downlink").cloned(),
+                lag_uplink: text.get("lag_uplink").cloned(),
+                held_release: flag("held_release")?,
+                random_order: flag("random_order")?,
+                slot_behind: flag("slot_behind")?,
+            },
         },
     })
 }
@@ -121,6 +153,25 @@ pub struct HomeSimulationRequest {
     pub floor_rate: Option<f64>,
     pub fake_window_rate: Option<f64>,
     pub seed: Option<u64>,
+    /// Who transmits what on the observed link: `ideal` (no reaction lag, the default), `bridge`
+    /// (holds and emits both directions) or `ap` (access point only: uplink originals never held).
+    pub deployment: Option<Deployment>,
+    /// Reaction lag of cover copies, both directions: a preset (`software-shaper`, the default
+    /// outside `ideal`; `software-shaper-fifo`; `zero`) or a fixed duration (`2ms`, `150us`).
+    pub lag: Option<String>,
+    /// The same for downlink copies only (overrides `lag`).
+    pub lag_downlink: Option<String>,
+    /// The same for uplink copies only (overrides `lag`).
+    pub lag_uplink: Option<String>,
+    /// Hold every original a draw from its copies' lag (where the deployment holds its direction).
+    #[serde(default)]
+    pub held_release: bool,
+    /// Send each original and its copies one after another in a random order.
+    #[serde(default)]
+    pub random_order: bool,
+    /// Carry every decision out one slot later (at most one slot of added latency).
+    #[serde(default)]
+    pub slot_behind: bool,
 }
 
 /// Whether a JSON body is an object naming a `defense` (a home's request).
@@ -160,6 +211,15 @@ pub(super) fn home_from_json(body: &[u8], model_set: Option<String>) -> Result<H
             floor_rate: r.floor_rate,
             fake_window_rate: r.fake_window_rate,
             seed: r.seed,
+            release: ReleaseKnobs {
+                deployment: r.deployment,
+                lag: r.lag,
+                lag_downlink: r.lag_downlink,
+                lag_uplink: r.lag_uplink,
+                held_release: r.held_release,
+                random_order: r.random_order,
+                slot_behind: r.slot_behind,
+            },
         },
     })
 }

@@ -24,7 +24,6 @@ use crate::{
     jobs::{
         JobParams,
         codec::{decode_output, decode_sections},
-        home::SetDefenseKind,
         submit::{CoverRequest, Submission, TraceInput, submit},
         submit_home::{HomeSubmission, submit_home},
     },
@@ -32,6 +31,7 @@ use crate::{
     traffic::{
         BaselineKind, Direction, Mode, Packet, Transport,
         packet::secs_to_ns,
+        set_defense::SetDefenseKind,
         simulate::{NpyWriter, OUTPUT_COLUMNS},
     },
 };
@@ -116,6 +116,30 @@ pub struct SimulationUpload {
     /// `targets`: fake target windows per second and set (default 1/60).
     #[schema(nullable = false)]
     fake_window_rate: Option<f64>,
+    /// With `defense`: who transmits what on the observed link: `ideal` (no reaction lag, the
+    /// default), `bridge` (holds and emits both directions), `ap` (access point only: uplink
+    /// originals never held, uplink copies trail).
+    #[schema(nullable = false)]
+    deployment: Option<crate::traffic::shaper::Deployment>,
+    /// With `defense`: reaction lag of cover copies, a preset (`software-shaper`, the default
+    /// outside `ideal`; `software-shaper-fifo`; `zero`) or a duration (`2ms`, `150us`).
+    #[schema(nullable = false)]
+    lag: Option<String>,
+    /// With `defense`: the same for downlink copies only.
+    #[schema(nullable = false)]
+    lag_downlink: Option<String>,
+    /// With `defense`: the same for uplink copies only.
+    #[schema(nullable = false)]
+    lag_uplink: Option<String>,
+    /// With `defense`: hold each original a draw from its copies' lag (default false).
+    #[schema(nullable = false)]
+    held_release: Option<bool>,
+    /// With `defense`: send each original and its copies in a random order (default false).
+    #[schema(nullable = false)]
+    random_order: Option<bool>,
+    /// With `defense`: carry every decision out one slot later (default false).
+    #[schema(nullable = false)]
+    slot_behind: Option<bool>,
 }
 
 /// What a simulation sent and cost: one device's summary, or a home's (per member, per set, total).
@@ -294,7 +318,8 @@ async fn from_multipart(mut form: Multipart, model_set: Option<String>) -> Resul
             "devices" => devices = Some(field.bytes().await.map_err(multipart_error)?.to_vec()),
             "device" | "address" | "generation" | "schedule_job" | "baseline" | "mode" | "seed" | "active_gap"
             | "defense" | "k" | "sets" | "latency_budget" | "levels" | "surge" | "threshold" | "half_life"
-            | "floor_rate" | "fake_window_rate" => {
+            | "floor_rate" | "fake_window_rate" | "deployment" | "lag" | "lag_downlink" | "lag_uplink"
+            | "held_release" | "random_order" | "slot_behind" => {
                 text.insert(name, field.text().await.map_err(multipart_error)?);
             }
             other => return Err(Error::invalid(ErrorCode::UnknownField, format!("unknown form field {other:?}"))),

@@ -7,10 +7,10 @@
 //!   API's schemas `Cover` and `TargetsSource`), naming a [`crate::traffic::BaselineKind`] for a
 //!   baseline;
 //! - run: the data plane's [`crate::traffic::Defense`] (iPET rows or a [`crate::traffic::Baseline`]
-//!   with all its parameters) and [`home::TargetRowsFrom`] for a home's sets.
+//!   with all its parameters) and [`crate::models::set_targets::TargetRowsFrom`] for a home's sets
+//!   (whose settings are the data plane's [`crate::traffic::set_defense::SetDefenseSpec`]).
 
 pub mod codec;
-pub mod home;
 pub mod params;
 pub mod run;
 pub mod submit;

@@ -5,11 +5,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::home::HomeSettings;
 use crate::{
     error::{Error, Result},
     models::GenerationChoice,
-    traffic::{BaselineKind, CaptureStats, Mode},
+    traffic::{BaselineKind, CaptureStats, Mode, set_defense::SetDefenseSpec},
 };
 
 /// Where the cover comes from.
@@ -87,7 +86,8 @@ pub struct HomeSet {
 /// A whole home defended in anonymity sets (a set defense).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct HomeParams {
-    pub settings: HomeSettings,
+    /// The set defense (the data plane's specification, as `ipet simulate` and the gateway read it).
+    pub settings: SetDefenseSpec,
     /// `targets` only.
     pub targets: Option<TargetsSource>,
     /// Minimum size of the sets formed by clustering.

@@ -11,12 +11,11 @@ use std::{
 
 use super::{
     codec::{OutputEncoder, decode_packets, decode_sections, encode_sections},
-    home::{TargetRowsFrom, defend},
     params::{Cover, HomeParams, SimulationParams},
 };
 use crate::{
     error::{Error, ErrorCode, Result},
-    models::{Engine, GeneratorRows},
+    models::{Engine, GeneratorRows, set_targets::TargetRowsFrom},
     traffic::{AnonymitySet, Baseline, Defense, FixedRows, Packet, SetPartition, SimSettings, simulate},
 };
 
@@ -174,9 +173,10 @@ pub fn run_home(inputs: HomeRunInputs<'_>) -> Result<Outcome> {
     let origin = packets.iter().filter_map(|p| p.first()).map(|p| p.time_ns).min().unwrap_or(0);
     let mut encoders: Vec<OutputEncoder> = names.iter().map(|_| OutputEncoder::new(origin)).collect();
     let mut guard = Guard::new(&inputs.limits);
-    let summary = defend(&p.settings, inputs.rows, &names, &packets, &partition, |d, pkt| {
+    let rows = inputs.rows.per_set(&names);
+    let summary = p.settings.defend(&names, &packets, &partition, rows, |d, pkt| {
         encoders.get_mut(d).ok_or_else(|| Error::Internal(format!("no device {d}")))?.push(pkt)?;
-        guard.count()
+        Ok(guard.count()?)
     })?;
     let mut rows = 0;
     let mut outputs = Vec::with_capacity(encoders.len());

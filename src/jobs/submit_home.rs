@@ -9,24 +9,25 @@ use uuid::Uuid;
 
 use super::{
     codec::{encode_packets, encode_sections},
-    home::{
-        DEFAULT_CHUNK, DEFAULT_WINDOW_SECS, HomeSettings, SetDefenseKind, SetKnobs, assigned_sets, require_set_targets,
-        set_generator,
-    },
     params::{HomeDevice, HomeParams, HomeSet, JobParams, TargetsSource},
     submit::{JobLimits, MAX_BYTES_PER_OUTPUT_ROW, schedule_job_id},
 };
 use crate::{
     auth::Caller,
     error::{Error, ErrorCode, Result},
-    models::{Engine, GenerationChoice, ModelSet, ModelSets},
+    models::{
+        Engine, GenerationChoice, ModelSet, ModelSets,
+        set_targets::{DEFAULT_CHUNK, assigned_sets, require_set_targets, set_defense_spec, set_generator},
+    },
     store::{NewSimulation, Store},
     traffic::{
-        CaptureStats, DeviceTable, FixedRows, Packet, RegulatorSettings,
+        CaptureStats, DeviceTable, FixedRows, Packet, RegulatorSettings, SetPartition,
         capture::read_capture,
         devices::format_mac,
         form_sets,
+        set_defense::{DEFAULT_WINDOW_SECS, SetDefenseKind, SetDefenseSpec, SetKnobs},
         sets::DEFAULT_K,
+        shaper::ReleaseKnobs,
         simulate::TargetRowsSettings,
         work::{self, PadCoverKind},
     },
@@ -56,6 +57,8 @@ pub struct HomeKnobs {
     pub floor_rate: Option<f64>,
     pub fake_window_rate: Option<f64>,
     pub seed: Option<u64>,
+    /// Deployment, reaction lag, countermeasures (default: `ideal`).
+    pub release: ReleaseKnobs,
 }
 
 /// A home's traffic as given.
@@ -95,7 +98,13 @@ fn manifest_table(set: &ModelSet) -> Result<DeviceTable> {
     })
 }
 
-/// Checks a home submission and stores it as a queued job; returns its id.
+/// The form fields and JSON keys that give a home's target rows (for error messages).
+const TARGETS_FIELDS: &str =
+    "generation (with ?model_set= naming a served set-targets model set), schedule_job or schedule";
+
+/// Checks a home submission and stores it as a queued job; returns its id. In order: the target
+/// rows (before the captures are read), the set defense's settings, the home's traffic, its sets,
+/// the work bounds and the caller's quota; only then is the job stored.
 pub async fn submit_home(
     models: &ModelSets,
     store: &Store,
@@ -103,32 +112,58 @@ pub async fn submit_home(
     limits: &JobLimits,
     s: HomeSubmission,
 ) -> Result<Uuid> {
-    let targets_defense = s.defense == SetDefenseKind::Targets;
-    match (&s.targets, targets_defense) {
-        (None, true) => {
-            return Err(Error::invalid(
-                ErrorCode::MissingTargets,
-                "defense `targets` needs target rows: give generation (with ?model_set= naming a served set-targets \
-                 model set), schedule_job or schedule",
-            ));
-        }
-        (Some(_), false) => {
-            return Err(Error::invalid(
-                ErrorCode::InvalidSimulationSettings,
-                "generation, schedule_job and schedule give target rows: use them with defense `targets`",
-            ));
-        }
-        _ => {}
-    }
+    s.defense.check_rows(s.targets.is_some(), TARGETS_FIELDS)?;
     if matches!(&s.trace, HomeTrace::Captures { files, .. } if files.is_empty()) {
         return Err(Error::invalid(ErrorCode::MissingTrace, "the form has no `trace` file"));
     }
-    // The target rows first, so that a bad source fails before the captures are read.
-    let mut model: Option<(Arc<Engine>, GenerationChoice)> = None;
-    let (targets, schedule_bytes, fixed) = match s.targets {
-        None => (None, None, None),
+    let rows = resolve_targets(models, store, caller, s.targets, s.model_set.as_deref()).await?;
+    let model_set = rows.engine.as_ref().map(|e| e.model_set());
+    let settings = spec_from_knobs(s.defense, model_set, &s.knobs)?;
+    let home = read_home(s.trace, model_set, models)?;
+    let k = s.knobs.k.unwrap_or(DEFAULT_K);
+    let assigned = assigned_sets(&home.table, s.knobs.sets.as_deref(), model_set)?;
+    let partition = form_sets(&home.table, &assigned, &home.packets, k, settings.pad()?.omega_ns)?;
+    let names: Vec<String> = home.table.devices().iter().map(|d| d.name.clone()).collect();
+    if let Some(set) = model_set {
+        for s in &partition.sets {
+            set_generator(set, s, &names)?;
+        }
+    }
+    check_work(limits, &home.packets, &names, &partition, &settings, model_set, rows.fixed.as_ref())?;
+    let active = store.count_active_simulations(&caller.name).await?;
+    if active >= limits.max_active_per_caller as i64 {
+        return Err(Error::QuotaExceeded(format!(
+            "{} holds {active} unfinished simulations; at most {} at once (--sim-max-active-jobs); retry when one has \
+             finished",
+            caller.name, limits.max_active_per_caller
+        )));
+    }
+    store_job(store, caller, HomeParts { settings, rows, k, home, partition, names }).await
+}
+
+/// A home's target rows as checked: what the job records, the uploaded schedule's bytes, the
+/// rows of a fixed schedule, the engine of a set-targets model set.
+struct ResolvedTargets {
+    source: Option<TargetsSource>,
+    schedule_bytes: Option<Vec<u8>>,
+    fixed: Option<FixedRows>,
+    engine: Option<Arc<Engine>>,
+}
+
+/// Checks where the target rows come from: a served set-targets model set and its generation, a
+/// stored perturbation job of the caller's, or an uploaded schedule with rows.
+async fn resolve_targets(
+    models: &ModelSets,
+    store: &Store,
+    caller: &Caller,
+    targets: Option<TargetsRequest>,
+    model_set: Option<&str>,
+) -> Result<ResolvedTargets> {
+    let none = ResolvedTargets { source: None, schedule_bytes: None, fixed: None, engine: None };
+    Ok(match targets {
+        None => none,
         Some(TargetsRequest::Generation(g)) => {
-            let engine = models.engine(s.model_set.as_deref())?;
+            let engine = models.engine(model_set)?;
             let set = engine.model_set();
             require_set_targets(set)?;
             let choice = GenerationChoice::parse(&g, set.generations())?;
@@ -137,8 +172,7 @@ pub async fn submit_home(
                 generation: choice,
                 chunk: DEFAULT_CHUNK,
             };
-            model = Some((engine.clone(), choice));
-            (Some(source), None, None)
+            ResolvedTargets { source: Some(source), engine: Some(engine.clone()), ..none }
         }
         Some(TargetsRequest::PerturbationJob(raw)) => {
             let id = schedule_job_id(&raw)?;
@@ -146,20 +180,24 @@ pub async fn submit_home(
                 .get_perturbation(id, caller.owner_filter())
                 .await?
                 .ok_or_else(|| Error::not_found(ErrorCode::UnknownJob, format!("no perturbation job {id}")))?;
-            (Some(TargetsSource::PerturbationJob { job_id: id }), None, Some(job.schedule.fixed_rows()?))
+            let fixed = Some(job.schedule.fixed_rows()?);
+            ResolvedTargets { source: Some(TargetsSource::PerturbationJob { job_id: id }), fixed, ..none }
         }
         Some(TargetsRequest::UploadedSchedule(bytes)) => {
             let rows = FixedRows::from_npy_bytes(&bytes)?;
             if rows.is_empty() {
                 return Err(Error::invalid(ErrorCode::InvalidSchedule, "the uploaded schedule has no rows"));
             }
-            (Some(TargetsSource::UploadedSchedule { rows: rows.len() as u64 }), Some(bytes), Some(rows))
+            let source = Some(TargetsSource::UploadedSchedule { rows: rows.len() as u64 });
+            ResolvedTargets { source, schedule_bytes: Some(bytes), fixed: Some(rows), engine: None }
         }
-    };
-    let model_set = model.as_ref().map(|(e, _)| e.model_set());
-    let k = s.knobs.k.unwrap_or(DEFAULT_K);
+    })
+}
+
+/// The set defense's specification from the knobs as asked (unset ones: `ipet simulate`'s
+/// defaults), each checked.
+fn spec_from_knobs(defense: SetDefenseKind, model_set: Option<&ModelSet>, kn: &HomeKnobs) -> Result<SetDefenseSpec> {
     let defaults = RegulatorSettings::default();
-    let kn = &s.knobs;
     let regulator = RegulatorSettings {
         levels: kn.levels.unwrap_or(defaults.levels),
         surge: kn.surge.unwrap_or(defaults.surge),
@@ -167,21 +205,29 @@ pub async fn submit_home(
         half_life: kn.half_life.unwrap_or(defaults.half_life),
         floor_rate: kn.floor_rate.unwrap_or(defaults.floor_rate),
     };
-    let settings = HomeSettings::new(
-        s.defense,
-        model_set,
-        None,
-        DEFAULT_WINDOW_SECS,
-        SetKnobs {
-            latency_budget: kn.latency_budget.unwrap_or(0.0),
-            regulator,
-            fake_window_rate: kn.fake_window_rate.unwrap_or(TargetRowsSettings::default().fake_window_rate),
-            seed: kn.seed,
-        },
-    )?;
-    let pad = settings.pad()?;
+    let knobs = SetKnobs {
+        latency_budget: kn.latency_budget.unwrap_or(0.0),
+        regulator,
+        fake_window_rate: kn.fake_window_rate.unwrap_or(TargetRowsSettings::default().fake_window_rate),
+        seed: kn.seed,
+        release: kn.release.settings()?,
+    };
+    set_defense_spec(defense, model_set, None, DEFAULT_WINDOW_SECS, knobs)
+}
 
-    let (table, mut packets, capture, trace_names) = match s.trace {
+/// A home's traffic: its device table, each device's packets in time order, what the reader kept
+/// and skipped, the trace files' names.
+struct HomeTraffic {
+    table: DeviceTable,
+    packets: Vec<Vec<Packet>>,
+    capture: CaptureStats,
+    trace_names: Vec<String>,
+}
+
+/// Reads a home's captures with its device table (uploaded, else the model set's, else the
+/// default model set's), or takes its packets as given.
+fn read_home(trace: HomeTrace, model_set: Option<&ModelSet>, models: &ModelSets) -> Result<HomeTraffic> {
+    let mut home = match trace {
         HomeTrace::Captures { files, devices } => {
             let table = match (&devices, model_set) {
                 (Some(csv), _) => DeviceTable::from_csv_str(csv)?,
@@ -198,7 +244,7 @@ pub async fn submit_home(
                 trace_names.push(name.clone());
             }
             capture.lan_packets_by_device.resize(table.len(), 0);
-            (table, packets, capture, trace_names)
+            HomeTraffic { table, packets, capture, trace_names }
         }
         HomeTrace::Packets(devices) => {
             let mut entries = Vec::with_capacity(devices.len());
@@ -209,24 +255,27 @@ pub async fn submit_home(
             }
             let n = packets.iter().map(|p| p.len() as u64).sum();
             let capture = CaptureStats { frames: n, kept: n, ..Default::default() };
-            (DeviceTable::named(entries)?, packets, capture, vec!["packets".to_string()])
+            HomeTraffic { table: DeviceTable::named(entries)?, packets, capture, trace_names: vec!["packets".into()] }
         }
     };
-    for p in &mut packets {
+    for p in &mut home.packets {
         p.sort_by_key(|p| p.time_ns);
     }
+    Ok(home)
+}
 
-    let assigned = assigned_sets(&table, kn.sets.as_deref(), model_set)?;
-    let partition = form_sets(&table, &assigned, &packets, k, pad.omega_ns)?;
-    let names: Vec<String> = table.devices().iter().map(|d| d.name.clone()).collect();
-    if let Some(set) = model_set {
-        for s in &partition.sets {
-            set_generator(set, s, &names)?;
-        }
-    }
-
-    // The work is bounded before the job is accepted.
-    let span = work::home_span_ns(&packets) as f64 / 1e9;
+/// The work bounds, checked before the job is accepted: the home's span and an upper bound of
+/// the output rows.
+fn check_work(
+    limits: &JobLimits,
+    packets: &[Vec<Packet>],
+    names: &[String],
+    partition: &SetPartition,
+    settings: &SetDefenseSpec,
+    model_set: Option<&ModelSet>,
+    fixed: Option<&FixedRows>,
+) -> Result<()> {
+    let span = work::home_span_ns(packets) as f64 / 1e9;
     if span > limits.max_span_secs as f64 {
         return Err(Error::invalid(
             ErrorCode::SpanTooLong,
@@ -241,7 +290,7 @@ pub async fn submit_home(
     // fixed schedule's largest row.
     let packets_per_row: Vec<u64> = names
         .iter()
-        .map(|name| match (&model_set, &fixed) {
+        .map(|name| match (model_set, fixed) {
             (Some(set), _) => set.device_index(name).map_or(0, |d| {
                 let c = set.caps_of(d);
                 (c.first().copied().unwrap_or(0.0) + c.get(2).copied().unwrap_or(0.0)).ceil() as u64
@@ -250,7 +299,7 @@ pub async fn submit_home(
             (None, None) => 0,
         })
         .collect();
-    let kind = match s.defense {
+    let kind = match settings.defense {
         SetDefenseKind::Supersequence => PadCoverKind::Supersequence,
         SetDefenseKind::Regulator => PadCoverKind::Regulator(&settings.regulator),
         SetDefenseKind::Targets => PadCoverKind::TargetRows {
@@ -259,7 +308,7 @@ pub async fn submit_home(
             fake_window_rate: settings.target_rows.fake_window_rate,
         },
     };
-    let rows = work::pad_output_rows_bound(&packets, &partition, kind, &pad);
+    let rows = work::pad_output_rows_bound(packets, partition, kind, &settings.pad()?);
     if rows > limits.max_output_rows {
         return Err(Error::invalid(
             ErrorCode::OutputTooLarge,
@@ -271,15 +320,23 @@ pub async fn submit_home(
             ),
         ));
     }
-    let active = store.count_active_simulations(&caller.name).await?;
-    if active >= limits.max_active_per_caller as i64 {
-        return Err(Error::QuotaExceeded(format!(
-            "{} holds {active} unfinished simulations; at most {} at once (--sim-max-active-jobs); retry when one has \
-             finished",
-            caller.name, limits.max_active_per_caller
-        )));
-    }
+    Ok(())
+}
 
+/// What a checked home job is made of.
+struct HomeParts {
+    settings: SetDefenseSpec,
+    rows: ResolvedTargets,
+    k: usize,
+    home: HomeTraffic,
+    partition: SetPartition,
+    names: Vec<String>,
+}
+
+/// Stores a checked home job (its parameters and every device's packets) as queued.
+async fn store_job(store: &Store, caller: &Caller, parts: HomeParts) -> Result<Uuid> {
+    let HomeParts { settings, rows, k, home, partition, names } = parts;
+    let HomeTraffic { table, packets, capture, trace_names } = home;
     let devices = table
         .devices()
         .iter()
@@ -291,7 +348,7 @@ pub async fn submit_home(
         .collect();
     let params = JobParams::Home(HomeParams {
         settings,
-        targets,
+        targets: rows.source,
         k,
         devices,
         sets: partition
@@ -313,7 +370,7 @@ pub async fn submit_home(
             params: params.to_stored()?,
             trace: encode_sections(&sections),
             trace_packets: packets.iter().map(|p| p.len() as u64).sum(),
-            schedule: schedule_bytes,
+            schedule: rows.schedule_bytes,
             created_at,
         })
         .await?;

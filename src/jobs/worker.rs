@@ -15,13 +15,12 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use super::{
-    home::TargetRowsFrom,
     params::{Cover, HomeParams, JobParams, SimulationParams, TargetsSource},
     run::{HomeRunInputs, Outcome, RunInputs, RunLimits, run, run_home},
 };
 use crate::{
     error::Result,
-    models::{Engine, ModelSets},
+    models::{Engine, ModelSets, set_targets::TargetRowsFrom},
     store::{Backend, ClaimedSimulation, Store},
     traffic::FixedRows,
 };

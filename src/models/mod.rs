@@ -5,6 +5,7 @@ pub mod generator_rows;
 pub mod manifest;
 pub mod registry;
 pub mod schedule;
+pub mod set_targets;
 
 pub use engine::{Engine, EngineConfig};
 pub use generator_rows::GeneratorRows;

@@ -67,6 +67,24 @@ impl SetDefenseKind {
     }
 }
 
+impl SetDefenseKind {
+    /// The one rule: `targets` needs target rows, the others take none; `sources` names the
+    /// caller's ways to give them (flags, form fields).
+    pub fn check_rows(self, has_rows: bool, sources: &str) -> Result<()> {
+        match (self == Self::Targets, has_rows) {
+            (true, false) => Err(Error::invalid(
+                ErrorCode::MissingTargets,
+                format!("the targets defense needs target rows: give {sources}"),
+            )),
+            (false, true) => Err(Error::invalid(
+                ErrorCode::InvalidSimulationSettings,
+                format!("{sources} give target rows: use them with the targets defense"),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// Slot length when no model set gives one (seconds).
 pub const DEFAULT_OMEGA: f64 = 0.1;
 /// Window length that cuts a fixed target schedule into windows (seconds), `ipet windows`' default.
@@ -219,14 +237,7 @@ impl SetDefenseSpec {
 
     /// The one rule: `targets` needs target rows, the others take none.
     pub fn check_rows(&self, has_rows: bool) -> Result<()> {
-        match (self.defense == SetDefenseKind::Targets, has_rows) {
-            (true, false) => Err(missing_rows()),
-            (false, true) => Err(Error::invalid(
-                ErrorCode::InvalidSimulationSettings,
-                "target rows (a generation or a schedule) are for the targets defense",
-            )),
-            _ => Ok(()),
-        }
+        self.defense.check_rows(has_rows, "a generation of a set-targets model set, or a schedule")
     }
 
     /// Cover sizes of set `name`: its profile, else from its members' packets.
@@ -251,7 +262,10 @@ impl SetDefenseSpec {
             (SetDefenseKind::Targets, Some(rows)) => {
                 Box::new(TargetRows::new(rows, self.target_rows, pad.omega_ns, fake_windows_rng(self.seed, index))?)
             }
-            (SetDefenseKind::Targets, None) => return Err(missing_rows()),
+            (SetDefenseKind::Targets, None) => {
+                self.check_rows(false)?;
+                return Err(Error::Internal("no target rows".into()));
+            }
         })
     }
 
@@ -316,13 +330,6 @@ impl SetDefenseSpec {
         let shaping = HomeShaping { pad: &pad, release: &self.release, seed, sizes: &sizes };
         defend_home_with(names, packets, partition, defense, &shaping, |d, p| sink(d, p))
     }
-}
-
-fn missing_rows() -> Error {
-    Error::invalid(
-        ErrorCode::MissingTargets,
-        "the targets defense needs target rows: a set-targets model set's generation, or a schedule",
-    )
 }
 
 /// Target rows for set number `index` of a home, given its generator seed.

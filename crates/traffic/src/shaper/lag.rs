@@ -254,6 +254,42 @@ impl LagSettings {
     }
 }
 
+/// The release settings as asked for by name (`ipet simulate` flags, the service's form fields):
+/// a deployment, a lag for both directions and per direction (presets or durations, see
+/// [`Lag::parse`]), the countermeasures.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReleaseKnobs {
+    pub deployment: Option<Deployment>,
+    pub lag: Option<String>,
+    pub lag_downlink: Option<String>,
+    pub lag_uplink: Option<String>,
+    pub held_release: bool,
+    pub random_order: bool,
+    pub slot_behind: bool,
+}
+
+impl ReleaseKnobs {
+    /// The settings, checked; a lag without a deployment means `bridge`.
+    pub fn settings(&self) -> Result<LagSettings> {
+        let parse = |v: &Option<String>| v.as_deref().map(Lag::parse).transpose();
+        let lag = parse(&self.lag)?;
+        let downlink = parse(&self.lag_downlink)?.or_else(|| lag.clone());
+        let uplink = parse(&self.lag_uplink)?.or(lag);
+        let any_lag = downlink.is_some() || uplink.is_some() || self.held_release || self.random_order;
+        let deployment = self.deployment.unwrap_or(if any_lag { Deployment::Bridge } else { Deployment::Ideal });
+        let s = LagSettings {
+            deployment,
+            downlink,
+            uplink,
+            held_release: self.held_release,
+            random_order: self.random_order,
+            slot_behind: self.slot_behind,
+        };
+        s.check()?;
+        Ok(s)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use rand::SeedableRng;
@@ -305,5 +341,16 @@ mod tests {
         assert!(ap.check().is_ok());
         assert_eq!(ap.lag(Direction::Out), Lag::default_preset());
         assert!(!Deployment::Ap.holds(Direction::Out) && Deployment::Ap.holds(Direction::In));
+        // By name: a lag alone means a bridge; ideal with a lag is refused.
+        let knobs = ReleaseKnobs { lag: Some("2ms".into()), lag_uplink: Some("5ms".into()), ..ReleaseKnobs::default() };
+        let s = knobs.settings().expect("knobs");
+        assert_eq!(
+            (s.deployment, s.lag(Direction::In), s.lag(Direction::Out)),
+            (Deployment::Bridge, Lag::fixed_ms(2.0), Lag::fixed_ms(5.0))
+        );
+        assert!(ReleaseKnobs::default().settings().expect("default").is_default());
+        let bad =
+            ReleaseKnobs { deployment: Some(Deployment::Ideal), lag: Some("1ms".into()), ..ReleaseKnobs::default() };
+        assert!(bad.settings().is_err());
     }
 }

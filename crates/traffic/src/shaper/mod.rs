@@ -21,11 +21,12 @@ mod targets;
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
-pub use self::lag::{Deployment, Lag, LagBin, LagSettings};
+pub use self::lag::{Deployment, Lag, LagBin, LagSettings, ReleaseKnobs};
 pub use self::sizes::SizeDistribution;
 pub use self::step::{Emission, EmissionKind, PadSettings, SetShaper, SetShaperParts, SlotDecisions};
 pub use self::targets::{
-    Pending, Regulator, RegulatorSettings, SlotView, Supersequence, Target, TargetRowsStats, TargetSource,
+    AlignedSupersequence, Pending, Regulator, RegulatorSettings, SlotView, Supersequence, Target, TargetRowsStats,
+    TargetSource,
 };
 
 /// The random stream of set number `index`: from `seed` (reproducible) or the operating system.
