@@ -79,7 +79,7 @@ def gap_histogram(t: np.ndarray, size: np.ndarray, cls: np.ndarray, edges: np.nd
 
 
 def lag_window(observed: np.ndarray, baseline: np.ndarray, edges: np.ndarray, min_excess: int = 20,
-               min_ratio: float = 1.5, fraction: float = 0.5) -> Optional[tuple[float, float]]:
+               min_ratio: float = 1.5, fraction: float = 0.1) -> Optional[tuple[float, float]]:
     """(lo, hi]: where copies sit, or None. `baseline` is what cross-device pairs would look like
     without copies at a lag (the home's own same-size gaps within each device, scaled; bursts of
     mirrored traffic repeat that shape across devices). The bin above the tie bin where the
@@ -376,16 +376,19 @@ class CrossDeviceBins(_Base):
         return {"lag_window_s": {k: v for k, v in (self.pairing.window.items() if self.pairing else ())}}
 
 
-_PAIRINGS: dict[int, tuple[Dataset, Pairing]] = {}
+_PAIRINGS: dict[int, tuple[HomePackets, Pairing]] = {}
 
 
 def shared_pairing(d: Dataset, ss) -> Pairing:
-    """One pairing per draw, shared by the window and bin forms (the data are the same)."""
-    hit = _PAIRINGS.get(id(d))
-    if hit is not None and hit[0] is d:
+    """One pairing per draw's frames, shared by the window and bin forms (the data are the
+    same): keyed by the frames object itself, so that new frames on the same dataset are paired
+    again."""
+    p = d.packets
+    hit = _PAIRINGS.get(id(p))
+    if hit is not None and hit[0] is p:
         return hit[1]
-    pr = pair_frames(d.packets, max_gap=ss.xdev_max_gap)
+    pr = pair_frames(p, max_gap=ss.xdev_max_gap)
     if len(_PAIRINGS) >= 4:
         _PAIRINGS.pop(next(iter(_PAIRINGS)))
-    _PAIRINGS[id(d)] = (d, pr)
+    _PAIRINGS[id(p)] = (p, pr)
     return pr

@@ -34,6 +34,10 @@ def add_arguments(e: argparse.ArgumentParser) -> None:
     e.add_argument("--no-all-in-one", action="store_true", help="skip the supersequence with every device in one set")
     e.add_argument("--regulator-budgets", type=float, nargs="*", default=d.regulator_budgets,
                    help="latency budgets (s) of the regulator rows (default: %(default)s)")
+    e.add_argument("--supersequence-variants", nargs="*", default=[], metavar="SPEC",
+                   help="further supersequence rows (same sets) with `ipet simulate`'s release flags, each SPEC a "
+                        "comma-separated list without dashes: `lag=2ms`, `deployment=bridge,lag=2ms,held-release`, "
+                        "`deployment=ap,lag=software-shaper` (keys supersequence+SPEC)")
     e.add_argument("--targets", nargs="*", default=d.targets, help="learned-target configurations (keys of --targets-file)")
     e.add_argument("--targets-file", default=d.targets_file)
     e.add_argument("--only", nargs="+", help="evaluate only these defense keys (and the undefended row)")
@@ -72,6 +76,7 @@ def run(args: argparse.Namespace, argv: Optional[Sequence[str]]) -> int:
                       baselines=list(args.baselines), rates=list(args.rates), idle_cover=args.idle_cover,
                       sets=args.sets, k=args.k, all_in_one=not args.no_all_in_one,
                       regulator_budgets=list(args.regulator_budgets), targets=list(args.targets),
+                      supersequence_variants=list(args.supersequence_variants),
                       targets_file=args.targets_file, only=args.only, ablation_on=args.ablation_on, jobs=args.jobs, threads=args.threads, suite=ss,
                       fold_by=args.fold_by)
     argv = list(argv) if argv is not None else sys.argv[1:]

@@ -54,6 +54,8 @@ class EvalSettings:
     k: int = 3
     all_in_one: bool = True
     regulator_budgets: list[float] = field(default_factory=lambda: [1.0])
+    # further supersequence rows with the simulator's release flags (defenses.variant_args)
+    supersequence_variants: list[str] = field(default_factory=list)
     targets: list[str] = field(default_factory=lambda: ["targets-sets@lb1-fw0", "targets-sets-light@lb1-fw0"])
     targets_file: Optional[str] = "models/set-targets-defenses.json"
     only: Optional[list[str]] = None
@@ -167,7 +169,7 @@ def _evaluate(captures, devices_csv, out_dir, es, binary, work, command):
                  f"it scores 0 there by construction")
 
         defenses = defense_list(es.ipet_models, es.baselines, es.rates, es.idle_cover, es.sets, es.k, es.all_in_one,
-                                es.regulator_budgets, es.targets, es.targets_file)
+                                es.regulator_budgets, es.targets, es.targets_file, es.supersequence_variants)
         if es.only:
             unknown = set(es.only) - {d["key"] for d in defenses}
             if unknown:
@@ -283,6 +285,9 @@ def make_summary(res: dict[str, Any]) -> dict[str, Any]:
             "latency_mean_s": c.get("latency_mean_s"), "latency_p99_s": c.get("latency_p99_s"),
             "leaked_fraction": c.get("leaked_fraction"),
             "set_floor": r.get("set_floor"), "sets": c.get("sets"),
+            # who transmits what and the copies' reaction lag (ipet simulate's release flags; set
+            # defenses without them: the ideal deployment, copies at their original's time)
+            "release": (r.get("params") or {}).get("release") or ({"deployment": "ideal"} if r["kind"] == "set" else None),
             **_cross_device_summary(r),
         })
     tr = res.get("transport_observer")

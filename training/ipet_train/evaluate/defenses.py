@@ -22,9 +22,13 @@ def dir_bytes(p: Path) -> int:
 
 def defense_list(ipet_models: Sequence[str], baselines: Sequence[str], rates: Sequence[float], idle_cover: float,
                  sets: Optional[str], k: int, all_in_one: bool, regulator_budgets: Sequence[float],
-                 targets: Sequence[str], targets_file: Optional[str]) -> list[dict[str, Any]]:
+                 targets: Sequence[str], targets_file: Optional[str],
+                 supersequence_variants: Sequence[str] = ()) -> list[dict[str, Any]]:
     """Every defense configuration, in report order: its key, kind, label, parameters and the
-    `ipet simulate` arguments that make it (`home`: one run for the whole home)."""
+    `ipet simulate` arguments that make it (`home`: one run for the whole home).
+    `supersequence_variants`: further supersequence rows (same sets), each a comma-separated list
+    of `ipet simulate` release flags without their dashes, `name=value` or a bare switch, e.g.
+    `lag=2ms`, `deployment=bridge,lag=software-shaper,held-release`, `deployment=ap,lag=2ms`."""
     out: list[dict[str, Any]] = [{"key": "none", "kind": "none", "label": "undefended", "params": {}}]
     for m in ipet_models:
         name = Path(m).name
@@ -42,6 +46,11 @@ def defense_list(ipet_models: Sequence[str], baselines: Sequence[str], rates: Se
     out.append({"key": "supersequence", "kind": "set", "label": f"supersequence ({part_label})",
                 "params": {"defense": "supersequence", "sets": sets, "k": k},
                 "args": ["--defense", "supersequence", *part], "home": True})
+    for spec in supersequence_variants:
+        flags, release = variant_args(spec)
+        out.append({"key": f"supersequence+{spec}", "kind": "set", "label": f"supersequence ({part_label}, {spec})",
+                    "params": {"defense": "supersequence", "sets": sets, "k": k, "release": release},
+                    "args": ["--defense", "supersequence", *part, *flags], "home": True})
     if all_in_one:
         out.append({"key": "supersequence-all", "kind": "set", "label": "supersequence (all devices in one set)",
                     "params": {"defense": "supersequence", "sets": "all"},
@@ -59,6 +68,22 @@ def defense_list(ipet_models: Sequence[str], baselines: Sequence[str], rates: Se
             out.append({"key": key, "kind": "set", "label": d["label"], "params": d["params"],
                         "args": list(d["simulate_args"]), "home": True})
     return out
+
+
+RELEASE_FLAGS = ("deployment", "lag", "lag-downlink", "lag-uplink", "held-release", "random-order", "slot-behind")
+
+
+def variant_args(spec: str) -> tuple[list[str], dict[str, Any]]:
+    """`lag=2ms,held-release` -> (["--lag", "2ms", "--held-release"], {"lag": "2ms", "held_release": True})."""
+    flags: list[str] = []
+    release: dict[str, Any] = {}
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        name, _, value = part.partition("=")
+        if name not in RELEASE_FLAGS:
+            raise ValueError(f"variant {spec!r}: {name!r} is not one of {', '.join(RELEASE_FLAGS)}")
+        flags += [f"--{name}"] + ([value] if value else [])
+        release[name.replace("-", "_")] = value if value else True
+    return flags, release
 
 
 def _run(cmd: list[str]) -> dict[str, Any]:
