@@ -248,6 +248,15 @@ impl LagSettings {
         *self == Self::default()
     }
 
+    /// The same with each direction's lag spelled out (the default preset where none is given;
+    /// none in `ideal`).
+    pub fn resolved(&self) -> Self {
+        if self.deployment == Deployment::Ideal {
+            return self.clone();
+        }
+        Self { downlink: Some(self.lag(Direction::In)), uplink: Some(self.lag(Direction::Out)), ..self.clone() }
+    }
+
     /// Today's behaviour: no lag, nothing held.
     pub fn is_ideal(&self) -> bool {
         self.deployment == Deployment::Ideal && !self.slot_behind

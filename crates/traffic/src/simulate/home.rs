@@ -135,6 +135,7 @@ pub fn defend_home_with(
         start_time_s: Some(origin as f64 / 1e9),
         omega_s: settings.omega_ns as f64 / 1e9,
         latency_budget_s: settings.latency_budget_ns as f64 / 1e9,
+        release: release.resolved(),
         slots: ((end - origin) / settings.omega_ns + 1) as u64,
         total: total.summary(),
         sets,

@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use super::{LatencySummary, OutputPacket, summary::Latency};
-use crate::shaper::TargetRowsStats;
+use crate::shaper::{LagSettings, TargetRowsStats};
 
 /// One direction (or both) of padded traffic. Leaked packets are real packets sent in excess of
 /// the target because their wait reached the latency budget; they count as real too.
@@ -152,6 +152,9 @@ pub struct HomeSummary {
     pub start_time_s: Option<f64>,
     pub omega_s: f64,
     pub latency_budget_s: f64,
+    /// Deployment, reaction lag and countermeasures (left out for `ideal`, the default).
+    #[serde(skip_serializing_if = "LagSettings::is_default")]
+    pub release: LagSettings,
     /// Slots of the grid from the home's first to its last real packet.
     pub slots: u64,
     /// All members of all sets.
