@@ -339,3 +339,55 @@ fn lan_only_devices_are_reported_and_lan_traffic_counts_when_asked() {
         assert!(with_lan["devices"][k]["packets"].as_u64() >= meta["devices"][k]["packets"].as_u64());
     }
 }
+
+/// A device heard only announcing itself (mDNS to 224.0.0.251, a broadcast): dropped with that
+/// reason and its frame count, by `ipet windows` and `ipet features` alike, in their warnings
+/// and in `dropped_devices` of `windows.json` (issue 18, 5).
+#[test]
+fn multicast_only_devices_are_dropped_with_the_reason() {
+    let data = dataset("speaker,02:00:00:00:00:42,192.168.1.200,\"announces itself only\"\n");
+    let mut csv = String::from(
+        "frame.number\tframe.time_epoch\tip.src\tip.dst\tip.proto\ttcp.len\tudp.length\teth.src\teth.dst\n",
+    );
+    for i in 0..5 {
+        csv.push_str(&format!(
+            "{}\t{}.5\t192.168.1.200\t224.0.0.251\t17\t\t120\t02:00:00:00:00:42\t01:00:5e:00:00:fb\n",
+            2 * i + 1,
+            1_615_212_345 + i
+        ));
+        csv.push_str(&format!(
+            "{}\t{}.7\t192.168.1.200\t255.255.255.255\t17\t\t300\t02:00:00:00:00:42\tff:ff:ff:ff:ff:ff\n",
+            2 * i + 2,
+            1_615_212_345 + i
+        ));
+    }
+    std::fs::create_dir_all(data.path().join("speaker")).unwrap();
+    std::fs::write(data.path().join("speaker/speaker.csv"), csv).unwrap();
+    let table = data.path().join("devices.csv");
+    for command in ["windows", "features"] {
+        let out = tempfile::tempdir().unwrap();
+        let run = Command::new(env!("CARGO_BIN_EXE_ipet"))
+            .args([command, "--captures"])
+            .arg(data.path())
+            .arg("--devices")
+            .arg(&table)
+            .arg("--out")
+            .arg(out.path())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(run.status.success(), "{command}: {stderr}");
+        assert!(
+            stderr.contains("warning: device speaker (id 7) kept no packet and is dropped: only multicast/broadcast frames of it were seen (10 frames"),
+            "{command}: {stderr}"
+        );
+        let meta: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.path().join("windows.json")).unwrap()).unwrap();
+        let dropped = meta["dropped_devices"].as_array().unwrap();
+        assert_eq!(dropped.len(), 1, "{command}: {dropped:?}");
+        assert_eq!(dropped[0]["name"], "speaker");
+        assert_eq!(dropped[0]["reason"], "multicast_only");
+        assert_eq!(dropped[0]["multicast_packets"], 10);
+        assert!(dropped[0]["why"].as_str().unwrap().starts_with("only multicast/broadcast frames"), "{dropped:?}");
+    }
+}

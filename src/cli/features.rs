@@ -46,6 +46,7 @@ pub fn run(args: FeaturesArgs) -> Result<()> {
     let meta = WindowsMeta::new(&ws, &table, &traffic, &all.windows);
     all.windows.write_dir(&args.out, &meta)?;
     all.write_dir(&args.out, &settings)?;
+    super::warn_dropped(&meta);
     eprintln!(
         "{} windows and {} aggregate bins of {} devices written to {}",
         all.windows.len(),

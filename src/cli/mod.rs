@@ -193,18 +193,17 @@ fn windows(args: WindowsArgs) -> Result<()> {
     let meta = WindowsMeta::new(&settings, &table, &traffic, &windows);
     windows.write_dir(&args.out, &meta)?;
     println!("{}", serde_json::to_string_pretty(&meta).unwrap_or_default());
-    for d in &meta.dropped_devices {
-        let why = match d.reason.as_str() {
-            "lan_only" => format!(
-                "it talked only to hosts inside the LAN ({} packets), which do not count without --lan-traffic",
-                d.lan_packets
-            ),
-            _ => "no packet of it is in the captures (check its MAC/IP in the device table)".to_string(),
-        };
-        eprintln!("warning: device {} (id {}) kept no packet and is dropped: {why}", d.name, d.id);
-    }
+    warn_dropped(&meta);
     eprintln!("{} windows of {} devices written to {}", windows.len(), table.len(), args.out.display());
     Ok(())
+}
+
+/// A warning for every device of the table that kept no packet, with the reason (`ipet windows`,
+/// `ipet features`; the same list is `dropped_devices` in `windows.json`).
+pub(crate) fn warn_dropped(meta: &WindowsMeta) {
+    for d in &meta.dropped_devices {
+        eprintln!("warning: device {} (id {}) kept no packet and is dropped: {}", d.name, d.id, d.why());
+    }
 }
 
 fn predict(args: PredictArgs) -> Result<()> {

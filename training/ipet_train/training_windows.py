@@ -110,10 +110,14 @@ def select_devices(w: Windows, min_windows: int) -> DeviceSelection:
         if i in dropped:  # no packet at all: say why (LAN-only, or not in the captures)
             entry["reason"] = dropped[i]["reason"]
             entry["lan_packets"] = int(dropped[i].get("lan_packets", 0))
+            if dropped[i].get("multicast_packets"):
+                entry["multicast_packets"] = int(dropped[i]["multicast_packets"])
         skipped.append(entry)
     for s_ in skipped:
         why = {"lan_only": f"it talked only to the LAN ({s_.get('lan_packets', 0)} packets; "
                            "`ipet windows --lan-traffic` counts them)",
+               "multicast_only": f"only multicast/broadcast frames of it were seen ({s_.get('multicast_packets', 0)} "
+                                 "frames: discovery, which crosses no LAN boundary)",
                "not_seen": "it has no packet in the captures"}.get(s_["reason"], "")
         log(f"warning: device {s_['name']} has {s_['windows']} windows (< min_windows_per_device="
             f"{min_windows}); no generator is trained for it{'; ' + why if why else ''}")

@@ -48,6 +48,11 @@ pub struct CaptureStats {
     /// with these and no kept packet talks only to the LAN).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub lan_packets_by_device: Vec<u64>,
+    /// Per device of the table: TCP/UDP frames it sent to a multicast or broadcast address
+    /// (discovery: mDNS, SSDP, DHCP), which cross no LAN boundary and are never kept (a device
+    /// with these and no kept packet is heard only announcing itself).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub multicast_packets_by_device: Vec<u64>,
 }
 
 impl CaptureStats {
@@ -68,7 +73,30 @@ impl CaptureStats {
         for (a, b) in self.lan_packets_by_device.iter_mut().zip(&other.lan_packets_by_device) {
             *a += b;
         }
+        if self.multicast_packets_by_device.len() < other.multicast_packets_by_device.len() {
+            self.multicast_packets_by_device.resize(other.multicast_packets_by_device.len(), 0);
+        }
+        for (a, b) in self.multicast_packets_by_device.iter_mut().zip(&other.multicast_packets_by_device) {
+            *a += b;
+        }
     }
+
+    fn count_for(counts: &mut Vec<u64>, devices: usize, device: usize) {
+        if counts.len() < devices {
+            counts.resize(devices, 0);
+        }
+        counts[device] += 1;
+    }
+}
+
+/// Whether a frame goes to a group: a multicast or broadcast MAC, or a multicast or the
+/// limited-broadcast IP address.
+fn to_a_group(p: &IpPacket) -> bool {
+    let ip = match p.dst {
+        IpAddr::V4(a) => a.is_multicast() || a.is_broadcast(),
+        IpAddr::V6(a) => a.is_multicast(),
+    };
+    ip || p.dst_mac.is_some_and(|m| m[0] & 1 == 1)
 }
 
 /// Why a frame was not kept.
@@ -199,15 +227,18 @@ pub fn read_capture<R: Read>(
             Err(skip) => {
                 if skip == Skip::NotLanBoundary
                     && let Ok(p) = &p_copy
-                    && scope(p.src) == Scope::Lan
-                    && scope(p.dst) == Scope::Lan
-                    && let Some((device, _)) =
-                        table.attribute(p.src, p.src_mac).or_else(|| table.attribute(p.dst, p.dst_mac))
                 {
-                    if stats.lan_packets_by_device.len() < table.len() {
-                        stats.lan_packets_by_device.resize(table.len(), 0);
+                    if to_a_group(p) {
+                        if let Some((device, _)) = table.attribute(p.src, p.src_mac) {
+                            CaptureStats::count_for(&mut stats.multicast_packets_by_device, table.len(), device);
+                        }
+                    } else if scope(p.src) == Scope::Lan
+                        && scope(p.dst) == Scope::Lan
+                        && let Some((device, _)) =
+                            table.attribute(p.src, p.src_mac).or_else(|| table.attribute(p.dst, p.dst_mac))
+                    {
+                        CaptureStats::count_for(&mut stats.lan_packets_by_device, table.len(), device);
                     }
-                    stats.lan_packets_by_device[device] += 1;
                 }
                 let c = match skip {
                     Skip::NonIp => &mut stats.skipped_non_ip,
@@ -363,11 +394,41 @@ pub struct DeviceTraffic {
 pub struct DroppedDevice {
     pub id: usize,
     pub name: String,
-    /// `lan_only` (it talked only to hosts inside the LAN, which do not count unless asked) or
-    /// `not_seen` (no packet of it in the captures).
+    /// `lan_only` (it talked only to hosts inside the LAN, which do not count unless asked),
+    /// `multicast_only` (only its multicast or broadcast frames were seen: discovery, which
+    /// crosses no LAN boundary) or `not_seen` (no packet of it in the captures).
     pub reason: String,
     /// Its packets inside the LAN (skipped unless LAN traffic counts).
     pub lan_packets: u64,
+    /// Its TCP/UDP frames to multicast or broadcast addresses (never kept).
+    #[serde(default)]
+    pub multicast_packets: u64,
+    /// The reason in a sentence (see [`DroppedDevice::why`]), for reports.
+    #[serde(default)]
+    pub why: String,
+}
+
+impl DroppedDevice {
+    /// Why it was dropped, in a sentence (the CLI's warning, the evaluation's report).
+    pub fn why(&self) -> String {
+        let multicast = if self.multicast_packets > 0 {
+            format!(", besides {} multicast/broadcast frames", self.multicast_packets)
+        } else {
+            String::new()
+        };
+        match self.reason.as_str() {
+            "lan_only" => format!(
+                "it talked only to hosts inside the LAN ({} packets{multicast}), which do not count without --lan-traffic",
+                self.lan_packets
+            ),
+            "multicast_only" => format!(
+                "only multicast/broadcast frames of it were seen ({} frames: discovery such as mDNS, SSDP or DHCP), \
+                 which cross no LAN boundary and are never kept",
+                self.multicast_packets
+            ),
+            _ => "no packet of it is in the captures (check its MAC/IP in the device table)".to_string(),
+        }
+    }
 }
 
 impl DeviceTraffic {
@@ -379,12 +440,22 @@ impl DeviceTraffic {
             .filter(|d| self.packets[d.id].is_empty())
             .map(|d| {
                 let lan_packets = self.stats.lan_packets_by_device.get(d.id).copied().unwrap_or(0);
-                DroppedDevice {
+                let multicast_packets = self.stats.multicast_packets_by_device.get(d.id).copied().unwrap_or(0);
+                let reason = match (lan_packets, multicast_packets) {
+                    (0, 0) => "not_seen",
+                    (0, _) => "multicast_only",
+                    _ => "lan_only",
+                };
+                let mut dropped = DroppedDevice {
                     id: d.id,
                     name: d.name.clone(),
-                    reason: if lan_packets > 0 { "lan_only" } else { "not_seen" }.to_string(),
+                    reason: reason.to_string(),
                     lan_packets,
-                }
+                    multicast_packets,
+                    why: String::new(),
+                };
+                dropped.why = dropped.why();
+                dropped
             })
             .collect()
     }
@@ -499,6 +570,7 @@ pub fn read_captures(paths: &[PathBuf], table: &DeviceTable) -> Result<DeviceTra
         p.sort_by_key(|p| p.time_ns);
     }
     stats.lan_packets_by_device.resize(table.len(), 0);
+    stats.multicast_packets_by_device.resize(table.len(), 0);
     Ok(DeviceTraffic { packets, matched, stats, skipped_files })
 }
 

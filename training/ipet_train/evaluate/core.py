@@ -147,6 +147,10 @@ def _evaluate(captures, devices_csv, out_dir, es, binary, work, command):
         _features(binary, captures, devices_csv, wk / "undefended", es)
         meta = json.loads((wk / "undefended" / "windows.json").read_text())
         devs = [d for d in meta["devices"] if d["windows"] > 0]
+        dropped = [{"name": d["name"], "reason": d["reason"], "why": d.get("why") or d["reason"]}
+                   for d in meta.get("dropped_devices", [])]
+        for d in dropped:
+            _log(f"warning: device {d['name']} is not judged, it kept no packet: {d['why']}")
         if len(devs) < 2:
             raise ValueError(f"need at least 2 devices with windows in the captures, got {len(devs)}")
         names = [d["name"] for d in devs]
@@ -228,10 +232,10 @@ def _evaluate(captures, devices_csv, out_dir, es, binary, work, command):
                  f"{costs.get('byte_overhead') or 0:.2f} packets x{costs.get('packet_overhead') or 0:.2f} "
                  f"p99 {costs.get('latency_p99_s', 0):.3f} s ({time.time() - ts:.0f} s, {time.time() - t_start:.0f} s in all)")
             res = _results(es, captures, devices_csv, binary, command, names, folds, results, transport_row,
-                           peak_disk, t_start, skipped, fold_warnings)
+                           peak_disk, t_start, skipped, fold_warnings, dropped)
             (out / "results.json").write_text(json.dumps(res, indent=1) + "\n")
         res = _results(es, captures, devices_csv, binary, command, names, folds, results, transport_row, peak_disk,
-                       t_start, skipped, fold_warnings)
+                       t_start, skipped, fold_warnings, dropped)
         (out / "results.json").write_text(json.dumps(res, indent=1) + "\n")
         summary = make_summary(res)
         (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
@@ -244,7 +248,7 @@ def _evaluate(captures, devices_csv, out_dir, es, binary, work, command):
 
 
 def _results(es, captures, devices_csv, binary, command, names, folds, results, transport_row, peak_disk, t_start,
-             skipped=None, fold_warnings=None):
+             skipped=None, fold_warnings=None, dropped=None):
     import sklearn
     import torch
 
@@ -254,6 +258,7 @@ def _results(es, captures, devices_csv, binary, command, names, folds, results, 
         "settings": es.to_dict(),
         "inputs": {"captures": [str(c) for c in captures], "devices_csv": str(devices_csv), "ipet_bin": str(binary)},
         "devices": names,
+        "dropped_devices": dropped or [],
         "chance": 1.0 / len(names),
         "folds": {**folds.to_dict(), "test_folds": folds.folds,
                   "rule": "block i = [edges[i], edges[i+1]) (per device: that device's own edges); fold i tests "

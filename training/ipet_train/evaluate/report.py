@@ -72,6 +72,14 @@ def cross_device_table(summary: dict[str, Any]) -> list[str]:
     return L
 
 
+def dropped_device_notes(res: dict[str, Any]) -> list[str]:
+    """A line for every device of the table that kept no packet (`ipet features`' dropped_devices)."""
+    L: list[str] = []
+    for d in res.get("dropped_devices") or []:
+        L += ["", f"Not judged: {d['name']} kept no packet ({d['reason']}): {d['why']}."]
+    return L
+
+
 def write_report(res: dict[str, Any], summary: dict[str, Any], out: Path) -> None:
     _plots(summary, out)
     n = len(res["devices"])
@@ -95,6 +103,7 @@ def write_report(res: dict[str, Any], summary: dict[str, Any], out: Path) -> Non
     L += cross_device_table(summary)
     for sk in summary.get("skipped_defenses") or []:
         L += ["", f"Not run here: `{sk['key']}`: {sk['reason']}."]
+    L += dropped_device_notes(res)
     for w in res.get("folds", {}).get("warnings") or []:
         L += ["", f"Warning: {w['device']} has no training windows in fold {w['fold']} ({w['tested']} tested)."]
     L += ["", "## Every attacker", "",
