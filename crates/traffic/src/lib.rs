@@ -6,7 +6,6 @@
 pub mod error;
 
 pub mod address;
-pub mod baselines;
 pub mod capture;
 pub mod devices;
 pub mod features;
@@ -21,12 +20,14 @@ pub mod tshark_csv;
 pub mod windows;
 pub mod work;
 
-pub use baselines::{Baseline, BaselineKind};
 pub use capture::{CaptureStats, read_captures};
 pub use devices::{Device, DeviceTable};
 pub use error::{Error, ErrorCode, Result};
 pub use packet::{Direction, Packet, Transport};
 pub use sets::{AnonymitySet, SetPartition, form_sets, parse_sets};
+/// The paper's baselines are one of the simulator's defenses (one device, buffering real packets).
+pub use simulate::baselines;
+pub use simulate::baselines::{Baseline, BaselineKind};
 pub use simulate::{
     Defense, FixedRows, HomeSummary, Mode, OutputFile, OutputPacket, PadSettings, RegulatorSettings, RowSource,
     SetDefense, SimSettings, Summary, defend_home, simulate,

@@ -48,6 +48,7 @@
 //! either side), and an exhausted schedule gives no cover (counted in
 //! [`Summary::slots_without_cover`]) where the reference silently wraps around to row 0.
 
+pub mod baselines;
 mod home;
 mod input;
 mod output;
@@ -63,6 +64,7 @@ mod testing;
 
 use serde::{Deserialize, Serialize};
 
+use self::baselines::Baseline;
 pub use self::home::{HomeShaping, SetDefense, defend_home, defend_home_with};
 pub(crate) use self::input::Input;
 pub use self::output::{CsvWriter, NpyWriter, OutputFile};
@@ -74,10 +76,7 @@ use self::slotted::slotted;
 pub(crate) use self::summary::Emitter;
 pub use self::summary::{LatencySummary, Summary, TrafficSummary};
 pub use self::target_rows::{TargetRows, TargetRowsSettings};
-use super::{
-    baselines::{self, Baseline},
-    packet::{Direction, Packet, Transport, secs_to_ns},
-};
+use super::packet::{Direction, Packet, Transport, secs_to_ns};
 use crate::error::{Error, ErrorCode, Result};
 pub use crate::shaper::{
     PadSettings, Pending, Regulator, RegulatorSettings, SizeDistribution, SlotView, Supersequence, Target,

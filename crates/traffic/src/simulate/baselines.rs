@@ -1,5 +1,5 @@
 //! The paper's baseline defenses (reference doc, section 8), run by the same simulator
-//! ([`super::simulate::simulate`] with [`super::simulate::Defense::Baseline`]).
+//! ([`super::simulate`] with [`super::Defense::Baseline`]).
 //!
 //! All three shape both directions the same way, on ticks of `tick` (0.1 s) aligned to the
 //! trace's first packet, and go on or off together:
@@ -42,12 +42,12 @@ use rand::Rng;
 use rand_distr::{Distribution, Normal};
 use serde::{Deserialize, Serialize};
 
-use super::{
+use super::{Emitter, Input, OutputPacket};
+use crate::{
+    error::{Error, ErrorCode, Result},
     noise,
     packet::{Direction, Packet},
-    simulate::{Emitter, Input, OutputPacket},
 };
-use crate::error::{Error, ErrorCode, Result};
 
 /// Which baseline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
