@@ -168,8 +168,9 @@ fn ipet_simulate_runs_a_home_and_refuses_a_bad_k() {
     // Rows of 10 packets and 10 kB ask more bytes of the dummies left after a burst of small
     // real packets than they can carry: the summary reports the shortfall.
     assert!(summary["total"]["total"]["missed_target_bytes"].as_u64().unwrap() > 0);
+    // No rows: the same rule and code as the service's (missing_targets).
     let bad = run(&["--defense", "targets", "--sets", SETS]);
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("invalid_simulation_settings"));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("missing_targets"));
 
     let bad = run(&["--defense", "supersequence", "--k", "8"]);
     assert!(!bad.status.success());

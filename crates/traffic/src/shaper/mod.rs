@@ -3,6 +3,8 @@
 //!
 //! - [`SetShaper`] (module `step`): one anonymity set's per-slot decisions, pushed slot by slot
 //!   with no look-ahead: arrivals in, emissions and holds out;
+//! - [`IpetShaper`] (module `ipet`): one device's slotted iPET cover from perturbation rows,
+//!   pushed frame by frame;
 //! - [`TargetSource`]s (module `targets`): where a set's per-slot targets come from (the
 //!   [`Supersequence`], the [`Regulator`]; target rows in [`crate::simulate::TargetRows`]);
 //! - [`SizeDistribution`]: cover sizes drawn from the set's real sizes;
@@ -13,6 +15,7 @@
 //!
 //! Nothing here reads files, opens sockets or keeps the clock: callers give times.
 
+mod ipet;
 mod lag;
 mod sizes;
 mod step;
@@ -21,6 +24,7 @@ mod targets;
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 
+pub use self::ipet::{IpetCover, IpetShaper, IpetStats};
 pub use self::lag::{Deployment, Lag, LagBin, LagSettings, ReleaseKnobs};
 pub use self::sizes::SizeDistribution;
 pub use self::step::{Emission, EmissionKind, PadSettings, SetShaper, SetShaperParts, SlotDecisions};
@@ -28,6 +32,14 @@ pub use self::targets::{
     AlignedSupersequence, Pending, Regulator, RegulatorSettings, SlotView, Supersequence, Target, TargetRowsStats,
     TargetSource,
 };
+
+/// Where perturbation rows `[in_packets, in_bytes, out_packets, out_bytes]` come from, one at a
+/// time, in schedule order (iPET's rows for a device, or a set's target rows). `Ok(None)`: the
+/// schedule is used up. A fixed schedule: [`crate::simulate::FixedRows`]; generators drawn on
+/// demand implement it above the data plane.
+pub trait RowSource {
+    fn next_row(&mut self) -> crate::error::Result<Option<[i32; 4]>>;
+}
 
 /// The random stream of set number `index`: from `seed` (reproducible) or the operating system.
 /// The mirrored-cover stream of a set is `set_rng(seed, index)`.

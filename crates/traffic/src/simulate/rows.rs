@@ -6,11 +6,7 @@ use std::path::Path;
 
 use crate::error::{Error, ErrorCode, Result};
 
-/// Where perturbation rows `[in_packets, in_bytes, out_packets, out_bytes]` come from, one at a
-/// time, in schedule order. `Ok(None)`: the schedule is used up.
-pub trait RowSource {
-    fn next_row(&mut self) -> Result<Option<[i32; 4]>>;
-}
+pub use crate::shaper::RowSource;
 
 /// A fixed schedule, e.g. a reference-style `.npy` of shape `[rows, 4]`, held once: its values
 /// row-major (an `int32` file is read straight into this buffer, with no other copy).

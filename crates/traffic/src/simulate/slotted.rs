@@ -1,120 +1,9 @@
 //! Slotted iPET (the default): one row per omega slot, both directions, dummies spread inside
-//! their slot.
+//! their slot. The decisions are the iPET step's ([`crate::shaper::IpetShaper`]); this driver
+//! feeds it the trace and hands real packets and cover to the emitter in time order.
 
 use super::{Emitter, Input, OutputPacket, RowSource, SimSettings};
-use crate::{
-    error::Result,
-    packet::{Direction, Packet},
-};
-
-/// One slot's cover in slotted mode.
-///
-/// Placement: the slot's `m` incoming dummies at `s + (4j+1)*w/(4m)` and its `n` outgoing ones at
-/// `s + (4j+3)*w/(4n)` (`s` the slot start, `w` its width, integer nanoseconds rounded down).
-/// Spreading them evenly, rather than bursting them at one tick, keeps each packet strictly
-/// inside its slot (the offsets run from w/(4m) to w - w/(4m) < w), so a feature extractor whose
-/// slots are aligned to the period's first packet counts exactly the row the generator produced,
-/// and it looks like traffic rather than a machine-gun burst at a tick. The quarter offsets keep
-/// incoming and outgoing dummies of equal count from sharing timestamps.
-struct SlotCover {
-    start: i64,
-    width: i64,
-    row: [i32; 4],
-    next_in: i32,
-    next_out: i32,
-}
-
-impl SlotCover {
-    #[inline]
-    fn time(&self, j: i32, count: i32, quarter: i64) -> i64 {
-        let num = (4 * i128::from(j) + i128::from(quarter)) * i128::from(self.width);
-        self.start + (num / (4 * i128::from(count))) as i64
-    }
-
-    #[inline]
-    fn size(j: i32, count: i32, bytes: i32) -> f64 {
-        f64::from(bytes / count + i32::from(j < bytes % count))
-    }
-
-    /// The next dummy: (time, direction, size); incoming first on a tie.
-    #[inline]
-    fn peek(&self) -> Option<(i64, Direction, f64)> {
-        let [ip, ib, op, ob] = self.row;
-        let a = (self.next_in < ip)
-            .then(|| (self.time(self.next_in, ip, 1), Direction::In, Self::size(self.next_in, ip, ib)));
-        let b = (self.next_out < op)
-            .then(|| (self.time(self.next_out, op, 3), Direction::Out, Self::size(self.next_out, op, ob)));
-        match (a, b) {
-            (Some(x), Some(y)) => Some(if y.0 < x.0 { y } else { x }),
-            (x, y) => x.or(y),
-        }
-    }
-
-    #[inline]
-    fn advance(&mut self, d: Direction) {
-        match d {
-            Direction::In => self.next_in += 1,
-            Direction::Out => self.next_out += 1,
-        }
-    }
-}
-
-struct Period {
-    start: i64,
-    last: i64,
-    next_slot: i64,
-    slot: Option<SlotCover>,
-}
-
-struct Slotted<'r> {
-    omega: i64,
-    gap: i64,
-    rows: &'r mut dyn RowSource,
-    exhausted: bool,
-}
-
-impl Slotted<'_> {
-    /// Emits the period's cover: everything before `limit`, or, when `closing`, all of it up to
-    /// `last + gap`.
-    fn cover<S: FnMut(&OutputPacket) -> Result<()>>(
-        &mut self,
-        p: &mut Period,
-        limit: i64,
-        closing: bool,
-        out: &mut Emitter<S>,
-    ) -> Result<()> {
-        let end = p.last + self.gap;
-        loop {
-            if let Some(slot) = &mut p.slot {
-                while let Some((t, d, size)) = slot.peek() {
-                    if !closing && t >= limit {
-                        return Ok(());
-                    }
-                    out.dummy(t, d, size)?;
-                    slot.advance(d);
-                }
-                p.slot = None;
-            }
-            let s = p.start + p.next_slot * self.omega;
-            if s >= end || (!closing && s >= limit) {
-                return Ok(());
-            }
-            p.next_slot += 1;
-            let row = if self.exhausted { None } else { self.rows.next_row()? };
-            match row {
-                Some(row) => {
-                    out.rows_used += 1;
-                    let width = self.omega.min(end - s);
-                    p.slot = Some(SlotCover { start: s, width, row, next_in: 0, next_out: 0 });
-                }
-                None => {
-                    self.exhausted = true;
-                    out.slots_without_cover += 1;
-                }
-            }
-        }
-    }
-}
+use crate::{error::Result, packet::Packet, shaper::IpetShaper};
 
 pub(super) fn slotted<I: Iterator<Item = Packet>, S: FnMut(&OutputPacket) -> Result<()>>(
     input: &mut Input<I>,
@@ -122,30 +11,18 @@ pub(super) fn slotted<I: Iterator<Item = Packet>, S: FnMut(&OutputPacket) -> Res
     settings: &SimSettings,
     out: &mut Emitter<S>,
 ) -> Result<()> {
-    let mut sim = Slotted { omega: settings.omega_ns, gap: settings.active_gap_ns, rows, exhausted: false };
-    let mut period: Option<Period> = None;
+    let mut step = IpetShaper::new(rows, settings.omega_ns, settings.active_gap_ns);
     while let Some(pkt) = input.next()? {
         let t = pkt.time_ns;
         out.start_ns.get_or_insert(t);
-        match &mut period {
-            Some(p) if t - p.last < sim.gap => {
-                p.last = t;
-                sim.cover(p, t, false, out)?;
-            }
-            _ => {
-                if let Some(mut p) = period.take() {
-                    sim.cover(&mut p, i64::MAX, true, out)?;
-                    out.active_ns += p.last + sim.gap - p.start;
-                }
-                period = Some(Period { start: t, last: t, next_slot: 0, slot: None });
-            }
-        }
+        step.arrive(t, &mut |c| out.dummy(c.time_ns, c.direction, c.size))?;
         out.real(&pkt, t)?;
     }
-    if let Some(mut p) = period.take() {
-        sim.cover(&mut p, i64::MAX, true, out)?;
-        out.active_ns += p.last + sim.gap - p.start;
-    }
+    step.finish(&mut |c| out.dummy(c.time_ns, c.direction, c.size))?;
+    let stats = step.stats();
+    out.rows_used += stats.rows_used;
+    out.slots_without_cover += stats.slots_without_cover;
+    out.active_ns += stats.active_ns;
     Ok(())
 }
 
@@ -154,7 +31,7 @@ mod tests {
     use super::super::testing::{MS, S, dummies, pkt, reals, run, run_with};
     use super::super::{FixedRows, LatencySummary, Mode};
     use super::*;
-    use crate::packet::Transport;
+    use crate::packet::{Direction, Transport};
 
     #[test]
     fn slotted_takes_one_row_per_slot_for_both_directions_and_keeps_dummies_in_their_slot() {
