@@ -38,9 +38,13 @@
 //! The decisions are the step's ([`SetShaper`], module `crate::shaper`); this module feeds it
 //! each member's packets slot by slot and hands its emissions to the sink in time order.
 //!
-//! Idealisation: a slot's target is decided from the traffic that arrives during the slot, and
-//! cover may sit before a real packet of the same slot. A gateway does this by holding cover to
-//! the slot's end, or by running one slot behind (adding at most `omega` to every packet).
+//! Idealisation (the `ideal` deployment, the default): a slot's target is decided from the
+//! traffic that arrives during the slot, and cover may sit before a real packet of the same slot,
+//! copies at their original's exact time. The release settings ([`LagSettings`]: `bridge` or `ap`,
+//! a reaction lag per direction, held release, random order, one slot behind) move each decided
+//! frame to when a gateway would put it on the air; they change when frames go, never which. A
+//! member's decisions may then reach into later slots: the driver holds them until no later
+//! decision can come before them.
 
 use rand_chacha::ChaCha20Rng;
 
