@@ -105,8 +105,25 @@ fn ipet_simulate_runs_a_home_and_refuses_a_bad_k() {
         out_dir.to_str().unwrap(),
         "--windows",
         win_dir.to_str().unwrap(),
+        "--spec-out",
+        dir.path().join("spec.json").to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // The specification it wrote (sets and size profiles included: a gateway's configuration)
+    // gives the same bits when read back.
+    let again_dir = dir.path().join("again");
+    let again = run(&[
+        "--spec",
+        dir.path().join("spec.json").to_str().unwrap(),
+        "--out-dir",
+        again_dir.to_str().unwrap(),
+    ]);
+    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    assert_eq!(again.stdout, o.stdout);
+    for name in ["blink-cam-01", "sifely-hub-01"] {
+        let f = format!("{name}.npy");
+        assert_eq!(std::fs::read(again_dir.join(&f)).unwrap(), std::fs::read(out_dir.join(&f)).unwrap(), "{f}");
+    }
     let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(summary["defense"], "regulator");
     assert_eq!(summary["latency_budget_s"], 0.5);

@@ -18,7 +18,7 @@ use crate::{
         SimSettings, Transport, WindowSettings, Windows,
         capture::DeviceTraffic,
         form_sets, read_captures,
-        set_defense::{SetDefenseKind, SetKnobs},
+        set_defense::{SetDefenseKind, SetDefenseSpec, SetKnobs},
         sets::DEFAULT_K,
         shaper::{Deployment, ReleaseKnobs},
         simulate,
@@ -83,7 +83,7 @@ impl From<ModeArg> for Mode {
 }
 
 #[derive(Debug, Args)]
-#[command(group(ArgGroup::new("cover").required(true).multiple(true).args(["generation", "schedule", "defense"])))]
+#[command(group(ArgGroup::new("cover").required(true).multiple(true).args(["generation", "schedule", "defense", "spec"])))]
 pub struct SimulateArgs {
     /// Capture files (pcap, pcapng, tshark CSV) or directories holding them.
     #[arg(long, required = true, num_args = 1..)]
@@ -226,6 +226,16 @@ pub struct HomeArgs {
     /// Run one slot behind: every decision of a held direction is carried out one slot later.
     #[arg(long)]
     pub slot_behind: bool,
+    /// The set defense from a specification file (JSON: the data plane's SetDefenseSpec, what
+    /// --spec-out writes and a gateway is configured with): its defense, knobs, seed, release,
+    /// sets (devices it does not name are clustered with --k) and size profiles. The set
+    /// defense's flags (--defense, the knobs, --seed, the release flags) are then not used.
+    #[arg(long)]
+    pub spec: Option<PathBuf>,
+    /// Write the set defense as run, its sets and each set's size profile included, to this file
+    /// (JSON, the data plane's SetDefenseSpec): a gateway's configuration, or --spec of a rerun.
+    #[arg(long)]
+    pub spec_out: Option<PathBuf>,
 }
 
 impl HomeArgs {
@@ -248,7 +258,9 @@ fn parse_deployment(s: &str) -> std::result::Result<Deployment, String> {
 }
 
 pub fn run(args: SimulateArgs) -> Result<()> {
-    if matches!(args.defense, Some(DefenseArg::Supersequence | DefenseArg::Regulator | DefenseArg::Targets)) {
+    if args.home.spec.is_some()
+        || matches!(args.defense, Some(DefenseArg::Supersequence | DefenseArg::Regulator | DefenseArg::Targets))
+    {
         return run_home(args);
     }
     let covers = [args.generation.is_some(), args.schedule.is_some(), args.defense.is_some()];
@@ -387,6 +399,19 @@ pub fn run(args: SimulateArgs) -> Result<()> {
     Ok(())
 }
 
+/// A set defense's specification from a JSON file, checked.
+fn read_spec(path: &std::path::Path) -> Result<SetDefenseSpec> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    let spec: SetDefenseSpec = serde_json::from_str(&text).map_err(|e| {
+        Error::invalid(
+            ErrorCode::InvalidSimulationSettings,
+            format!("{}: not a set defense specification: {e}", path.display()),
+        )
+    })?;
+    spec.check()?;
+    Ok(spec)
+}
+
 /// Window settings already checked by [`DefendedFeatures::new`].
 fn f_ws(total_time: f64, omega: f64) -> WindowSettings {
     WindowSettings::new(total_time, omega).unwrap_or_else(|_| WindowSettings::reference())
@@ -398,9 +423,11 @@ fn run_home(args: SimulateArgs) -> Result<()> {
     if args.device.is_some() {
         return bad("a set defense defends every device of the table: leave out --device");
     }
-    let kind = match args.defense {
-        Some(DefenseArg::Targets) => SetDefenseKind::Targets,
-        Some(DefenseArg::Regulator) => SetDefenseKind::Regulator,
+    let given = args.home.spec.as_deref().map(read_spec).transpose()?;
+    let kind = match (&given, args.defense) {
+        (Some(spec), _) => spec.defense,
+        (None, Some(DefenseArg::Targets)) => SetDefenseKind::Targets,
+        (None, Some(DefenseArg::Regulator)) => SetDefenseKind::Regulator,
         _ => SetDefenseKind::Supersequence,
     };
     kind.check_rows(
@@ -437,20 +464,30 @@ fn run_home(args: SimulateArgs) -> Result<()> {
         half_life: h.half_life,
         floor_rate: h.floor_rate,
     };
-    let mut home = set_defense_spec(
-        kind,
-        model.as_ref().map(|(set, _)| set),
-        args.omega,
-        args.total_time,
-        SetKnobs {
-            latency_budget: h.latency_budget,
-            regulator,
-            fake_window_rate: h.fake_window_rate,
-            seed: args.seed,
-            release: h.release().settings()?,
-        },
-    )?;
-    home.k = Some(args.home.k);
+    let home = match given {
+        Some(spec) => spec,
+        None => {
+            let mut home = set_defense_spec(
+                kind,
+                model.as_ref().map(|(set, _)| set),
+                args.omega,
+                args.total_time,
+                SetKnobs {
+                    latency_budget: h.latency_budget,
+                    regulator,
+                    fake_window_rate: h.fake_window_rate,
+                    seed: args.seed,
+                    release: h.release().settings()?,
+                },
+            )?;
+            home.k = Some(args.home.k);
+            home
+        }
+    };
+    let assigned = match home.assigned_sets(&table)? {
+        Some(from_spec) => from_spec,
+        None => assigned,
+    };
     let omega = home.omega;
     let settings = home.pad()?;
     let rows = match (model, &args.schedule) {
@@ -465,8 +502,15 @@ fn run_home(args: SimulateArgs) -> Result<()> {
     let window_settings = args.windows.as_ref().map(|_| WindowSettings::new(args.total_time, omega)).transpose()?;
 
     let traffic = read_captures(&args.trace, &table)?;
-    let partition = form_sets(&table, &assigned, &traffic.packets, args.home.k, settings.omega_ns)?;
+    let partition = form_sets(&table, &assigned, &traffic.packets, home.k.unwrap_or(args.home.k), settings.omega_ns)?;
     let names: Vec<String> = table.devices().iter().map(|d| d.name.clone()).collect();
+    if let Some(path) = &args.home.spec_out {
+        let mut plan = home.clone();
+        plan.record_plan(&partition, &names, &traffic.packets);
+        let json = serde_json::to_string_pretty(&plan).map_err(|e| Error::Internal(e.to_string()))?;
+        std::fs::write(path, json + "\n").map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+        eprintln!("the set defense's specification written to {}", path.display());
+    }
     let origin = traffic.packets.iter().filter_map(|p| p.first()).map(|p| p.time_ns).min().unwrap_or(0);
 
     let mut files: Vec<Option<OutputFile>> = (0..table.len()).map(|_| None).collect();

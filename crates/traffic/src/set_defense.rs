@@ -31,6 +31,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    devices::DeviceTable,
     error::{Error, ErrorCode, Result},
     packet::Packet,
     sets::{AnonymitySet, SetPartition},
@@ -238,6 +239,47 @@ impl SetDefenseSpec {
     /// The one rule: `targets` needs target rows, the others take none.
     pub fn check_rows(&self, has_rows: bool) -> Result<()> {
         self.defense.check_rows(has_rows, "a generation of a set-targets model set, or a schedule")
+    }
+
+    /// Each device's set as the spec names it (None where `sets` is absent; devices it does not
+    /// name are left to clustering). A member missing from `table` or named twice is refused.
+    pub fn assigned_sets(&self, table: &DeviceTable) -> Result<Option<Vec<Option<String>>>> {
+        let Some(sets) = &self.sets else { return Ok(None) };
+        let bad = |m: String| Error::invalid(ErrorCode::InvalidSets, m);
+        let mut assigned: Vec<Option<String>> = vec![None; table.len()];
+        for set in sets {
+            for name in &set.members {
+                let d = table
+                    .by_name(name)
+                    .ok_or_else(|| bad(format!("set {:?}: {name:?} is not in the device table", set.name)))?;
+                if let Some(prev) = &assigned[d.id] {
+                    return Err(bad(format!("{name:?} is named in two sets ({prev} and {})", set.name)));
+                }
+                assigned[d.id] = Some(set.name.clone());
+            }
+        }
+        Ok(Some(assigned))
+    }
+
+    /// Writes the home's plan into the spec: its sets by name and each set's size profile (where
+    /// it has none yet) from its members' packets, so that a gateway configured with it draws
+    /// cover sizes as the simulator did.
+    pub fn record_plan(&mut self, partition: &SetPartition, names: &[String], packets: &[Vec<Packet>]) {
+        self.sets = Some(
+            partition
+                .sets
+                .iter()
+                .map(|s| SetSpec {
+                    name: s.name.clone(),
+                    members: s.members.iter().map(|&d| names[d].clone()).collect(),
+                })
+                .collect(),
+        );
+        for s in &partition.sets {
+            if !self.size_profiles.iter().any(|p| p.set == s.name) {
+                self.size_profiles.push(SizeProfile::of(&s.name, s.members.iter().flat_map(|&d| packets[d].iter())));
+            }
+        }
     }
 
     /// Cover sizes of set `name`: its profile, else from its members' packets.
