@@ -548,3 +548,50 @@ async fn spans_past_the_clock_are_refused_not_run() {
         assert_eq!(app.state.store.count_simulations(status).await.expect("count"), 0, "{status}");
     }
 }
+
+/// A home's JSON body with a number JSON cannot hold is answered about the number, not parsed as
+/// a one-device request ("unknown field `defense`"); `?model_set=` on a one-device simulation is
+/// refused as the spec says (issue 19, item 4).
+#[tokio::test]
+async fn bad_numbers_and_misplaced_model_sets_are_named() {
+    let app = TestApp::without_workers(Db::Sqlite).await;
+    let post_raw = |uri: &'static str, body: String| {
+        let req = axum::http::Request::post(uri)
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(body))
+            .expect("request");
+        app.request(req)
+    };
+    let home = |size: &str| {
+        format!(
+            r#"{{"defense":"supersequence","k":1,"devices":[{{"name":"a","packets":[{{"time":1,"size":{size},"direction":"in"}}]}}]}}"#
+        )
+    };
+    for (size, needle) in [("1e400", "number out of range"), ("NaN", "NaN")] {
+        let r = post_raw("/simulations", home(size)).await;
+        r.assert_error(StatusCode::BAD_REQUEST, "invalid_json", needle);
+        assert!(!r.json()["message"].as_str().unwrap_or("").contains("unknown field"), "{}", r.json());
+    }
+    // The same numbers in a one-device request: about the number too.
+    let one = r#"{"device":"blink-cam-01","generation":"0","packets":[{"time":1e400,"size":1,"direction":"in"}]}"#;
+    post_raw("/simulations", one.to_string()).await.assert_error(StatusCode::BAD_REQUEST, "invalid_json", "number");
+    let one = r#"{"device":"blink-cam-01","generation":"0","packets":[{"time":NaN,"size":1,"direction":"in"}]}"#;
+    post_raw("/simulations", one.to_string()).await.assert_error(StatusCode::BAD_REQUEST, "invalid_json", "NaN");
+    // ?model_set= on one device: refused, as the spec's parameter says.
+    let one = r#"{"device":"blink-cam-01","generation":"0","packets":[{"time":1,"size":1,"direction":"in"}]}"#;
+    post_raw("/simulations?model_set=tj-oconnor-2021", one.to_string()).await.assert_error(
+        StatusCode::BAD_REQUEST,
+        "invalid_field",
+        "model_set",
+    );
+    let spec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(repo().join("openapi/openapi.json")).expect("spec"))
+            .expect("json");
+    let params = spec["paths"]["/simulations"]["post"]["parameters"].as_array().expect("parameters");
+    let model_set = params.iter().find(|p| p["name"] == "model_set").expect("model_set");
+    let said = model_set["description"].as_str().unwrap_or("");
+    assert!(said.contains("one-device simulation") && said.contains("invalid_field"), "{said}");
+    for status in [JobState::Queued, JobState::Running, JobState::Succeeded, JobState::Failed] {
+        assert_eq!(app.state.store.count_simulations(status).await.expect("count"), 0, "{status}");
+    }
+}

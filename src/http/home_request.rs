@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::simulations::{TracePacket, enum_field, parse_field, to_packets};
+use super::simulation_input::{TracePacket, enum_field, parse_field, to_packets};
 use crate::{
     error::{Error, ErrorCode, Result},
     jobs::submit_home::{HomeKnobs, HomeSubmission, HomeTrace, TargetsRequest},
@@ -174,14 +174,31 @@ pub struct HomeSimulationRequest {
     pub slot_behind: bool,
 }
 
-/// Whether a JSON body is an object naming a `defense` (a home's request).
-pub(super) fn names_a_defense(body: &[u8]) -> bool {
-    serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(body).is_ok_and(|m| m.contains_key("defense"))
+/// Whether a JSON body is an object naming a `defense` (a home's request). Only its top-level
+/// keys are read, every value skipped unparsed, so that a number out of range (`1e400`) is
+/// reported by the home's parser, about the number; a body that is no JSON object (`NaN` is no
+/// JSON) is 400 `invalid_json` here.
+pub(super) fn names_a_defense(body: &[u8]) -> Result<bool> {
+    serde_json::from_slice::<BTreeMap<String, serde::de::IgnoredAny>>(body).map(|m| m.contains_key("defense")).map_err(
+        |e| Error::invalid(ErrorCode::InvalidJson, format!("the body is not a JSON object: {}", json_error(&e))),
+    )
+}
+
+/// serde's message, and what JSON allows where a number was refused.
+fn json_error(e: &serde_json::Error) -> String {
+    let m = e.to_string();
+    if m.contains("number out of range") {
+        format!("{m} (a JSON number must be finite, within about 1.8e308)")
+    } else if e.is_syntax() {
+        format!("{m} (JSON has no NaN or Infinity: numbers are finite)")
+    } else {
+        m
+    }
 }
 
 pub(super) fn home_from_json(body: &[u8], model_set: Option<String>) -> Result<HomeSubmission> {
     let r: HomeSimulationRequest = serde_json::from_slice(body)
-        .map_err(|e| Error::invalid(ErrorCode::InvalidJson, format!("a home's simulation: {e}")))?;
+        .map_err(|e| Error::invalid(ErrorCode::InvalidJson, format!("a home's simulation: {}", json_error(&e))))?;
     let mut devices = Vec::with_capacity(r.devices.len());
     for (i, d) in r.devices.into_iter().enumerate() {
         let packets = to_packets(&format!("devices[{i}].packets"), &d.packets)?;

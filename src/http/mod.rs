@@ -9,6 +9,7 @@ pub mod ops;
 pub mod perturbations;
 mod schedule_body;
 pub mod server;
+mod simulation_input;
 pub mod simulations;
 mod unreadable_head;
 

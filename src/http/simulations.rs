@@ -15,6 +15,7 @@ use uuid::Uuid;
 use super::{
     error::ErrorBody,
     format::{CSV, Format, NPY},
+    simulation_input::{TracePacket, enum_field, parse_field, to_packets},
 };
 use crate::{
     app::AppState,
@@ -29,8 +30,7 @@ use crate::{
     },
     store::{JobState, SimulationRecord},
     traffic::{
-        BaselineKind, Direction, Mode, Packet, Transport,
-        packet::secs_to_ns,
+        BaselineKind, Mode,
         set_defense::SetDefenseKind,
         simulate::{NpyWriter, OUTPUT_COLUMNS},
     },
@@ -151,18 +151,6 @@ pub enum JobSummary {
     Home(crate::traffic::HomeSummary),
 }
 
-/// One packet of a JSON trace.
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct TracePacket {
-    /// Seconds (Unix time or relative; only differences matter).
-    pub time: f64,
-    /// Transport payload bytes.
-    pub size: u32,
-    pub direction: Direction,
-    #[serde(default)]
-    pub transport: Option<Transport>,
-}
-
 /// A simulation submitted as JSON: one device's packets, or with `defense` every device's.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(untagged)]
@@ -245,8 +233,10 @@ pub struct OutputQuery {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct SubmitQuery {
-    /// A set defense `targets` from generators: the served set-targets model set (its manifest
-    /// name, see /model-sets); default: the default set.
+    /// Only for a set defense over a whole home (a request with `defense`) whose `targets` come
+    /// from `generation`: the served set-targets model set they are drawn from (its manifest name,
+    /// see /model-sets; default: the default set). A one-device simulation runs on the default
+    /// model set and refuses this parameter (400 `invalid_field`).
     model_set: Option<String>,
 }
 
@@ -277,15 +267,6 @@ fn one_cover(
             "give only one of generation, schedule_job, schedule or baseline",
         )),
     }
-}
-
-pub(super) fn parse_field<T: std::str::FromStr>(name: &str, raw: &str, what: &str) -> Result<T> {
-    raw.trim().parse().map_err(|_| Error::invalid(ErrorCode::InvalidField, format!("{name} = {raw:?} is not {what}")))
-}
-
-pub(super) fn enum_field<T: serde::de::DeserializeOwned>(name: &str, raw: &str, choices: &str) -> Result<T> {
-    serde_json::from_value(serde_json::Value::String(raw.trim().to_string()))
-        .map_err(|_| Error::invalid(ErrorCode::InvalidField, format!("{name} = {raw:?} is not one of {choices}")))
 }
 
 fn multipart_error(e: axum::extract::multipart::MultipartError) -> Error {
@@ -369,33 +350,6 @@ async fn from_multipart(mut form: Multipart, model_set: Option<String>) -> Resul
     }))
 }
 
-/// The latest packet time a JSON trace may give, in seconds (the year 2286 since the epoch).
-const MAX_PACKET_TIME_SECS: f64 = 1e10;
-
-/// A JSON trace's packets; `what` names them in errors (`packets`, `devices[2].packets`).
-pub(super) fn to_packets(what: &str, trace: &[TracePacket]) -> Result<Vec<Packet>> {
-    let mut packets = Vec::with_capacity(trace.len());
-    for (i, p) in trace.iter().enumerate() {
-        if !(p.time.is_finite() && (0.0..=MAX_PACKET_TIME_SECS).contains(&p.time)) {
-            return Err(Error::invalid(
-                ErrorCode::InvalidPacket,
-                format!(
-                    "{what}[{i}].time = {} is not a time in seconds (0 to {MAX_PACKET_TIME_SECS:e}: since the epoch or the \
-                     start of the capture)",
-                    p.time
-                ),
-            ));
-        }
-        packets.push(Packet {
-            time_ns: secs_to_ns(p.time),
-            size: p.size,
-            direction: p.direction,
-            transport: p.transport.unwrap_or(Transport::Tcp),
-        });
-    }
-    Ok(packets)
-}
-
 fn from_json(r: SimulationRequest) -> Result<Submission> {
     Ok(Submission {
         device: r.device,
@@ -468,7 +422,7 @@ pub async fn post_simulation(
                 Error::invalid(ErrorCode::InvalidUpload, e.body_text())
             }
         })?;
-        if names_a_defense(&bytes) {
+        if names_a_defense(&bytes)? {
             Asked::Home(home_from_json(&bytes, q.model_set)?)
         } else if q.model_set.is_some() {
             return Err(Error::invalid(

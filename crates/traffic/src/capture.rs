@@ -22,9 +22,10 @@ use pcap_file::{
 };
 use serde::Serialize;
 
+pub use super::packet::{IpPacket, Skip};
 use super::{
     address::{Scope, scope},
-    devices::{DeviceTable, Mac, MatchedBy},
+    devices::{DeviceTable, MatchedBy},
     packet::{Direction, Packet, Transport},
     tshark_csv,
 };
@@ -97,30 +98,6 @@ fn to_a_group(p: &IpPacket) -> bool {
         IpAddr::V6(a) => a.is_multicast(),
     };
     ip || p.dst_mac.is_some_and(|m| m[0] & 1 == 1)
-}
-
-/// Why a frame was not kept.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Skip {
-    NonIp,
-    Truncated,
-    NotTcpUdp,
-    NotLanBoundary,
-    NoPayload,
-    UnknownDevice,
-}
-
-/// A decoded IP packet, before the traffic rules: what both the frame decoder and the CSV
-/// reader produce.
-#[derive(Debug, Clone, Copy)]
-pub struct IpPacket {
-    pub time_ns: i64,
-    pub src: IpAddr,
-    pub dst: IpAddr,
-    pub src_mac: Option<Mac>,
-    pub dst_mac: Option<Mac>,
-    pub transport: Transport,
-    pub payload: u32,
 }
 
 /// Applies the LAN-boundary, payload and attribution rules.

@@ -1,6 +1,11 @@
-//! A packet as the fingerprinting features see it.
+//! Packets: a frame decoded from a capture ([`IpPacket`], or why it was [`Skip`]ped) and a packet
+//! kept for a device as the fingerprinting features see it ([`Packet`]).
+
+use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
+
+use super::devices::Mac;
 
 /// From the device to the internet (`Out`) or the other way (`In`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -27,6 +32,30 @@ impl Direction {
 pub enum Transport {
     Tcp,
     Udp,
+}
+
+/// Why a frame of a capture was not kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    NonIp,
+    Truncated,
+    NotTcpUdp,
+    NotLanBoundary,
+    NoPayload,
+    UnknownDevice,
+}
+
+/// A decoded IP packet, before the traffic rules (`capture::attribute`): what the frame decoder
+/// (`capture`) and the CSV reader (`tshark_csv`) produce.
+#[derive(Debug, Clone, Copy)]
+pub struct IpPacket {
+    pub time_ns: i64,
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub src_mac: Option<Mac>,
+    pub dst_mac: Option<Mac>,
+    pub transport: Transport,
+    pub payload: u32,
 }
 
 /// One kept packet of one device. Times are integer nanoseconds since the Unix epoch (or since

@@ -8,7 +8,10 @@
 
 use std::io::Read;
 
-use super::{capture::IpPacket, capture::Skip, devices::parse_mac, packet::Transport, packet::secs_to_ns};
+use super::{
+    devices::parse_mac,
+    packet::{IpPacket, Skip, Transport, secs_to_ns},
+};
 use crate::error::{Error, ErrorCode, Result};
 
 /// Columns a tshark CSV must have (besides a time column).
