@@ -199,6 +199,22 @@ async fn json_packets_of_every_device(app: &TestApp) {
         true,
     )
     .await;
+    // The whole specification instead of the knobs: an access point with held release (lag from
+    // the default preset), the CLI's bits with the same flags.
+    let spec = serde_json::json!({
+        "defense": "supersequence", "seed": 4, "k": 3, "release": {"deployment": "ap", "held_release": true},
+    });
+    let body = serde_json::json!({"defense": "supersequence", "devices": slice_as_json(), "spec": spec});
+    let r = app.post_json("/simulations", &body).await;
+    accepted_same_as_cli(
+        app,
+        r,
+        &["--defense", "supersequence", "--k", "3", "--seed", "4", "--deployment", "ap", "--held-release"],
+        true,
+    )
+    .await;
+    let both = serde_json::json!({"defense": "supersequence", "devices": slice_as_json(), "spec": spec, "k": 3});
+    app.post_json("/simulations", &both).await.assert_error(StatusCode::BAD_REQUEST, "invalid_field", "inside");
     let bad = serde_json::json!({"defense": "supersequence", "devices": slice_as_json(), "k": 8});
     app.post_json("/simulations", &bad).await.assert_error(StatusCode::BAD_REQUEST, "invalid_set_size", "k = 8");
     let bad = serde_json::json!({"defense": "supersequence", "devices": [], "nope": 1});

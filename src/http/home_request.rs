@@ -11,13 +11,13 @@ use crate::{
     error::{Error, ErrorCode, Result},
     jobs::submit_home::{HomeKnobs, HomeSubmission, HomeTrace, TargetsRequest},
     traffic::{
-        set_defense::SetDefenseKind,
+        set_defense::{SetDefenseKind, SetDefenseSpec},
         shaper::{Deployment, ReleaseKnobs},
     },
 };
 
 /// Text fields only a set defense takes: its knobs.
-pub(super) const HOME_ONLY_FIELDS: [&str; 16] = [
+pub(super) const HOME_ONLY_FIELDS: [&str; 17] = [
     "k",
     "sets",
     "latency_budget",
@@ -34,6 +34,7 @@ pub(super) const HOME_ONLY_FIELDS: [&str; 16] = [
     "held_release",
     "random_order",
     "slot_behind",
+    "spec",
 ];
 
 /// Whether `name` is a text field of a set defense's form (the files aside).
@@ -85,8 +86,23 @@ pub(super) fn home_from_form(
     let flag = |name: &str| -> Result<bool> {
         Ok(text.get(name).map(|v| parse_field::<bool>(name, v, "true or false")).transpose()?.unwrap_or(false))
     };
+    let spec = text
+        .get("spec")
+        .map(|v| {
+            serde_json::from_str::<SetDefenseSpec>(v).map_err(|e| {
+                Error::invalid(ErrorCode::InvalidField, format!("spec is not a set defense specification: {e}"))
+            })
+        })
+        .transpose()?;
+    if spec.is_some()
+        && let Some(knob) =
+            HOME_ONLY_FIELDS.iter().chain(["seed"].iter()).find(|&&f| f != "spec" && text.contains_key(f))
+    {
+        return Err(knob_with_spec(knob));
+    }
     Ok(HomeSubmission {
         defense,
+        spec,
         trace: HomeTrace::Captures { files: traces, devices },
         targets: targets.pop(),
         model_set,
@@ -172,6 +188,17 @@ pub struct HomeSimulationRequest {
     /// Carry every decision out one slot later (at most one slot of added latency).
     #[serde(default)]
     pub slot_behind: bool,
+    /// The set defense as a whole specification (what `ipet simulate --spec-out` writes and a
+    /// gateway is configured with) instead of the knobs above, which must then be absent; its
+    /// `defense` must be this request's.
+    pub spec: Option<SetDefenseSpec>,
+}
+
+fn knob_with_spec(knob: &str) -> Error {
+    Error::invalid(
+        ErrorCode::InvalidField,
+        format!("{knob} is a set defense knob: with spec, give it inside the specification"),
+    )
 }
 
 /// Whether a JSON body is an object naming a `defense` (a home's request). Only its top-level
@@ -212,8 +239,31 @@ pub(super) fn home_from_json(body: &[u8], model_set: Option<String>) -> Result<H
         (None, Some(j)) => Some(TargetsRequest::PerturbationJob(j)),
         (None, None) => None,
     };
+    if r.spec.is_some() {
+        let knobs = [
+            ("k", r.k.is_some()),
+            ("sets", r.sets.is_some()),
+            ("latency_budget", r.latency_budget.is_some()),
+            ("levels", r.levels.is_some()),
+            ("surge", r.surge.is_some()),
+            ("threshold", r.threshold.is_some()),
+            ("half_life", r.half_life.is_some()),
+            ("floor_rate", r.floor_rate.is_some()),
+            ("fake_window_rate", r.fake_window_rate.is_some()),
+            ("seed", r.seed.is_some()),
+            ("deployment", r.deployment.is_some()),
+            ("lag", r.lag.is_some() || r.lag_downlink.is_some() || r.lag_uplink.is_some()),
+            ("held_release", r.held_release),
+            ("random_order", r.random_order),
+            ("slot_behind", r.slot_behind),
+        ];
+        if let Some((knob, _)) = knobs.iter().find(|(_, given)| *given) {
+            return Err(knob_with_spec(knob));
+        }
+    }
     Ok(HomeSubmission {
         defense: r.defense,
+        spec: r.spec,
         trace: HomeTrace::Packets(devices),
         targets,
         model_set,

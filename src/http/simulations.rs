@@ -140,6 +140,10 @@ pub struct SimulationUpload {
     /// With `defense`: carry every decision out one slot later (default false).
     #[schema(nullable = false)]
     slot_behind: Option<bool>,
+    /// With `defense`: the set defense as a whole specification (JSON text of `SetDefenseSpec`,
+    /// what `ipet simulate --spec-out` writes) instead of the knobs, which must then be absent.
+    #[schema(nullable = false)]
+    spec: Option<String>,
 }
 
 /// What a simulation sent and cost: one device's summary, or a home's (per member, per set, total).
@@ -300,7 +304,7 @@ async fn from_multipart(mut form: Multipart, model_set: Option<String>) -> Resul
             "device" | "address" | "generation" | "schedule_job" | "baseline" | "mode" | "seed" | "active_gap"
             | "defense" | "k" | "sets" | "latency_budget" | "levels" | "surge" | "threshold" | "half_life"
             | "floor_rate" | "fake_window_rate" | "deployment" | "lag" | "lag_downlink" | "lag_uplink"
-            | "held_release" | "random_order" | "slot_behind" => {
+            | "held_release" | "random_order" | "slot_behind" | "spec" => {
                 text.insert(name, field.text().await.map_err(multipart_error)?);
             }
             other => return Err(Error::invalid(ErrorCode::UnknownField, format!("unknown form field {other:?}"))),
@@ -390,7 +394,7 @@ fn from_json(r: SimulationRequest) -> Result<Submission> {
                 ("status" = (operation_id = "get_simulation", parameters(("id" = "$response.body#/id")), description = "The job's status")),
                 ("output" = (operation_id = "get_simulation_output", parameters(("id" = "$response.body#/id")), description = "The defended trace, once succeeded")),
             )),
-        (status = 400, description = "Not a capture, wrong CSV columns, no packets of the device, bad field, no cover or more than one; a trace spanning more than the service accepts (`span_too_long`) or a simulation that may produce more rows than it accepts (`output_too_large`); for a home: k larger than its devices with traffic (`invalid_set_size`), a set naming a device not in the table (`invalid_sets`), `targets` without rows (`missing_targets`) or from a model set without set targets (`invalid_model_set`), a bad device table (`invalid_device_table`)", body = ErrorBody),
+        (status = 400, description = "Not a capture, wrong CSV columns, no packets of the device, bad field, no cover or more than one; a trace spanning more than the service accepts (`span_too_long`) or a simulation that may produce more rows than it accepts (`output_too_large`); for a home: k larger than its devices with traffic or a named set with fewer than k of them (`invalid_set_size`), a set naming a device not in the table (`invalid_sets`), `targets` without rows (`missing_targets`) or from a model set without set targets (`invalid_model_set`), a bad device table (`invalid_device_table`)", body = ErrorBody),
         (status = 401, description = "No valid bearer token", body = ErrorBody),
         (status = 403, description = "The token may not run simulations", body = ErrorBody),
         (status = 404, description = "Unknown device, generation, perturbation job or model set", body = ErrorBody),

@@ -81,6 +81,9 @@ pub struct HomeSubmission {
     /// The served model set of `targets` from generators (default: the default set).
     pub model_set: Option<String>,
     pub knobs: HomeKnobs,
+    /// The set defense as a whole specification (the data plane's, as `ipet simulate --spec`
+    /// reads it) instead of the knobs: its sets and size profiles are then the home's.
+    pub spec: Option<SetDefenseSpec>,
 }
 
 /// A model set's devices as a device table (their addresses from the manifest).
@@ -118,10 +121,16 @@ pub async fn submit_home(
     }
     let rows = resolve_targets(models, store, caller, s.targets, s.model_set.as_deref()).await?;
     let model_set = rows.engine.as_ref().map(|e| e.model_set());
-    let settings = spec_from_knobs(s.defense, model_set, &s.knobs)?;
+    let settings = match s.spec {
+        Some(spec) => given_spec(spec, s.defense, model_set)?,
+        None => spec_from_knobs(s.defense, model_set, &s.knobs)?,
+    };
     let home = read_home(s.trace, model_set, models)?;
-    let k = s.knobs.k.unwrap_or(DEFAULT_K);
-    let assigned = assigned_sets(&home.table, s.knobs.sets.as_deref(), model_set)?;
+    let k = settings.k.or(s.knobs.k).unwrap_or(DEFAULT_K);
+    let assigned = match settings.assigned_sets(&home.table)? {
+        Some(named) => named,
+        None => assigned_sets(&home.table, s.knobs.sets.as_deref(), model_set)?,
+    };
     let partition = form_sets(&home.table, &assigned, &home.packets, k, settings.pad()?.omega_ns)?;
     let names: Vec<String> = home.table.devices().iter().map(|d| d.name.clone()).collect();
     if let Some(set) = model_set {
@@ -213,6 +222,33 @@ fn spec_from_knobs(defense: SetDefenseKind, model_set: Option<&ModelSet>, kn: &H
         release: kn.release.settings()?,
     };
     set_defense_spec(defense, model_set, None, DEFAULT_WINDOW_SECS, knobs)
+}
+
+/// A whole specification as given, checked against the request's defense and, for targets from
+/// generators, the model set's slot and window.
+fn given_spec(spec: SetDefenseSpec, defense: SetDefenseKind, model_set: Option<&ModelSet>) -> Result<SetDefenseSpec> {
+    let bad = |m: String| Error::invalid(ErrorCode::InvalidSimulationSettings, m);
+    if spec.defense != defense {
+        return Err(bad(format!(
+            "defense is {} but spec.defense is {}: give one defense",
+            defense.name(),
+            spec.defense.name()
+        )));
+    }
+    spec.check()?;
+    if let Some(m) = model_set
+        && (spec.omega != m.manifest.settings.omega || spec.target_rows.slots_per_window as usize != m.slots())
+    {
+        return Err(bad(format!(
+            "spec.omega {} s and spec.target_rows.slots_per_window {} must be {}'s: {} s and {}",
+            spec.omega,
+            spec.target_rows.slots_per_window,
+            m.manifest.name,
+            m.manifest.settings.omega,
+            m.slots()
+        )));
+    }
+    Ok(spec)
 }
 
 /// A home's traffic: its device table, each device's packets in time order, what the reader kept
