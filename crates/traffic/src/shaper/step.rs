@@ -46,6 +46,10 @@
 //! before its start: a consumer that merges several slots' emissions in time order may release
 //! everything before the open slot's start after each `end_slot`.
 //!
+//! Holds: a real frame not released by a slot's decisions stays held (waiting for room in a later
+//! slot's target, or leaked when its wait reaches the latency budget); [`SetShaper::held`] says
+//! how much each member holds.
+//!
 //! ## Who holds what
 //!
 //! The shaper holds packet *descriptions* (time, size, seq), never frames: the gateway keeps the
@@ -332,6 +336,12 @@ impl<'a> SetShaper<'a> {
         m.pending[d].packets += 1;
         m.pending[d].bytes += u64::from(size);
         Ok(())
+    }
+
+    /// Member `m`'s real traffic held (arrived, not yet released), per direction: what a gateway's
+    /// hold queue of that member must hold.
+    pub fn held(&self, m: usize) -> [Pending; 2] {
+        self.members.get(m).map_or([Pending::default(); 2], |s| s.pending)
     }
 
     /// Whether no member has a real packet waiting (the open slot's arrivals included).
