@@ -595,3 +595,28 @@ async fn bad_numbers_and_misplaced_model_sets_are_named() {
         assert_eq!(app.state.store.count_simulations(status).await.expect("count"), 0, "{status}");
     }
 }
+
+/// Named sets are held to k: a set of one hides nothing, so it is refused, naming the set; with
+/// k = 1 asked for, it is accepted (issue 19, item 4).
+#[tokio::test]
+async fn named_sets_smaller_than_k_are_refused() {
+    let app = TestApp::without_workers(Db::Sqlite).await;
+    let packets = serde_json::json!([{"time": 1.0, "size": 10, "direction": "out"}]);
+    let home = |k: Option<u32>| {
+        let mut body = serde_json::json!({"defense": "supersequence", "sets": "a,b;c", "devices": [
+            {"name": "a", "packets": packets}, {"name": "b", "packets": packets}, {"name": "c", "packets": packets},
+        ]});
+        if let Some(k) = k {
+            body["k"] = k.into();
+        }
+        body
+    };
+    for (k, needle) in [
+        (None, "set \"set-1\" has 2 device(s) with traffic (a, b); every set needs at least k = 3"),
+        (Some(2), "set \"set-2\" has 1 device(s) with traffic (c); every set needs at least k = 2"),
+    ] {
+        app.post_json("/simulations", &home(k)).await.assert_error(StatusCode::BAD_REQUEST, "invalid_set_size", needle);
+    }
+    assert_eq!(app.state.store.count_simulations(JobState::Queued).await.expect("count"), 0);
+    assert_eq!(app.post_json("/simulations", &home(Some(1))).await.status, StatusCode::ACCEPTED);
+}

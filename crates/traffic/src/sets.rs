@@ -276,7 +276,9 @@ fn exact_partition(
 
 /// The home's sets: named ones from `assigned` (one entry per device of the table: the table's
 /// `set` column or an override), the unassigned devices with traffic clustered into sets of at
-/// least `k`, devices without packets excluded.
+/// least `k`, devices without packets excluded. A named set is held to `k` too: one with fewer
+/// devices with traffic is refused (400 `invalid_set_size`; a set of one hides nothing), so
+/// that `k` is the least set size whichever way the sets were made.
 pub fn form_sets(
     table: &DeviceTable,
     assigned: &[Option<String>],
@@ -308,6 +310,19 @@ pub fn form_sets(
             },
             None => unassigned.push(d),
         }
+    }
+    if let Some(small) = sets.iter().find(|s| s.members.len() < k) {
+        let names: Vec<&str> = small.members.iter().map(|&d| table.devices()[d].name.as_str()).collect();
+        return Err(Error::invalid(
+            ErrorCode::InvalidSetSize,
+            format!(
+                "set {:?} has {} device(s) with traffic ({}); every set needs at least k = {k} (a set of one hides \
+                 nothing): add members, merge it with another set, or lower k",
+                small.name,
+                small.members.len(),
+                names.join(", ")
+            ),
+        ));
     }
     if !unassigned.is_empty() {
         let origin = packets.iter().filter_map(|p| p.first()).map(|p| p.time_ns).min().unwrap_or(0);
@@ -363,7 +378,7 @@ mod tests {
     fn the_set_column_wins_and_empty_devices_are_excluded() {
         let t = table(4, "a,b,a,b");
         let packets = vec![traffic(10, 1, 0), traffic(10, 1, 0), traffic(10, 1, 0), vec![]];
-        let p = form_sets(&t, &t.devices().iter().map(|d| d.set.clone()).collect::<Vec<_>>(), &packets, 3, S / 10)
+        let p = form_sets(&t, &t.devices().iter().map(|d| d.set.clone()).collect::<Vec<_>>(), &packets, 1, S / 10)
             .expect("sets");
         assert_eq!(
             p.sets,
@@ -374,6 +389,21 @@ mod tests {
         );
         assert_eq!(p.excluded, vec![3]);
         assert_eq!(p.set_of(2).map(|s| s.name.as_str()), Some("a"));
+    }
+
+    #[test]
+    fn named_sets_smaller_than_k_are_refused() {
+        // "b" has one device with traffic (d3 has none): with k = 2 it is refused, naming it.
+        let t = table(4, "a,b,a,b");
+        let packets = vec![traffic(10, 1, 0), traffic(10, 1, 0), traffic(10, 1, 0), vec![]];
+        let assigned: Vec<Option<String>> = t.devices().iter().map(|d| d.set.clone()).collect();
+        let err = form_sets(&t, &assigned, &packets, 2, S / 10).expect_err("a singleton");
+        assert_eq!(err.code(), "invalid_set_size");
+        assert!(err.to_string().contains("set \"b\" has 1 device(s) with traffic (d1)"), "{err}");
+        assert!(err.to_string().contains("k = 2"), "{err}");
+        // Both sets of two with traffic: accepted at k = 2.
+        let packets = vec![traffic(10, 1, 0), traffic(10, 1, 0), traffic(10, 1, 0), traffic(10, 1, 0)];
+        assert_eq!(form_sets(&t, &assigned, &packets, 2, S / 10).expect("sets").sets.len(), 2);
     }
 
     #[test]
