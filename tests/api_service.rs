@@ -74,14 +74,43 @@ async fn metrics_count_requests_per_route(app: &TestApp) {
     assert!(text.contains("ipet_http_requests_total{route=\"/devices\",method=\"other\",status=\"405\"}"), "{text}");
 }
 
+/// The served spec's `maximum` for `n` is the service's `--max-n` (the test app's 30,000), not
+/// the default the committed spec states (issue 19, item 4).
+async fn the_served_spec_states_the_max_n_in_force(app: &TestApp) {
+    let r = app.get("/openapi.json").await;
+    assert_eq!(r.status, StatusCode::OK);
+    let spec = r.json();
+    let params = spec["paths"]["/perturbations/{dev_id}/{generation}"]["get"]["parameters"].as_array().expect("params");
+    let n = params.iter().find(|p| p["name"] == "n").expect("n");
+    assert_eq!(n["schema"]["maximum"], common::MAX_N as u64);
+    assert_ne!(common::MAX_N, 50_000, "the test app's max n differs from the default");
+    let committed: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(common::repo().join("openapi/openapi.json")).expect("spec"))
+            .expect("json");
+    let params = committed["paths"]["/perturbations/{dev_id}/{generation}"]["get"]["parameters"].as_array().expect("p");
+    let n = params.iter().find(|p| p["name"] == "n").expect("n");
+    assert_eq!(n["schema"]["maximum"], 50_000, "the committed spec states the default");
+    let too_many = app.get(&format!("/perturbations/blink-cam-01/0?n={}", common::MAX_N + 1)).await;
+    too_many.assert_error(StatusCode::BAD_REQUEST, "invalid_n", "n");
+}
+
 async fn docs_and_spec_are_served(app: &TestApp) {
     let spec = app.get("/openapi.json").await;
     assert_eq!(spec.status, StatusCode::OK);
-    let served = spec.json();
+    let mut served = spec.json();
     let committed: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(common::repo().join("openapi/openapi.json")).expect("committed spec"),
     )
     .expect("json");
+    // But for the maximum of n, the test app's --max-n (see the_served_spec_states_the_max_n_in_force).
+    for p in served["paths"]["/perturbations/{dev_id}/{generation}"]["get"]["parameters"]
+        .as_array_mut()
+        .expect("parameters")
+        .iter_mut()
+        .filter(|p| p["name"] == "n")
+    {
+        p["schema"]["maximum"] = 50_000.into();
+    }
     assert_eq!(served, committed, "the served spec is the committed one");
     let docs = app.get("/docs/").await;
     assert_eq!(docs.status, StatusCode::OK);
@@ -101,6 +130,7 @@ on_both_backends!(
     readiness_fails_when_the_database_is_gone,
     metrics_count_requests_per_route,
     docs_and_spec_are_served,
+    the_served_spec_states_the_max_n_in_force,
     request_ids_are_returned,
 );
 

@@ -106,9 +106,40 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     api().split_for_parts().1
 }
 
+/// The spec as a service serves it: every query parameter `n` has the `maximum` in force
+/// (`--max-n`), not the default the committed spec states.
+fn with_limits(mut spec: utoipa::openapi::OpenApi, max_n: usize) -> utoipa::openapi::OpenApi {
+    use utoipa::openapi::{RefOr, Schema, path::ParameterIn};
+    for item in spec.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.options,
+            &mut item.head,
+            &mut item.patch,
+            &mut item.trace,
+        ];
+        for op in operations.into_iter().flatten() {
+            for p in op.parameters.iter_mut().flatten() {
+                if let RefOr::T(p) = p
+                    && p.name == "n"
+                    && p.parameter_in == ParameterIn::Query
+                    && let Some(RefOr::T(Schema::Object(schema))) = &mut p.schema
+                {
+                    schema.maximum = Some(utoipa::Number::UInt(max_n));
+                }
+            }
+        }
+    }
+    spec
+}
+
 /// The whole application: routes, docs, and the middleware stack.
 pub fn router(state: AppState) -> Router {
     let (routes, spec) = api().split_for_parts();
+    let spec = with_limits(spec, state.limits.max_n);
     let request_id = HeaderName::from_static("x-request-id");
     let timeout = Duration::from_secs(state.limits.request_timeout_secs);
     let body_limit = state.limits.max_body_bytes;

@@ -34,8 +34,9 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct PerturbationQuery {
-    /// Number of perturbation vectors (windows), 1 to the configured maximum (`--max-n`,
-    /// 50000 unless the operator changed it; more is 400 `invalid_n`).
+    /// Number of perturbation vectors (windows), 1 to the service's maximum (`--max-n`, 50000
+    /// unless the operator changed it: the spec a service serves at /openapi.json states the one
+    /// in force; more is 400 `invalid_n`).
     #[param(value_type = u64, minimum = 1, maximum = 50000)]
     n: Option<String>,
     /// Seed for a reproducible schedule (0 to 2^64-1). Without it the noise comes from the
