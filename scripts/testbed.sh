@@ -3,7 +3,7 @@
 #
 #   scripts/testbed.sh --mode bridge|ap --defense NAME --seconds N --out DIR
 #                      [--captures DIR --devices CSV] [--sets "a,b;c,d"] [--from UNIX_S]
-#                      [--speed X] [--kill-at S] [--release JSON] [--bin PATH] [--ipet PATH]
+#                      [--speed X] [--kill-at S] [--rt PRIO] [--release JSON] [--bin PATH] [--ipet PATH]
 #                      [--release-build]
 # --release: the spec's release settings (default {"slot_behind": true}; the deployment is --mode).
 #
@@ -22,7 +22,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 mode=bridge defense=pass-through seconds=15 out="" captures="" devices="" sets="" from="" speed=1
-kill_at="" bin="" ipet="target/debug/ipet" build_release=0 release=""
+kill_at="" rtprio=0 bin="" ipet="target/debug/ipet" build_release=0 release=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --mode) mode=$2; shift 2;;
@@ -35,6 +35,7 @@ while [ $# -gt 0 ]; do
     --from) from=$2; shift 2;;
     --speed) speed=$2; shift 2;;
     --kill-at) kill_at=$2; shift 2;;
+    --rt) rtprio=$2; shift 2;;
     --bin) bin=$2; shift 2;;
     --ipet) ipet=$2; shift 2;;
     --release-build) build_release=1; shift;;
@@ -178,7 +179,7 @@ done
 rm -f "$out/metrics.prom" "$out/decisions.jsonl"
 start_gateway() {
   ip netns exec "$gw" "$bin" run --config "$out/gateway.json" --mode "$mode" \
-    --device-port "$(IFS=,; echo "${device_ports[*]}")" --uplink up0 --metrics-addr "" \
+    --device-port "$(IFS=,; echo "${device_ports[*]}")" --uplink up0 --metrics-addr "" --rt-priority "$rtprio" \
     --metrics-file "$out/metrics.prom" --decision-log "$out/decisions.jsonl" --state-dir "$out/state" \
     >> "$out/gateway.log" 2>&1 &
   gw_pid=$!
@@ -217,6 +218,14 @@ if [ -n "$kill_at" ]; then
 fi
 for p in "${replayers[@]}"; do wait "$p"; done
 sleep 0.5
+# Frames the kernel dropped on the observed links (veth backlog full), per receiving interface.
+link_drops=0
+for spec in "${observer_ifs[@]}" "$gw:up0" "${device_ports[@]/#/$gw:}"; do
+  n=$(ip -n "${spec%%:*}" -s -j link show dev "${spec#*:}" | python3 -c 'import json,sys; s=json.load(sys.stdin)[0]["stats64"]; print(s["rx"]["dropped"] + s["tx"]["dropped"])')
+  link_drops=$((link_drops + n))
+done
+# The gateway's CPU time (user + system, clock ticks of 1/100 s) over the run.
+gw_cpu_s=$(awk '{printf "%.2f", ($14 + $15) / 100}' "/proc/$gw_pid/stat" 2>/dev/null || echo null)
 kill -TERM "$gw_pid"; wait "$gw_pid" 2>/dev/null || true
 sleep 0.3
 for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
@@ -240,6 +249,6 @@ probe_args=()
 "$bin" report --mode "$mode" --config "$out/gateway.json" --observer "${observer_pcaps[@]}" --sent "${sent_pcaps[@]}" \
   --decisions "$out/decisions.jsonl" --metrics "$out/metrics.prom" "${sim_args[@]}" "${probe_args[@]}" \
   --merged "$out/observer.pcap" \
-  --extra "{\"mode\": \"$mode\", \"seconds\": $seconds, \"speed\": $speed, \"capture_drops\": $drops_caps, \"kill\": $kill_json}" \
+  --extra "{\"mode\": \"$mode\", \"seconds\": $seconds, \"speed\": $speed, \"rt_priority\": $rtprio, \"capture_drops\": $drops_caps, \"link_drops\": $link_drops, \"kill\": $kill_json, \"gateway_cpu_s\": $gw_cpu_s, \"stretch\": $(cat "$out/stretch/stretch.json" | tr -d '\n')}" \
   --out "$out/report.json" > /dev/null
 echo "$out/report.json"

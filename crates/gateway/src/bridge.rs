@@ -116,6 +116,8 @@ pub struct Gateway {
     state: Mutex<State>,
     tx: Mutex<Sender<Msg>>,
     shutdown: AtomicBool,
+    /// See `RunArgs::slot_guard_us`.
+    guard_ns: i64,
 }
 
 fn new_state(cfg: Arc<Checked>, mode: Mode, metrics: &Metrics, generation: u64) -> State {
@@ -386,7 +388,17 @@ impl Gateway {
                 }
             }
             let now = sys::now_ns();
-            for e in emits.drain(..) {
+            for mut e in emits.drain(..) {
+                // Keep each emission inside the slot it was decided for: a frame due within the
+                // guard of a slot's end goes that much earlier (and one due within it of the
+                // start, later), so that the send latency does not carry it into the next slot.
+                // Originals and their copies share a due time, so they move together.
+                if self.guard_ns > 0 && origin != 0 {
+                    let at = e.at_ns();
+                    let start = origin + (at - origin).div_euclid(omega) * omega;
+                    let g = self.guard_ns.min(omega / 4);
+                    e.set_at_ns(at.clamp(start + g, start + omega - g));
+                }
                 if e.at_ns() <= now + 20_000 {
                     self.emit_now(e, generation, &mut outs);
                 } else {
@@ -489,6 +501,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         state: Mutex::new(new_state(cfg.clone(), args.mode, &metrics, 1)),
         tx: Mutex::new(tx),
         shutdown: AtomicBool::new(false),
+        guard_ns: args.slot_guard_us * 1000,
     });
     gw.tell(Msg::Config { cfg: cfg.clone(), rows, generation: 1 });
     if !args.metrics_addr.is_empty() {

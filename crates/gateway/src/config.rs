@@ -281,6 +281,12 @@ pub struct RunArgs {
     /// SCHED_FIFO priority for the packet and timing threads (0: default scheduler).
     #[arg(long, env = "IPET_GATEWAY_RT_PRIORITY", default_value_t = 0)]
     pub rt_priority: i32,
+    /// Microseconds at each end of a slot kept free of emissions: a frame decided for a slot but
+    /// due within this of its end is sent that much earlier (within this of its start, later),
+    /// so that the send latency does not carry it into the next slot (0: send at the decided
+    /// times exactly).
+    #[arg(long, env = "IPET_GATEWAY_SLOT_GUARD_US", default_value_t = 2000)]
+    pub slot_guard_us: i64,
     /// Socket receive buffer per port, bytes.
     #[arg(long, env = "IPET_GATEWAY_RCVBUF", default_value_t = 8 << 20)]
     pub rcvbuf: usize,

@@ -21,6 +21,12 @@ impl Emit {
             Emit::Cover { at_ns, .. } | Emit::Release { at_ns, .. } => *at_ns,
         }
     }
+
+    pub fn set_at_ns(&mut self, t: i64) {
+        match self {
+            Emit::Cover { at_ns, .. } | Emit::Release { at_ns, .. } => *at_ns = t,
+        }
+    }
 }
 
 /// One slot's decision for one set, for the decision log.

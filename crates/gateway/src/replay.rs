@@ -100,11 +100,31 @@ pub fn write_pcap(path: &Path, frames: impl Iterator<Item = (i64, Vec<u8>)>) -> 
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Stretch {
+    /// Most kept frames in any one second of the captures (the whole input, not the stretch).
+    #[serde(default)]
+    pub peak_frames_per_s: usize,
+    /// Kept frames per second in the replay (the stretch's frames over its replayed length).
+    #[serde(default)]
+    pub replay_frames_per_s: f64,
     pub from_ns: i64,
     pub to_ns: i64,
     pub seconds: f64,
     pub frames: usize,
     pub devices: Vec<String>,
+}
+
+/// The most frames in any `seconds`-long window.
+pub fn peak(times: &[i64], seconds: f64) -> usize {
+    let w = (seconds * 1e9) as i64;
+    let mut j = 0;
+    let mut best = 0;
+    for i in 0..times.len() {
+        while j < times.len() && times[j] < times[i] + w {
+            j += 1;
+        }
+        best = best.max(j - i);
+    }
+    best
 }
 
 /// The `seconds`-long window holding the most kept frames (its start: a frame's time).
@@ -155,9 +175,10 @@ pub fn stretch(a: &StretchArgs) -> Result<()> {
         bail!("no kept frame in {}", a.captures.display());
     }
     let span = a.seconds * a.speed;
+    let times: Vec<i64> = all.iter().map(|f| f.time_ns).collect();
     let from = match a.from {
         Some(s) => (s * 1e9) as i64,
-        None => busiest(&all.iter().map(|f| f.time_ns).collect::<Vec<_>>(), span),
+        None => busiest(&times, span),
     };
     let to = from + (span * 1e9) as i64;
     let frames: Vec<&Frame> = all.iter().filter(|f| f.time_ns >= from && f.time_ns < to).collect();
@@ -195,6 +216,8 @@ pub fn stretch(a: &StretchArgs) -> Result<()> {
         std::fs::write(a.out.join("size_profiles.json"), serde_json::to_vec(&profiles)?)?;
     }
     let s = Stretch {
+        peak_frames_per_s: peak(&times, 1.0),
+        replay_frames_per_s: frames.len() as f64 / a.seconds,
         from_ns: from,
         to_ns: from + (a.seconds * 1e9) as i64,
         seconds: a.seconds,

@@ -66,16 +66,22 @@ pub struct ReportArgs {
 struct Obs {
     t: i64,
     data: Vec<u8>,
+    /// Which capture it came from.
+    file: usize,
 }
 
 fn read(paths: &[PathBuf]) -> Result<Vec<Obs>> {
     let mut v = Vec::new();
-    for p in paths {
+    for (file, p) in paths.iter().enumerate() {
         let Ok(f) = File::open(p) else { continue };
         let Ok(mut r) = PcapReader::new(std::io::BufReader::new(f)) else { continue };
         let tick = if r.header().ts_resolution == TsResolution::NanoSecond { 1 } else { 1000 };
         while let Some(Ok(RawPcapPacket { ts_sec, ts_frac, data, .. })) = r.next_raw_packet() {
-            v.push(Obs { t: i64::from(ts_sec) * 1_000_000_000 + i64::from(ts_frac) * tick, data: data.into_owned() });
+            v.push(Obs {
+                t: i64::from(ts_sec) * 1_000_000_000 + i64::from(ts_frac) * tick,
+                data: data.into_owned(),
+                file,
+            });
         }
     }
     v.sort_by_key(|o| o.t);
@@ -148,6 +154,12 @@ pub fn report(a: &ReportArgs) -> Result<()> {
     if let Some(m) = &a.merged {
         write_pcap(m, observed.iter().map(|o| (o.t, o.data.clone())))?;
     }
+    // The replay's own peak rate: most frames its senders sent in any 1 s and any 100 ms.
+    let sent_times: Vec<i64> = sent.iter().map(|o| o.t).collect();
+    let sent_peak = json!({
+        "per_s": crate::replay::peak(&sent_times, 1.0),
+        "per_100ms_x10": crate::replay::peak(&sent_times, 0.1) * 10,
+    });
     let mut sent_at: HashMap<u64, VecDeque<i64>> = HashMap::new();
     for s in &sent {
         sent_at.entry(digest(&s.data)).or_default().push_back(s.t);
@@ -163,11 +175,11 @@ pub fn report(a: &ReportArgs) -> Result<()> {
     let mut rows: BTreeMap<(usize, i64), [u64; 4]> = BTreeMap::new();
     let mut unmatched = 0u64;
     // A frame a bridge flooded (its destination not yet learned) reaches several receivers:
-    // counted once.
-    let mut recent: HashMap<u64, i64> = HashMap::new();
+    // counted once (the same bytes at another receiver within 5 ms).
+    let mut recent: HashMap<u64, (i64, usize)> = HashMap::new();
     for o in &observed {
         let h = digest(&o.data);
-        if recent.insert(h, o.t).is_some_and(|t| o.t - t < 5_000_000) {
+        if recent.insert(h, (o.t, o.file)).is_some_and(|(t, f)| o.t - t < 5_000_000 && f != o.file) {
             continue;
         }
         let (dev, dir, size) = if let Some(tag) = frame::cover_tag(&o.data) {
@@ -218,6 +230,7 @@ pub fn report(a: &ReportArgs) -> Result<()> {
         slots.sort_unstable();
         slots.dedup();
         let (mut ok, mut bytes_off) = (0u64, 0u64);
+        let mut examples = Vec::new();
         for &k in &slots {
             let got: Vec<[u64; 4]> = members.iter().map(|&d| rows.get(&(d, k)).copied().unwrap_or_default()).collect();
             let want = targets.get(&(set.clone(), k)).copied();
@@ -237,6 +250,9 @@ pub fn report(a: &ReportArgs) -> Result<()> {
             if same && on_target {
                 ok += 1;
             } else {
+                if examples.len() < 5 {
+                    examples.push(json!({"slot": k, "target": want, "members": got}));
+                }
                 let reference =
                     want.unwrap_or_else(|| got.iter().copied().max_by_key(|g| g[1] + g[3]).unwrap_or_default());
                 bytes_off += got.iter().map(|g| g[1].abs_diff(reference[1]) + g[3].abs_diff(reference[3])).sum::<u64>();
@@ -251,6 +267,7 @@ pub fn report(a: &ReportArgs) -> Result<()> {
             "conforming": ok,
             "share": if slots.is_empty() { Value::Null } else { json!(ok as f64 / slots.len() as f64) },
             "mismatched_bytes": bytes_off,
+            "mismatches": examples,
         }));
     }
     let sum = |v: &[[(u64, u64); 2]]| v.iter().flatten().fold((0u64, 0u64), |(p, b), &(q, c)| (p + q, b + c));
@@ -330,6 +347,7 @@ pub fn report(a: &ReportArgs) -> Result<()> {
         "config_age_s": metric(&prom, "ipet_gateway_config_age_seconds"),
         "unmatched_real_frames": unmatched,
         "sent_frames": sent.len(),
+        "sent_peak_frames": sent_peak,
         "kill_gap": gap,
         "devices": per_device,
     });
@@ -337,6 +355,15 @@ pub fn report(a: &ReportArgs) -> Result<()> {
         && let Ok(Value::Object(e)) = serde_json::from_str::<Value>(extra)
     {
         obj.extend(e);
+    }
+    // CPU per 1,000 frames the gateway handled (received, plus cover sent).
+    let handled = metric(&prom, "ipet_gateway_frames_seen_total").unwrap_or(0.0) + cp as f64;
+    if let Some(obj) = report.as_object_mut()
+        && let Some(cpu) = obj.get("gateway_cpu_s").and_then(Value::as_f64)
+        && handled > 0.0
+    {
+        obj.insert("frames_handled".into(), json!(handled));
+        obj.insert("cpu_ms_per_1000_frames".into(), json!(cpu * 1e3 / handled * 1e3));
     }
     std::fs::write(&a.out, serde_json::to_vec_pretty(&report)?)?;
     println!("{}", serde_json::to_string(&report)?);
