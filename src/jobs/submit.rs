@@ -19,7 +19,7 @@ use crate::{
         Baseline, BaselineKind, CaptureStats, DeviceTable, FixedRows, Mode, Packet, SimSettings,
         capture::read_capture,
         devices::{Mac, parse_mac},
-        work::{self, CoverKind},
+        work_bounds::{self, CoverKind},
     },
 };
 
@@ -45,7 +45,7 @@ pub struct JobLimits {
     /// Longest trace span (first to last packet), seconds.
     pub max_span_secs: u64,
     /// Most output rows (real and cover packets) the job may produce, by the bound of
-    /// [`crate::traffic::work::output_rows_bound`]; the worker also stops a run past it.
+    /// [`crate::traffic::work_bounds::output_rows_bound`]; the worker also stops a run past it.
     pub max_output_rows: u64,
     /// Unfinished (queued or running) jobs one caller may hold.
     pub max_active_per_caller: u64,
@@ -181,7 +181,7 @@ pub async fn submit(set: &ModelSet, store: &Store, caller: &Caller, limits: &Job
     }
     // The work is bounded before the job is accepted.
     let settings = SimSettings::new(set.manifest.settings.omega, s.active_gap)?;
-    let span = work::span_ns(&packets) as f64 / 1e9;
+    let span = work_bounds::span_ns(&packets) as f64 / 1e9;
     if span > limits.max_span_secs as f64 {
         return Err(Error::invalid(
             ErrorCode::SpanTooLong,
@@ -199,7 +199,7 @@ pub async fn submit(set: &ModelSet, store: &Store, caller: &Caller, limits: &Job
         }
         _ => CoverKind::Ipet { mode: s.mode, cap_packets: set.manifest.settings.max_packets_per_omega },
     };
-    let rows = work::output_rows_bound(&packets, kind, &settings);
+    let rows = work_bounds::output_rows_bound(&packets, kind, &settings);
     if rows > limits.max_output_rows {
         return Err(Error::invalid(
             ErrorCode::OutputTooLarge,

@@ -29,7 +29,7 @@ use crate::{
         sets::DEFAULT_K,
         shaper::ReleaseKnobs,
         simulate::TargetRowsSettings,
-        work::{self, PadCoverKind},
+        work_bounds::{self, PadCoverKind},
     },
 };
 
@@ -311,7 +311,7 @@ fn check_work(
     model_set: Option<&ModelSet>,
     fixed: Option<&FixedRows>,
 ) -> Result<()> {
-    let span = work::home_span_ns(packets) as f64 / 1e9;
+    let span = work_bounds::home_span_ns(packets) as f64 / 1e9;
     if span > limits.max_span_secs as f64 {
         return Err(Error::invalid(
             ErrorCode::SpanTooLong,
@@ -344,7 +344,7 @@ fn check_work(
             fake_window_rate: settings.target_rows.fake_window_rate,
         },
     };
-    let rows = work::pad_output_rows_bound(packets, partition, kind, &settings.pad()?);
+    let rows = work_bounds::pad_output_rows_bound(packets, partition, kind, &settings.pad()?);
     if rows > limits.max_output_rows {
         return Err(Error::invalid(
             ErrorCode::OutputTooLarge,

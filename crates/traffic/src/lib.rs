@@ -18,7 +18,7 @@ pub mod shaper;
 pub mod simulate;
 pub mod tshark_csv;
 pub mod windows;
-pub mod work;
+pub mod work_bounds;
 
 pub use capture::{CaptureStats, read_captures};
 pub use devices::{Device, DeviceTable};

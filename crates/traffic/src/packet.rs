@@ -78,7 +78,7 @@ impl Packet {
 
 /// Seconds (as in a CSV or a setting) to integer nanoseconds, saturating: past about +-292 years
 /// the result is `i64::MAX` or `i64::MIN` (NaN gives 0), so callers bound the seconds first and
-/// compute differences of times in wider arithmetic (`work::span_ns`).
+/// compute differences of times in wider arithmetic (`work_bounds::span_ns`).
 pub fn secs_to_ns(seconds: f64) -> i64 {
     (seconds * 1e9).round() as i64
 }
