@@ -92,7 +92,10 @@ for row in csv.DictReader(open(table)):
         d["set"] = s
     devices.append(d)
 doc = {"defense": defense, "devices": devices}
-if defense not in ("pass-through",):
+if defense == "ipet":
+    doc["service"] = {"url": "http://127.0.0.1:18080", "generation": "mix", "n": 2000}
+    doc["ipet"] = {"omega": 0.1, "active_gap": 5.0}
+elif defense not in ("pass-through",):
     spec = {"defense": defense, "omega": 0.1, "seed": 1, "release": dict(json.loads(release), deployment=mode)}
     if os.path.exists(profiles):
         spec["size_profiles"] = json.load(open(profiles))
@@ -175,6 +178,17 @@ for f in "${observer_pcaps[@]}" "${sent_pcaps[@]}"; do
   for _ in $(seq 100); do [ -e "${f%.pcap}.ready" ] && break; sleep 0.05; done
 done
 
+# iPET rows come from the service: `ipet serve` on the gateway namespace's loopback (its
+# default model set, an in-memory job store).
+if [ "$defense" = ipet ]; then
+  ip netns exec "$gw" "$(realpath "$ipet")" serve --port 18080 --database-url sqlite::memory: > "$out/service.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 300); do
+    ip netns exec "$gw" python3 -c 'import urllib.request; urllib.request.urlopen("http://127.0.0.1:18080/readyz")' 2>/dev/null && break
+    sleep 0.2
+  done
+fi
+
 # The gateway.
 rm -f "$out/metrics.prom" "$out/decisions.jsonl"
 start_gateway() {
@@ -235,6 +249,10 @@ pids=()
 # The simulator on the same stretch (set defenses only; pass-through has no cover).
 sim_args=()
 case "$defense" in
+  ipet)
+    # The simulator's slotted iPET per device, on rows of the same service is not the same draw
+    # (each request draws new noise): the wire's cover ratio is reported alone.
+    ;;
   supersequence|regulator)
     if [ -x "$ipet" ]; then
       sim_sets=$(python3 -c 'import re,sys; print(";".join(",".join(n for n in s.split(",") if n) for s in sys.argv[1].split(";")))' "$sets")

@@ -214,7 +214,7 @@ impl Gateway {
             st.counters[dev].seen[d].fetch_add(1, Relaxed);
             st.counters[dev].real_bytes[d].fetch_add(u64::from(size), Relaxed);
             st.peer[dev][d] = Some(if dir == Direction::In { src } else { dst });
-            let shaped = st.cfg.set_of[dev].is_some() && st.cfg.spec.is_some();
+            let shaped = st.cfg.shaped[dev];
             if !shaped {
                 drop(st);
                 self.forward(port, f, &mut outs);

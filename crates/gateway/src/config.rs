@@ -76,6 +76,32 @@ fn default_hold_queue() -> usize {
     1024
 }
 
+/// iPET's slotted cover (per device, rows from the service).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct IpetSettings {
+    /// Slot length, seconds (the model set's omega).
+    #[serde(default = "default_ipet_omega")]
+    pub omega: f64,
+    /// Seconds: real frames closer than this belong to one active period (`ipet simulate`'s
+    /// --active-gap).
+    #[serde(default = "default_active_gap")]
+    pub active_gap: f64,
+}
+
+fn default_ipet_omega() -> f64 {
+    0.1
+}
+fn default_active_gap() -> f64 {
+    5.0
+}
+
+impl Default for IpetSettings {
+    fn default() -> Self {
+        Self { omega: default_ipet_omega(), active_gap: default_active_gap() }
+    }
+}
+
 /// The home's configuration document.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -95,19 +121,22 @@ pub struct HomeConfig {
     pub devices: Vec<DeviceEntry>,
     #[serde(default)]
     pub service: Option<ServiceRows>,
+    /// For `ipet`: its slot and active gap.
+    #[serde(default)]
+    pub ipet: Option<IpetSettings>,
 }
 
 /// A checked configuration, ready to run.
 pub struct Checked {
     pub doc: HomeConfig,
     pub table: DeviceTable,
-    /// Per device of the table: its set's index in `sets` (None: unshaped).
-    pub set_of: Vec<Option<usize>>,
     /// Sets: name and member device ids.
     pub sets: Vec<(String, Vec<usize>)>,
     /// The set defense's specification, checked, with its sets and deployment filled in (None
     /// for pass-through).
     pub spec: Option<SetDefenseSpec>,
+    /// Per device: whether the defense shapes its frames (a set's member; every device for ipet).
+    pub shaped: Vec<bool>,
     pub omega_ns: i64,
 }
 
@@ -180,8 +209,14 @@ impl HomeConfig {
             DefenseName::Regulator => Some(SetDefenseKind::Regulator),
             DefenseName::Targets => Some(SetDefenseKind::Targets),
         };
-        if self.defense == DefenseName::Ipet {
-            bail!("defense: ipet (per-device iPET rows) is not wired to a live step yet: use targets or a set defense");
+        let ipet = self.ipet.clone().unwrap_or_default();
+        if self.defense == DefenseName::Ipet
+            && !(ipet.omega.is_finite()
+                && ipet.omega > 0.0
+                && ipet.active_gap.is_finite()
+                && ipet.active_gap >= ipet.omega)
+        {
+            bail!("ipet: need omega > 0 and active_gap >= omega (got {} and {})", ipet.omega, ipet.active_gap);
         }
         let spec = match kind {
             None => None,
@@ -237,8 +272,17 @@ impl HomeConfig {
                 Some(spec)
             }
         };
-        let omega_ns = spec.as_ref().map_or(100_000_000, |s| (s.omega * 1e9).round() as i64);
-        Ok(Checked { doc: self, table, set_of, sets, spec, omega_ns })
+        let omega_ns = match (&spec, self.defense) {
+            (Some(s), _) => (s.omega * 1e9).round() as i64,
+            (None, DefenseName::Ipet) => (ipet.omega * 1e9).round() as i64,
+            _ => 100_000_000,
+        };
+        let shaped = match self.defense {
+            DefenseName::PassThrough => vec![false; set_of.len()],
+            DefenseName::Ipet => vec![true; set_of.len()],
+            _ => set_of.iter().map(Option::is_some).collect(),
+        };
+        Ok(Checked { doc: self, table, sets, spec, shaped, omega_ns })
     }
 }
 
@@ -390,7 +434,7 @@ mac = "00:11:22:33:44:55"
     fn a_good_configuration_is_taken() {
         let c = HomeConfig::parse(GOOD, "t").expect("parse").check(Mode::Bridge).expect("check");
         assert_eq!(c.sets, vec![("cams".to_string(), vec![0, 1])]);
-        assert_eq!(c.set_of, vec![Some(0), Some(0), None]);
+        assert_eq!(c.shaped, vec![true, true, false]);
         assert_eq!(c.omega_ns, 100_000_000);
         let spec = c.spec.expect("spec");
         assert_eq!(spec.release.deployment, Deployment::Bridge);

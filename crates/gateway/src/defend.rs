@@ -13,7 +13,7 @@ use anyhow::{Context, Result, anyhow};
 use ipet_traffic::{
     Direction,
     set_defense::SetDefenseSpec,
-    shaper::{EmissionKind, SetShaper, SizeDistribution},
+    shaper::{EmissionKind, IpetCover, IpetShaper, SetShaper, SizeDistribution},
     simulate::{FixedRows, RowSource},
 };
 use tracing::warn;
@@ -39,12 +39,15 @@ pub type Rows = Vec<Option<FixedRows>>;
 /// ?n=..&format=npy[&model_set=..]` with the bearer token; a copy is kept in `state_dir` and used
 /// when the service is unreachable.
 pub fn fetch_rows(cfg: &Checked, token: Option<&str>, state_dir: &std::path::Path) -> Result<Rows> {
-    let (Some(_), Some(svc)) = (&cfg.spec, &cfg.doc.service) else { return Ok(Vec::new()) };
-    if cfg.doc.defense != DefenseName::Targets {
-        return Ok(Vec::new());
-    }
+    let Some(svc) = &cfg.doc.service else { return Ok(Vec::new()) };
+    // Rows per set (targets) or per device of the table (ipet).
+    let names: Vec<String> = match cfg.doc.defense {
+        DefenseName::Targets => cfg.sets.iter().map(|(n, _)| n.clone()).collect(),
+        DefenseName::Ipet => cfg.table.devices().iter().map(|d| d.name.clone()).collect(),
+        _ => return Ok(Vec::new()),
+    };
     let mut out = Vec::new();
-    for (name, _) in &cfg.sets {
+    for name in &names {
         let mut url =
             format!("{}/perturbations/{name}/{}?n={}&format=npy", svc.url.trim_end_matches('/'), svc.generation, svc.n);
         if let Some(m) = &svc.model_set {
@@ -68,9 +71,79 @@ pub fn fetch_rows(cfg: &Checked, token: Option<&str>, state_dir: &std::path::Pat
 }
 
 pub fn build(cfg: &Checked, mode: Mode, rows: Rows) -> Result<Box<dyn Engine>> {
-    match &cfg.spec {
-        None => Ok(Box::new(PassThrough)),
-        Some(spec) => Ok(Box::new(SetEngine::new(cfg, spec.clone(), mode, rows)?)),
+    match (&cfg.spec, cfg.doc.defense) {
+        (Some(spec), _) => Ok(Box::new(SetEngine::new(cfg, spec.clone(), mode, rows)?)),
+        (None, DefenseName::Ipet) => Ok(Box::new(IpetEngine::new(cfg, rows))),
+        (None, _) => Ok(Box::new(PassThrough)),
+    }
+}
+
+/// iPET live: one `ipet_traffic::shaper::IpetShaper` per device (the step the simulator's
+/// slotted mode drives), fed every real frame's time; at each slot boundary its cover up to the
+/// next boundary (`due`) is scheduled at the times it gives. Real frames are never held.
+pub struct IpetEngine {
+    shapers: Vec<Option<IpetShaper<'static>>>,
+    omega_ns: i64,
+    origin_ns: i64,
+}
+
+impl IpetEngine {
+    fn new(cfg: &Checked, rows: Rows) -> Self {
+        let ipet = cfg.doc.ipet.clone().unwrap_or_default();
+        let gap = (ipet.active_gap * 1e9).round() as i64;
+        let omega = cfg.omega_ns;
+        let shapers = rows
+            .into_iter()
+            .map(|r| {
+                // The step borrows its rows for its whole life; they live as long as this
+                // configuration (leaked: one copy per reload, released at exit).
+                r.map(|r| IpetShaper::new(Box::leak(Box::new(r)) as &'static mut dyn RowSource, omega, gap))
+            })
+            .collect();
+        Self { shapers, omega_ns: omega, origin_ns: 0 }
+    }
+
+    fn cover(device: usize, out: &mut Vec<Emit>) -> impl FnMut(IpetCover) -> ipet_traffic::Result<()> + '_ {
+        move |c: IpetCover| {
+            out.push(Emit::Cover {
+                device,
+                direction: c.direction,
+                size: c.size as u32,
+                at_ns: c.time_ns,
+                mirrors_ns: 0,
+            });
+            Ok(())
+        }
+    }
+}
+
+impl Engine for IpetEngine {
+    fn name(&self) -> &'static str {
+        "ipet"
+    }
+
+    fn start(&mut self, origin_ns: i64) -> Result<()> {
+        self.origin_ns = origin_ns;
+        Ok(())
+    }
+
+    fn arrive(&mut self, device: usize, _: Direction, _: u32, t_ns: i64, out: &mut Vec<Emit>, _: &mut Vec<SlotRecord>) {
+        if let Some(Some(s)) = self.shapers.get_mut(device)
+            && let Err(e) = s.arrive(t_ns, &mut Self::cover(device, out))
+        {
+            warn!(device, error = %e, "iPET step refused an arrival");
+        }
+    }
+
+    fn end_slot(&mut self, slot: i64, out: &mut Vec<Emit>, _: &mut Vec<SlotRecord>) {
+        let until = self.origin_ns + (slot + 2) * self.omega_ns;
+        for (device, s) in self.shapers.iter_mut().enumerate() {
+            if let Some(s) = s
+                && let Err(e) = s.due(until, &mut Self::cover(device, out))
+            {
+                warn!(device, error = %e, "iPET step refused a tick");
+            }
+        }
     }
 }
 

@@ -224,7 +224,9 @@ pub fn report(a: &ReportArgs) -> Result<()> {
     let (mut all_slots, mut all_ok) = (0u64, 0u64);
     // Per direction (in, out): slots with traffic or a target in that direction, and conforming.
     let mut by_dir = [(0u64, 0u64); 2];
-    for (set, members) in &cfg.sets {
+    // Conformance is a set defense's promise; iPET and pass-through have no set targets.
+    let set_sets: &[(String, Vec<usize>)] = if cfg.spec.is_some() { &cfg.sets } else { &[] };
+    for (set, members) in set_sets {
         let mut slots: Vec<i64> = rows.keys().filter(|(d, _)| members.contains(d)).map(|&(_, s)| s).collect();
         slots.extend(targets.iter().filter(|((s, _), t)| s == set && t.iter().any(|&v| v > 0)).map(|((_, k), _)| *k));
         slots.sort_unstable();
