@@ -53,8 +53,7 @@ use crate::{
     error::{Error, Result},
     packet::Packet,
     shaper::{
-        EmissionKind, LagSettings, PadSettings, SetShaper, SetShaperParts, SizeDistribution, TargetRowsStats,
-        TargetSource,
+        Emission, LagSettings, PadSettings, SetShaper, SetShaperParts, SizeDistribution, TargetRowsStats, TargetSource,
     },
 };
 
@@ -94,18 +93,42 @@ impl<I> Feed<I> {
     /// Hands the held packets before `before_ns` to the sink, in time order.
     fn release(&mut self, before_ns: i64, sink: &mut dyn FnMut(usize, &OutputPacket) -> Result<()>) -> Result<()> {
         let n = self.held.partition_point(|(p, _)| p.time_ns < before_ns);
-        for (p, leaked) in self.held.drain(..n) {
-            if p.time_ns < self.last_ns {
-                return Err(Error::Internal(format!(
-                    "pad-to-target output out of order: {} ns after {} ns",
-                    p.time_ns, self.last_ns
-                )));
-            }
-            self.last_ns = p.time_ns;
-            self.counts.count(&p, leaked);
-            sink(self.device, &p)?;
+        for k in 0..n {
+            let (p, leaked) = self.held[k];
+            self.emit(&p, leaked, sink)?;
         }
+        self.held.drain(..n);
         Ok(())
+    }
+
+    /// Hands one packet to the sink, counted (in time order).
+    fn emit(
+        &mut self,
+        p: &OutputPacket,
+        leaked: bool,
+        sink: &mut dyn FnMut(usize, &OutputPacket) -> Result<()>,
+    ) -> Result<()> {
+        if p.time_ns < self.last_ns {
+            return Err(Error::Internal(format!(
+                "pad-to-target output out of order: {} ns after {} ns",
+                p.time_ns, self.last_ns
+            )));
+        }
+        self.last_ns = p.time_ns;
+        self.counts.count(p, leaked);
+        sink(self.device, p)
+    }
+}
+
+/// A decided frame as the simulator's output: on the air at its time, a real frame's hold as its
+/// delay.
+fn output(e: &Emission) -> OutputPacket {
+    OutputPacket {
+        time_ns: e.on_air_ns(),
+        direction: e.direction,
+        dummy: e.is_cover(),
+        size: f64::from(e.size),
+        delay_ns: e.hold_ns(),
     }
 }
 
@@ -174,18 +197,16 @@ pub(crate) fn pad_set<I: Iterator<Item = Packet>>(
             for (d, &b) in missed.iter().enumerate() {
                 m.counts.missed(d, b);
             }
+            let mine = dec.member(i);
+            if m.held.is_empty() && mine.last().is_none_or(|e| e.on_air_ns() < final_before) {
+                // Nothing reaches past the slot (always so in the ideal deployment): straight out.
+                for e in mine {
+                    m.emit(&output(e), e.leaked(), sink)?;
+                }
+                continue;
+            }
             let was_empty = m.held.is_empty();
-            m.held.extend(dec.member(i).iter().map(|e| {
-                let leaked = matches!(e.kind, EmissionKind::Real { leaked: true, .. });
-                let p = OutputPacket {
-                    time_ns: e.on_air_ns(),
-                    direction: e.direction,
-                    dummy: e.is_cover(),
-                    size: f64::from(e.size),
-                    delay_ns: e.hold_ns(),
-                };
-                (p, leaked)
-            }));
+            m.held.extend(mine.iter().map(|e| (output(e), e.leaked())));
             if !was_empty {
                 m.held.sort_by_key(|(p, _)| (p.time_ns, p.dummy));
             }
