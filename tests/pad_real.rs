@@ -112,12 +112,8 @@ fn ipet_simulate_runs_a_home_and_refuses_a_bad_k() {
     // The specification it wrote (sets and size profiles included: a gateway's configuration)
     // gives the same bits when read back.
     let again_dir = dir.path().join("again");
-    let again = run(&[
-        "--spec",
-        dir.path().join("spec.json").to_str().unwrap(),
-        "--out-dir",
-        again_dir.to_str().unwrap(),
-    ]);
+    let again =
+        run(&["--spec", dir.path().join("spec.json").to_str().unwrap(), "--out-dir", again_dir.to_str().unwrap()]);
     assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
     assert_eq!(again.stdout, o.stdout);
     for name in ["blink-cam-01", "sifely-hub-01"] {

@@ -20,7 +20,9 @@ use crate::{
 pub type MakeTargets<'a> =
     Box<dyn FnMut(&AnonymitySet, &[SizeDistribution; 2], &PadSettings) -> Result<Box<dyn TargetSource + 'a>> + 'a>;
 
-/// Where a home's per-set targets come from.
+/// Where a home's per-set targets come from: the simulator's run-time form of a
+/// [`crate::set_defense::SetDefenseKind`] (with the target source of `targets` built per set);
+/// [`crate::set_defense::SetDefenseSpec::defend`] builds it from the specification.
 pub enum SetDefense<'a> {
     /// Per slot, the largest demand of any member.
     Supersequence,
