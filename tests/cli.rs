@@ -42,6 +42,33 @@ fn predict_names_bad_arguments() {
     }
 }
 
+/// One code per failure: `ipet simulate` with two covers says `ambiguous_cover`, as `POST
+/// /simulations` does, and a missing cover has one code, `missing_cover` (issue 19, item 5).
+#[test]
+fn simulate_names_cover_failures_as_the_service_does() {
+    let slice = repo().join("data/tj-oconnor-2021-slice");
+    let trace = slice.join("pcaps/lockly-hub-01.pcap");
+    let base = ["simulate", "--trace", trace.to_str().expect("path"), "--device", "lockly-hub-01"];
+    let table = slice.join("devices.csv");
+    // (Without any cover the argument parser refuses the command line before it runs.)
+    for (extra, code) in [
+        (vec!["--generation", "0", "--defense", "constant"], "error [ambiguous_cover]"),
+        (vec!["--generation", "0", "--schedule", "rows.npy"], "error [ambiguous_cover]"),
+    ] {
+        let run = std::process::Command::new(env!("CARGO_BIN_EXE_ipet"))
+            .args(base)
+            .args(["--devices", table.to_str().expect("path")])
+            .args(&extra)
+            .current_dir(repo())
+            .output()
+            .expect("ipet");
+        assert!(!run.status.success());
+        let err = String::from_utf8_lossy(&run.stderr);
+        assert!(err.contains(code), "{extra:?}: {err}");
+    }
+    assert!("no_cover".parse::<ipet::traffic::ErrorCode>().is_err(), "one code for a missing cover");
+}
+
 #[test]
 fn packets_writes_every_kept_packet_with_its_transport() {
     let dir = tempfile::tempdir().expect("tempdir");

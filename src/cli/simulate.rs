@@ -264,9 +264,11 @@ pub fn run(args: SimulateArgs) -> Result<()> {
         return run_home(args);
     }
     let covers = [args.generation.is_some(), args.schedule.is_some(), args.defense.is_some()];
-    if covers.iter().filter(|&&c| c).count() != 1 {
+    let given = covers.iter().filter(|&&c| c).count();
+    if given != 1 {
+        // The service's codes for the same failures.
         return Err(Error::invalid(
-            ErrorCode::NoCover,
+            if given == 0 { ErrorCode::MissingCover } else { ErrorCode::AmbiguousCover },
             "give exactly one of --generation, --schedule and --defense for one device (a set defense \
              --defense targets takes --generation or --schedule)",
         ));
@@ -343,7 +345,7 @@ pub fn run(args: SimulateArgs) -> Result<()> {
             Defense::Baseline { baseline, seed: args.seed }
         }
         _ => {
-            return Err(Error::invalid(ErrorCode::NoCover, "give --generation, --schedule or --defense"));
+            return Err(Error::invalid(ErrorCode::MissingCover, "give --generation, --schedule or --defense"));
         }
     };
     let window_settings = args.windows.as_ref().map(|_| WindowSettings::new(args.total_time, omega)).transpose()?;

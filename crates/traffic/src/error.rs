@@ -76,7 +76,6 @@ error_codes! {
     MissingTrace = "missing_trace",
     ModelSetInvalid = "model_set_invalid",
     NoCaptures = "no_captures",
-    NoCover = "no_cover",
     NoDevice = "no_device",
     NoPackets = "no_packets",
     NoRoute = "no_route",
