@@ -441,6 +441,31 @@ mac = "00:11:22:33:44:55"
         assert_eq!(spec.sets.expect("sets")[0].members, vec!["cam-1", "cam-2"]);
     }
 
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        run: RunArgs,
+    }
+
+    #[test]
+    fn an_unreachable_config_url_falls_back_to_the_last_good_copy_with_its_age() {
+        use clap::Parser;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = dir.path().to_str().expect("utf-8");
+        // Port 9 on loopback: nothing listens (connection refused at once).
+        let args = |url: &str| {
+            Cli::parse_from(["t", "--config-url", url, "--state-dir", state, "--device-port", "x", "--uplink", "y"]).run
+        };
+        let e = load(&args("http://127.0.0.1:9/config")).err().expect("no cache yet");
+        assert!(format!("{e:#}").contains("no cached configuration"), "{e:#}");
+        let doc = HomeConfig::parse(GOOD, "t").expect("parse");
+        std::fs::write(dir.path().join("config.json"), serde_json::to_vec(&doc).expect("json")).expect("write");
+        let (c, at) = load(&args("http://127.0.0.1:9/config")).expect("cached");
+        assert_eq!(c.doc, doc);
+        let age_s = (crate::sys::now_ns() - at) as f64 / 1e9;
+        assert!((0.0..60.0).contains(&age_s), "age {age_s} s: the cache file's time");
+    }
+
     #[test]
     fn errors_name_the_field() {
         let bad_mac = GOOD.replace("00:11:22:33:44:55", "00:11:22");

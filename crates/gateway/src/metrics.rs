@@ -228,3 +228,26 @@ pub fn write_textfile(metrics: &Metrics, path: &std::path::Path) {
         let _ = std::fs::rename(&tmp, path);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_endpoint_serves_counters_and_histograms() {
+        let m = Arc::new(Metrics::default());
+        m.device("cam").cover_frames[1].fetch_add(3, Relaxed);
+        m.hold.observe_ns(100_200_000);
+        m.socket_drops.fetch_add(2, Relaxed);
+        let at = serve(m.clone(), "127.0.0.1:0".parse().expect("addr")).expect("serve");
+        let mut c = std::net::TcpStream::connect(at).expect("connect");
+        c.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").expect("write");
+        let mut body = String::new();
+        c.read_to_string(&mut body).expect("read");
+        assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+        assert!(body.contains("ipet_gateway_cover_frames_total{device=\"cam\",direction=\"out\"} 3"), "{body}");
+        assert!(body.contains("ipet_gateway_socket_drops_total 2"));
+        assert!(body.contains("ipet_gateway_hold_seconds_bucket{le=\"0.1005\"} 1"), "{body}");
+        assert!(body.contains("ipet_gateway_hold_seconds_count 1"));
+    }
+}
