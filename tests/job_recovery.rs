@@ -384,6 +384,63 @@ async fn two_worker_pools_on_one_postgres_never_run_a_job_twice() {
     app.cleanup().await;
 }
 
+/// A pool told to stop (the service's SIGTERM path) stops its running job at its next row and
+/// puts it back in the queue unclaimed, the stopped run not counted as an attempt; on both
+/// backends (issue 19, item 2).
+async fn stopped_workers_put_their_running_job_back(db: Db) {
+    let app = TestApp::without_workers(db).await;
+    let engine = common::engine();
+    // 500 rows/s: the job runs for minutes unless stopped.
+    let config = WorkerConfig { workers: 1, rate_limit: 500, ..slow_workers() };
+    let pool = worker::start(engine.clone(), app.state.store.clone(), config).await.expect("pool");
+    let trace = std::fs::read(repo().join("data/tj-oconnor-2021-slice/pcaps/schlage-lock-01.pcap")).expect("trace");
+    let s = Submission {
+        device: "schlage-lock-01".into(),
+        addresses: None,
+        trace: TraceInput::Capture { name: "schlage.pcap".into(), bytes: trace },
+        cover: CoverRequest::Generation("mix".into()),
+        mode: Mode::Slotted,
+        seed: Some(3),
+        active_gap: 5.0,
+    };
+    let store = &app.state.store;
+    let caller = ipet::auth::Caller::anonymous();
+    let id = submit(engine.model_set(), store, &caller, &Default::default(), s).await.expect("submitted");
+    pool.wake();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while store.get_simulation(id, None).await.expect("get").expect("exists").status != JobState::Running {
+        assert!(Instant::now() < deadline, "the job never started");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let asked = Instant::now();
+    assert!(pool.stop(Duration::from_secs(10)).await, "the pool stops");
+    assert!(asked.elapsed() < Duration::from_secs(2), "stopped in {:?}", asked.elapsed());
+    let r = store.get_simulation(id, None).await.expect("get").expect("exists");
+    assert_eq!((r.status, r.attempts), (JobState::Queued, 0), "{:?}", r.error);
+    let claim: Option<String> = sqlx::query_scalar("SELECT claim FROM simulation_jobs WHERE id = $1")
+        .bind(id.to_string())
+        .fetch_one(store.pool())
+        .await
+        .expect("claim");
+    assert_eq!(claim, None);
+    // A stopped pool claims nothing more.
+    pool.wake();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(store.get_simulation(id, None).await.expect("get").expect("exists").status, JobState::Queued);
+    app.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopped_workers_put_their_running_job_back_on_sqlite() {
+    stopped_workers_put_their_running_job_back(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopped_workers_put_their_running_job_back_on_postgres() {
+    stopped_workers_put_their_running_job_back(Db::Postgres).await;
+}
+
 async fn queued_job(store: &Store) -> Uuid {
     let id = Uuid::new_v4();
     let packets = [ipet::traffic::Packet {
