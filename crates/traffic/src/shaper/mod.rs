@@ -41,6 +41,13 @@ pub trait RowSource {
     fn next_row(&mut self) -> crate::error::Result<Option<[i32; 4]>>;
 }
 
+/// A borrowed source reads the source it borrows (so a driver can lend its rows to a step).
+impl<R: RowSource + ?Sized> RowSource for &mut R {
+    fn next_row(&mut self) -> crate::error::Result<Option<[i32; 4]>> {
+        (**self).next_row()
+    }
+}
+
 /// The random stream of set number `index`: from `seed` (reproducible) or the operating system.
 /// The mirrored-cover stream of a set is `set_rng(seed, index)`.
 pub fn set_rng(seed: Option<u64>, index: usize) -> ChaCha20Rng {
