@@ -421,6 +421,75 @@ mod tests {
         assert!(t.shaper(0, 3, [SizeDistribution::default(), SizeDistribution::default()], None, 0).is_err());
     }
 
+    /// A gateway drives the spec's shaper slot by slot, every slot, with no look-ahead; the
+    /// simulator skips quiet slots and knows the trace: the same frames at the same times.
+    #[test]
+    fn a_gateway_driving_the_spec_gets_the_simulators_output() {
+        use crate::{Direction, Transport, sets::AnonymitySet, shaper::EmissionKind};
+        let mut x: u64 = 5;
+        let mut packets = vec![Vec::new(); 3];
+        for (m, trace) in packets.iter_mut().enumerate() {
+            let mut t = 1_000_000_000 + m as i64 * 3_000_000;
+            for _ in 0..400 {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                t += ((x >> 33) % 700) as i64 * 1_000_000;
+                let direction = if x & 8 == 0 { Direction::In } else { Direction::Out };
+                trace.push(Packet {
+                    time_ns: t,
+                    size: ((x >> 40) % 1400) as u32 + 40,
+                    direction,
+                    transport: Transport::Tcp,
+                });
+            }
+        }
+        let names: Vec<String> = (0..3).map(|i| format!("d{i}")).collect();
+        let partition =
+            SetPartition { sets: vec![AnonymitySet { name: "s".into(), members: vec![0, 1, 2] }], excluded: vec![] };
+        let knobs = SetKnobs {
+            latency_budget: 0.0,
+            regulator: RegulatorSettings::default(),
+            fake_window_rate: 0.0,
+            seed: Some(9),
+            release: crate::shaper::ReleaseKnobs {
+                lag: Some("software-shaper".into()),
+                held_release: true,
+                ..Default::default()
+            }
+            .settings()
+            .expect("release"),
+        };
+        let spec = SetDefenseSpec::new(SetDefenseKind::Supersequence, 0.1, None, 4.0, knobs).expect("spec");
+        let mut simulated: Vec<Vec<(i64, bool, u64)>> = vec![Vec::new(); 3];
+        spec.defend(&names, &packets, &partition, None, |d, p| {
+            simulated[d].push((p.time_ns, p.dummy, p.size as u64));
+            Ok(())
+        })
+        .expect("simulate");
+        // The gateway: a profile of the same packets, one shaper, every slot closed in turn.
+        let origin = packets.iter().filter_map(|p| p.first()).map(|p| p.time_ns).min().expect("origin");
+        let profile = SizeProfile::of("s", packets.iter().flatten());
+        let mut shaper = spec.shaper(0, 3, profile.distributions(), None, origin).expect("shaper");
+        let mut all: Vec<(usize, Packet)> =
+            packets.iter().enumerate().flat_map(|(m, p)| p.iter().map(move |&q| (m, q))).collect();
+        all.sort_by_key(|&(m, p)| (p.time_ns, m));
+        let mut live: Vec<Vec<(i64, bool, u64)>> = vec![Vec::new(); 3];
+        let mut at = 0;
+        while at < all.len() || !shaper.is_idle() {
+            while let Some(&(m, p)) = all.get(at).filter(|(_, p)| p.time_ns < shaper.slot_end_ns()) {
+                shaper.arrive(m, p.direction, p.size, p.time_ns).expect("arrive");
+                at += 1;
+            }
+            for e in shaper.end_slot().expect("slot").emissions() {
+                let cover = matches!(e.kind, EmissionKind::Cover { .. });
+                live[e.member].push((e.on_air_ns(), cover, u64::from(e.size)));
+            }
+        }
+        for (m, l) in live.iter_mut().enumerate() {
+            l.sort_by_key(|&(t, c, _)| (t, c));
+            assert_eq!(*l, simulated[m], "member {m}");
+        }
+    }
+
     #[test]
     fn size_profiles_round_trip() {
         let packets: Vec<Packet> =
