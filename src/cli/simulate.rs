@@ -426,6 +426,21 @@ fn run_home(args: SimulateArgs) -> Result<()> {
         return bad("a set defense defends every device of the table: leave out --device");
     }
     let given = args.home.spec.as_deref().map(read_spec).transpose()?;
+    if let (Some(_), Some(d)) = (&given, args.defense)
+        && d.baseline().is_some()
+    {
+        return bad("--spec gives a set defense; a baseline --defense defends one device: give one of them");
+    }
+    if let (Some(spec), Some(d)) = (&given, args.defense)
+        && !matches!(
+            (spec.defense, d),
+            (SetDefenseKind::Supersequence, DefenseArg::Supersequence)
+                | (SetDefenseKind::Regulator, DefenseArg::Regulator)
+                | (SetDefenseKind::Targets, DefenseArg::Targets)
+        )
+    {
+        return bad("--defense differs from the specification's defense (--spec): give one of them");
+    }
     let kind = match (&given, args.defense) {
         (Some(spec), _) => spec.defense,
         (None, Some(DefenseArg::Targets)) => SetDefenseKind::Targets,
