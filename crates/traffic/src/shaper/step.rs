@@ -32,11 +32,16 @@
 //! - cover frames ([`EmissionKind::Cover`]) of a size and direction, copying the slot's lead (the
 //!   member with the most real bytes arriving in the slot in that direction) where it mirrors;
 //! - `at_ns`: when the gateway sends it; for a real frame its arrival plus every hold the
-//!   decision adds (waiting for room in the targets, held release, a random order, one slot
-//!   behind: [`Emission::hold_ns`]);
-//! - `lag_ns`: the reaction lag the simulator adds on top for copies of frames the gateway sees
-//!   only as they arrive; a live gateway does not wait for it (its own lag takes its place).
-//!   0 in the `ideal` deployment. The frame is on the air at [`Emission::on_air_ns`].
+//!   decision adds deliberately (waiting for room in the targets, a random order's spacing, one
+//!   slot behind);
+//! - `lag_ns`: the reaction lag the simulator adds on top, for frames the gateway sends in
+//!   reaction to an arrival: copies, and originals under held release or a random order (which
+//!   a gateway sends through the same path as their copies, so that they suffer the same
+//!   reaction); a live gateway does not wait for it (its own lag takes its place). 0 in the
+//!   `ideal` deployment. The frame is on the air at [`Emission::on_air_ns`]; a real frame's
+//!   whole hold, on the air, is [`Emission::hold_ns`]. With a random order, a group's frames
+//!   after its first are spaced deliberately: the spacing is in `at_ns`, the first frame's
+//!   reaction in `lag_ns` of each, so the order of `at_ns` is the order on the air.
 //!
 //! Holds are *deliberate*: a gateway executes a decision by sending each emission at its `at_ns`
 //! (on its own clock, with a dedicated timer thread); times already past (cover mirroring frames
@@ -496,7 +501,8 @@ impl<'a> SetShaper<'a> {
                 EmissionKind::Real { arrival_ns, .. }
                     if self.release.held_release && holds(d) && e.at_ns - shift(d) == arrival_ns =>
                 {
-                    e.at_ns += lag.sample_ns(rng);
+                    // Sent through the same path as its copies: its hold is a reaction of theirs.
+                    e.lag_ns = lag.sample_ns(rng);
                 }
                 _ => {}
             }
@@ -521,6 +527,9 @@ impl<'a> SetShaper<'a> {
                 s += lag.sample_ns(rng);
                 self.positions.push(s);
             }
+            // The first position is the gateway's reaction to the original; the spacing after it
+            // is deliberate (the gateway schedules it), so a copy carries the first as its lag.
+            let first = self.positions.first().copied().unwrap_or(0);
             self.positions.shuffle(rng);
             let mut next = self.positions.iter();
             for &(_, _, idx) in &self.groups[a..b] {
@@ -529,11 +538,8 @@ impl<'a> SetShaper<'a> {
                     continue;
                 }
                 let p = next.next().copied().unwrap_or(0);
-                if e.is_cover() {
-                    e.lag_ns = p;
-                } else {
-                    e.at_ns += p;
-                }
+                e.at_ns += p - first;
+                e.lag_ns = first;
             }
             a = b;
         }
@@ -771,6 +777,18 @@ mod tests {
             }
         }
         assert!(groups > 200, "{groups}");
+        // A live gateway sends at `at_ns` and adds its own reaction: the group's order by `at_ns`
+        // is its order on the air, the copies' lag the group's first reaction.
+        for slot in &out {
+            for e in slot.iter().filter(|e| e.group.is_some() && !e.is_cover()) {
+                let mut group: Vec<&Emission> =
+                    slot.iter().filter(|c| c.direction == e.direction && c.group == e.group).collect();
+                group.sort_by_key(|c| c.on_air_ns());
+                assert!(group.windows(2).all(|w| w[0].at_ns <= w[1].at_ns), "{group:?}");
+                let lags: Vec<i64> = group.iter().filter(|c| c.is_cover()).map(|c| c.lag_ns).collect();
+                assert!(lags.windows(2).all(|w| w[0] == w[1]), "{lags:?}");
+            }
+        }
         let share = first as f64 / groups as f64;
         assert!((0.2..0.5).contains(&share), "original first in {share} of groups");
         // Without it, the original is always first.
