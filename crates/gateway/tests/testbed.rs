@@ -18,6 +18,9 @@ fn testbed(mode: &str, defense: &str, seconds: u32) -> Value {
     let status = Command::new("bash")
         .arg(repo.join("scripts/testbed.sh"))
         .args(["--mode", mode, "--defense", defense, "--seconds", &seconds.to_string()])
+        // SCHED_FIFO for the shaper's threads (a warning and the default scheduler where refused):
+        // CI shares its cores with the other tests.
+        .args(["--rt", "50"])
         .arg("--out")
         .arg(&dir)
         .arg("--bin")
