@@ -206,7 +206,8 @@ pub struct HomeArgs {
     pub deployment: Option<Deployment>,
     /// Reaction lag of cover copies, both directions: a preset (`software-shaper`: measured p50
     /// 0.08 ms, p99 3.4 ms, the default outside `ideal`; `software-shaper-fifo`; `zero`) or a
-    /// fixed duration (`2ms`, `150us`, for a sweep 0-20 ms).
+    /// fixed duration (`2ms`, `150us`, for a sweep 0-20 ms), or a distribution as JSON, inline or
+    /// `@FILE` (`{"bins": [{"lo_ms": .., "hi_ms": .., "weight": ..}, ...]}`: a gateway's measurement).
     #[arg(long)]
     pub lag: Option<String>,
     /// Reaction lag of downlink copies only (overrides --lag).
@@ -239,16 +240,25 @@ pub struct HomeArgs {
 }
 
 impl HomeArgs {
-    fn release(&self) -> ReleaseKnobs {
-        ReleaseKnobs {
+    fn release(&self) -> Result<ReleaseKnobs> {
+        // `@FILE`: a lag distribution as JSON in a file (a gateway's measurement).
+        let read = |v: &Option<String>| -> Result<Option<String>> {
+            match v.as_deref().map(str::trim) {
+                Some(s) if s.starts_with('@') => std::fs::read_to_string(&s[1..])
+                    .map(Some)
+                    .map_err(|e| Error::io(format!("reading the lag distribution {}", &s[1..]), e)),
+                _ => Ok(v.clone()),
+            }
+        };
+        Ok(ReleaseKnobs {
             deployment: self.deployment,
-            lag: self.lag.clone(),
-            lag_downlink: self.lag_downlink.clone(),
-            lag_uplink: self.lag_uplink.clone(),
+            lag: read(&self.lag)?,
+            lag_downlink: read(&self.lag_downlink)?,
+            lag_uplink: read(&self.lag_uplink)?,
             held_release: self.held_release,
             random_order: self.random_order,
             slot_behind: self.slot_behind,
-        }
+        })
     }
 }
 
@@ -494,7 +504,7 @@ fn run_home(args: SimulateArgs) -> Result<()> {
                     regulator,
                     fake_window_rate: h.fake_window_rate,
                     seed: args.seed,
-                    release: h.release().settings()?,
+                    release: h.release()?.settings()?,
                 },
             )?;
             home.k = Some(args.home.k);

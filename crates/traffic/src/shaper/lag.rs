@@ -89,11 +89,19 @@ impl Lag {
         Self::preset("software-shaper").unwrap_or_default()
     }
 
-    /// A preset name, or a fixed lag: `2ms`, `0.5ms`, `150us`, `0` (milliseconds without a unit).
+    /// A preset name, a fixed lag (`2ms`, `0.5ms`, `150us`, `0`: milliseconds without a unit), or
+    /// a distribution as JSON (`{"bins": [{"lo_ms": 0.05, "hi_ms": 0.1, "weight": 0.9}, ...]}`, e.g.
+    /// a gateway's measured lag).
     pub fn parse(s: &str) -> Result<Self> {
         let s = s.trim();
         if let Some(l) = Self::preset(s) {
             return Ok(l);
+        }
+        if s.starts_with('{') {
+            let lag: Self = serde_json::from_str(s)
+                .map_err(|e| Error::invalid(ErrorCode::InvalidSimulationSettings, format!("lag as JSON: {e}")))?;
+            lag.check()?;
+            return Ok(lag);
         }
         let (num, scale) = if let Some(n) = s.strip_suffix("us") {
             (n, 1e-3)
@@ -341,6 +349,10 @@ mod tests {
         assert!(Lag::parse("0").expect("0").is_zero());
         assert_eq!(Lag::parse("software-shaper").expect("preset"), Lag::default_preset());
         assert!(Lag::parse("fast").is_err());
+        let measured =
+            r#"{"bins": [{"lo_ms": 0.05, "hi_ms": 0.1, "weight": 0.9}, {"lo_ms": 0.1, "hi_ms": 2, "weight": 0.1}]}"#;
+        assert_eq!(Lag::parse(measured).expect("json").bins.len(), 2);
+        assert!(Lag::parse(r#"{"bins": [{"lo_ms": 2, "hi_ms": 1, "weight": 1}]}"#).is_err());
         assert!(Lag::parse("-1ms").is_err());
         let ideal_with_lag = LagSettings { downlink: Some(Lag::fixed_ms(1.0)), ..LagSettings::default() };
         assert!(ideal_with_lag.check().is_err());
