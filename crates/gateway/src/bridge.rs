@@ -364,7 +364,7 @@ impl Gateway {
             // Due work.
             loop {
                 let now = sys::now_ns();
-                if !heap.peek().is_some_and(|s| s.due <= now + EARLY) {
+                if heap.peek().is_none_or(|s| s.due > now + EARLY) {
                     break;
                 }
                 let Some(item) = heap.pop() else { break };
@@ -545,7 +545,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     while !term.load(Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
         tick += 1;
-        if tick % 10 == 0 {
+        if tick.is_multiple_of(10) {
             for p in &gw.ports {
                 if let Ok((frames, drops)) = p.stats() {
                     metrics.socket_frames.fetch_add(frames, Relaxed);

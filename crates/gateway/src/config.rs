@@ -484,9 +484,9 @@ mac = "00:11:22:33:44:55"
         let e = HomeConfig::parse(&ap, "t").expect("parse").check(Mode::Bridge).err().expect("deployment");
         assert!(e.to_string().starts_with("spec.release.deployment:"), "{e}");
         assert!(HomeConfig::parse(&ap, "t").expect("parse").check(Mode::Ap).is_ok());
-        let e = HomeConfig::parse(&GOOD.replace("supersequence", "nope"), "t").err().expect("defense");
+        let e = HomeConfig::parse(&GOOD.replace("supersequence", "nope"), "t").expect_err("defense");
         assert!(e.to_string().contains("defense"), "{e}");
-        let e = HomeConfig::parse(&format!("colour = 1\n{GOOD}"), "t").err().expect("unknown");
+        let e = HomeConfig::parse(&format!("colour = 1\n{GOOD}"), "t").expect_err("unknown");
         assert!(e.to_string().contains("colour"), "{e}");
         let no_sets = GOOD.replace("set = \"cams\"", "");
         let e = HomeConfig::parse(&no_sets, "t").expect("parse").check(Mode::Bridge).err().expect("sets");

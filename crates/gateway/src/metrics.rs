@@ -170,7 +170,8 @@ impl Metrics {
             "Real frames forwarded at once: send minus kernel receive time.",
         );
         let devices = self.devices.lock().unwrap_or_else(|e| e.into_inner());
-        let fams: [(&str, &str, fn(&DeviceCounters) -> &[AtomicU64; 2]); 6] = [
+        type Family = (&'static str, &'static str, fn(&DeviceCounters) -> &[AtomicU64; 2]);
+        let fams: [Family; 6] = [
             ("ipet_gateway_device_frames_seen_total", "Real frames of a device seen.", |d| &d.seen),
             ("ipet_gateway_device_frames_forwarded_total", "Real frames of a device sent at once.", |d| &d.forwarded),
             ("ipet_gateway_device_frames_held_total", "Real frames of a device held before sending.", |d| &d.held),
