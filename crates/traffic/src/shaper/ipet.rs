@@ -113,9 +113,16 @@ pub struct IpetShaper<'r> {
 
 impl<'r> IpetShaper<'r> {
     /// Slots of `omega_ns`, periods split at gaps of `active_gap_ns` (`0 < omega <= gap`).
-    /// (A gateway gives it the rows it owns; a driver may lend its own: `Box::new(&mut rows)`.)
-    pub fn new(rows: Box<dyn RowSource + 'r>, omega_ns: i64, active_gap_ns: i64) -> Self {
-        Self { omega: omega_ns, gap: active_gap_ns, rows, exhausted: false, period: None, stats: IpetStats::default() }
+    /// The rows: owned (a gateway's, fetched) or lent (`&mut rows`, as the simulator does).
+    pub fn new(rows: impl RowSource + 'r, omega_ns: i64, active_gap_ns: i64) -> Self {
+        Self {
+            omega: omega_ns,
+            gap: active_gap_ns,
+            rows: Box::new(rows),
+            exhausted: false,
+            period: None,
+            stats: IpetStats::default(),
+        }
     }
 
     pub fn stats(&self) -> IpetStats {
@@ -225,7 +232,7 @@ mod tests {
     /// Cover of frames at `times`, with `due` called at `ticks` in between (a gateway's timer).
     fn drive(times: &[i64], ticks: &[i64]) -> Vec<(i64, bool, u64)> {
         let mut r = rows();
-        let mut s = IpetShaper::new(Box::new(&mut r), 100 * MS, 5_000 * MS);
+        let mut s = IpetShaper::new(&mut r, 100 * MS, 5_000 * MS);
         let mut out = Vec::new();
         let mut push = |c: IpetCover| {
             out.push((c.time_ns, c.direction == Direction::In, c.size as u64));
@@ -255,7 +262,7 @@ mod tests {
         assert_eq!(plain, timed);
         assert!(plain.windows(2).all(|w| w[0].0 <= w[1].0));
         // Cover handed out by `due(k)` lies before k.
-        let mut s = IpetShaper::new(Box::new(rows()), 100 * MS, 5_000 * MS);
+        let mut s = IpetShaper::new(rows(), 100 * MS, 5_000 * MS);
         s.arrive(0, &mut |_| Ok(())).expect("arrive");
         let mut latest = 0;
         s.due(2_345 * MS, &mut |c| {

@@ -11,7 +11,7 @@ pub(super) fn slotted<I: Iterator<Item = Packet>, S: FnMut(&OutputPacket) -> Res
     settings: &SimSettings,
     out: &mut Emitter<S>,
 ) -> Result<()> {
-    let mut step = IpetShaper::new(Box::new(rows), settings.omega_ns, settings.active_gap_ns);
+    let mut step = IpetShaper::new(rows, settings.omega_ns, settings.active_gap_ns);
     while let Some(pkt) = input.next()? {
         let t = pkt.time_ns;
         out.start_ns.get_or_insert(t);
