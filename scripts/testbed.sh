@@ -257,7 +257,7 @@ case "$defense" in
     if [ -x "$ipet" ]; then
       sim_sets=$(python3 -c 'import re,sys; print(";".join(",".join(n for n in s.split(",") if n) for s in sys.argv[1].split(";")))' "$sets")
       "$ipet" simulate --trace "$out/stretch/pcaps" --devices "$out/stretch/devices.csv" --defense "$defense" \
-        ${sim_sets:+--sets "$sim_sets"} --seed 1 > "$out/sim.json" 2> "$out/sim.log" && sim_args=(--sim "$out/sim.json") \
+        ${sim_sets:+--sets "$sim_sets"} --k 1 --seed 1 > "$out/sim.json" 2> "$out/sim.log" && sim_args=(--sim "$out/sim.json") \
         || echo "simulator failed (see $out/sim.log)" >&2
     fi;;
 esac
