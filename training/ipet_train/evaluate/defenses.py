@@ -83,6 +83,8 @@ def variant_args(spec: str) -> tuple[list[str], dict[str, Any]]:
             raise ValueError(f"variant {spec!r}: {name!r} is not one of {', '.join(RELEASE_FLAGS)}")
         flags += [f"--{name}"] + ([value] if value else [])
         release[name.replace("-", "_")] = value if value else True
+    if release and "deployment" not in release:
+        release["deployment"] = "bridge"  # ipet simulate's default with a lag or a countermeasure
     return flags, release
 
 
