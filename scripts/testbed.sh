@@ -97,6 +97,11 @@ if defense == "ipet":
     doc["ipet"] = {"omega": 0.1, "active_gap": 5.0}
 elif defense not in ("pass-through",):
     spec = {"defense": defense, "omega": 0.1, "seed": 1, "release": dict(json.loads(release), deployment=mode)}
+    if defense == "targets":
+        # The learned set targets (models/tj-oconnor-2021-sets, trained with a 1 s budget).
+        spec["latency_budget"] = 1.0
+        doc["service"] = {"url": "http://127.0.0.1:18080", "generation": "mix", "n": 2000,
+                          "model_set": "tj-oconnor-2021-sets"}
     if os.path.exists(profiles):
         spec["size_profiles"] = json.load(open(profiles))
     doc["spec"] = spec
@@ -180,8 +185,9 @@ done
 
 # iPET rows come from the service: `ipet serve` on the gateway namespace's loopback (its
 # default model set, an in-memory job store).
-if [ "$defense" = ipet ]; then
-  ip netns exec "$gw" "$(realpath "$ipet")" serve --port 18080 --database-url sqlite::memory: > "$out/service.log" 2>&1 &
+if [ "$defense" = ipet ] || [ "$defense" = targets ]; then
+  ip netns exec "$gw" "$(realpath "$ipet")" serve --port 18080 --database-url sqlite::memory: \
+    --model-set models/tj-oconnor-2021-sets > "$out/service.log" 2>&1 &
   pids+=($!)
   for _ in $(seq 300); do
     ip netns exec "$gw" python3 -c 'import urllib.request; urllib.request.urlopen("http://127.0.0.1:18080/readyz")' 2>/dev/null && break
@@ -252,6 +258,13 @@ case "$defense" in
   ipet)
     # The simulator's slotted iPET per device, on rows of the same service is not the same draw
     # (each request draws new noise): the wire's cover ratio is reported alone.
+    ;;
+  targets)
+    # The same model set and generation, another draw of its noise: comparable, not identical.
+    sim_sets=$(python3 -c 'import sys; print(";".join(",".join(n for n in s.split(",") if n) for s in sys.argv[1].split(";")))' "$sets")
+    "$ipet" simulate --trace "$out/stretch/pcaps" --devices "$out/stretch/devices.csv" --defense targets \
+      --generation mix --models models/tj-oconnor-2021-sets --latency-budget 1 --k 1 --seed 1 \
+      > "$out/sim.json" 2> "$out/sim.log" && sim_args=(--sim "$out/sim.json") || echo "simulator failed (see $out/sim.log)" >&2
     ;;
   supersequence|regulator)
     if [ -x "$ipet" ]; then

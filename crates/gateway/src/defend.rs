@@ -35,14 +35,17 @@ pub fn holds(cfg: &Checked, mode: Mode) -> [bool; 2] {
 /// thread; the engine's thread never waits on the service).
 pub type Rows = Vec<Option<FixedRows>>;
 
-/// Fetches each set's target rows from the service: `GET {url}/perturbations/{set}/{generation}
+/// Fetches each set's target rows (targets: asked for under the set's first member) or each
+/// device's rows (ipet) from the service: `GET {url}/perturbations/{device}/{generation}
 /// ?n=..&format=npy[&model_set=..]` with the bearer token; a copy is kept in `state_dir` and used
 /// when the service is unreachable.
 pub fn fetch_rows(cfg: &Checked, token: Option<&str>, state_dir: &std::path::Path) -> Result<Rows> {
     let Some(svc) = &cfg.doc.service else { return Ok(Vec::new()) };
     // Rows per set (targets) or per device of the table (ipet).
+    // The service serves a set's target rows under any of its members (a set-targets model set
+    // maps each device to its set's generator): the set's first member asks for them.
     let names: Vec<String> = match cfg.doc.defense {
-        DefenseName::Targets => cfg.sets.iter().map(|(n, _)| n.clone()).collect(),
+        DefenseName::Targets => cfg.sets.iter().map(|(_, m)| cfg.table.devices()[m[0]].name.clone()).collect(),
         DefenseName::Ipet => cfg.table.devices().iter().map(|d| d.name.clone()).collect(),
         _ => return Ok(Vec::new()),
     };
