@@ -221,6 +221,27 @@ impl HomeConfig {
         let spec = match kind {
             None => None,
             Some(kind) => {
+                // Sets from the table's `set` column, or else from the spec (`ipet simulate
+                // --spec-out` writes the home's sets and size profiles there).
+                if sets.is_empty()
+                    && let Some(given) = self.spec.as_ref().and_then(|s| s.sets.as_ref())
+                {
+                    for (i, g) in given.iter().enumerate() {
+                        let mut members = Vec::new();
+                        for (j, name) in g.members.iter().enumerate() {
+                            let d =
+                                self.devices.iter().position(|d| &d.name == name).ok_or_else(|| {
+                                    anyhow!("spec.sets[{i}].members[{j}]: no device {name:?} in devices")
+                                })?;
+                            if set_of[d].is_some() {
+                                bail!("spec.sets[{i}].members[{j}]: {name:?} is in two sets");
+                            }
+                            set_of[d] = Some(i);
+                            members.push(d);
+                        }
+                        sets.push((g.name.clone(), members));
+                    }
+                }
                 if sets.is_empty() {
                     bail!("devices[*].set: {:?} needs at least one anonymity set", self.defense);
                 }
@@ -429,6 +450,22 @@ set = "cams"
 name = "tv"
 mac = "00:11:22:33:44:55"
 "#;
+
+    #[test]
+    fn sets_may_come_from_the_spec() {
+        let no_column = GOOD.replace("set = \"cams\"\n", "");
+        let doc = format!(
+            "[spec]\ndefense = \"supersequence\"\n[[spec.sets]]\nname = \"s\"\nmembers = [\"cam-2\", \"tv\"]\n{}",
+            no_column.replace("defense = \"supersequence\"\n", "")
+        );
+        let doc = format!("defense = \"supersequence\"\n{doc}");
+        let c = HomeConfig::parse(&doc, "t").expect("parse").check(Mode::Bridge).expect("check");
+        assert_eq!(c.sets, vec![("s".to_string(), vec![1, 2])]);
+        assert_eq!(c.shaped, vec![false, true, true]);
+        let bad = doc.replace("\"tv\"]", "\"radio\"]");
+        let e = HomeConfig::parse(&bad, "t").expect("parse").check(Mode::Bridge).err().expect("unknown member");
+        assert!(e.to_string().starts_with("spec.sets[0].members[1]:"), "{e}");
+    }
 
     #[test]
     fn a_good_configuration_is_taken() {
