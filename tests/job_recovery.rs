@@ -346,6 +346,7 @@ async fn two_worker_pools_on_one_postgres_never_run_a_job_twice() {
     for i in 0..12 {
         let s = Submission {
             device: "schlage-lock-01".into(),
+            model_set: None,
             addresses: None,
             trace: TraceInput::Capture { name: "schlage.pcap".into(), bytes: trace.clone() },
             cover: CoverRequest::Generation((i % 5).to_string()),
@@ -396,6 +397,7 @@ async fn stopped_workers_put_their_running_job_back(db: Db) {
     let trace = std::fs::read(repo().join("data/tj-oconnor-2021-slice/pcaps/schlage-lock-01.pcap")).expect("trace");
     let s = Submission {
         device: "schlage-lock-01".into(),
+        model_set: None,
         addresses: None,
         trace: TraceInput::Capture { name: "schlage.pcap".into(), bytes: trace },
         cover: CoverRequest::Generation("mix".into()),
@@ -603,6 +605,7 @@ async fn each_job_logs_under_its_own_id() {
     for i in 0..9 {
         let s = Submission {
             device: "blink-cam-01".into(),
+            model_set: None,
             addresses: None,
             trace: TraceInput::Packets(packets.clone()),
             cover: CoverRequest::Generation((i % 5).to_string()),

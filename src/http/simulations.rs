@@ -237,10 +237,10 @@ pub struct OutputQuery {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct SubmitQuery {
-    /// Only for a set defense over a whole home (a request with `defense`) whose `targets` come
-    /// from `generation`: the served set-targets model set they are drawn from (its manifest name,
-    /// see /model-sets; default: the default set). A one-device simulation runs on the default
-    /// model set and refuses this parameter (400 `invalid_field`).
+    /// The served model set a simulation runs on (its manifest name, see /model-sets; default:
+    /// the default set), as it is when the job is claimed: one device's generators, devices and
+    /// slot length (an iPET set), or the set targets a home's `targets` draws with `generation`
+    /// (a set-targets set). Not served: 404 `unknown_model_set`.
     model_set: Option<String>,
 }
 
@@ -314,11 +314,7 @@ async fn from_multipart(mut form: Multipart, model_set: Option<String>) -> Resul
         return home_from_form(traces, schedule, devices, text, model_set).map(Asked::Home);
     }
     let home_only = super::home_request::HOME_ONLY_FIELDS.iter().copied();
-    let misplaced = home_only
-        .filter(|f| text.contains_key(*f))
-        .chain(devices.is_some().then_some("devices"))
-        .chain(model_set.is_some().then_some("model_set"))
-        .next();
+    let misplaced = home_only.filter(|f| text.contains_key(*f)).chain(devices.is_some().then_some("devices")).next();
     if let Some(field) = misplaced {
         return Err(Error::invalid(
             ErrorCode::InvalidField,
@@ -341,6 +337,7 @@ async fn from_multipart(mut form: Multipart, model_set: Option<String>) -> Resul
     let baseline = text.get("baseline").map(|b| enum_field("baseline", b, "constant, random, random+")).transpose()?;
     Ok(Asked::Device(Submission {
         device,
+        model_set,
         addresses: text.remove("address"),
         trace: TraceInput::Capture { name, bytes },
         cover: one_cover(text.remove("generation"), text.remove("schedule_job"), schedule, baseline)?,
@@ -354,9 +351,10 @@ async fn from_multipart(mut form: Multipart, model_set: Option<String>) -> Resul
     }))
 }
 
-fn from_json(r: SimulationRequest) -> Result<Submission> {
+fn from_json(r: SimulationRequest, model_set: Option<String>) -> Result<Submission> {
     Ok(Submission {
         device: r.device,
+        model_set,
         addresses: None,
         trace: TraceInput::Packets(to_packets("packets", &r.packets)?),
         cover: one_cover(r.generation, r.schedule_job, None, r.baseline)?,
@@ -428,15 +426,10 @@ pub async fn post_simulation(
         })?;
         if names_a_defense(&bytes)? {
             Asked::Home(home_from_json(&bytes, q.model_set)?)
-        } else if q.model_set.is_some() {
-            return Err(Error::invalid(
-                ErrorCode::InvalidField,
-                "model_set is for a set defense over a whole home (a request with `defense`)",
-            ));
         } else {
             let Json(body) = Json::<SimulationRequest>::from_bytes(&bytes)
                 .map_err(|e| Error::invalid(ErrorCode::InvalidJson, e.body_text()))?;
-            Asked::Device(from_json(body)?)
+            Asked::Device(from_json(body, q.model_set)?)
         }
     } else {
         return Err(Error::UnsupportedMediaType(format!(
@@ -446,7 +439,8 @@ pub async fn post_simulation(
     let _permit = state.admit()?;
     let id = match submission {
         Asked::Device(s) => {
-            submit(state.models.default_engine().model_set(), &state.store, &caller, &state.limits.jobs, s).await?
+            let engine = state.models.engine(s.model_set.as_deref())?;
+            submit(engine.model_set(), &state.store, &caller, &state.limits.jobs, s).await?
         }
         Asked::Home(s) => submit_home(&state.models, &state.store, &caller, &state.limits.jobs, s).await?,
     };

@@ -31,6 +31,10 @@ pub enum Cover {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct SimulationParams {
     pub device: String,
+    /// The model set the request named (`?model_set=`), run as it is when the job is claimed;
+    /// absent: the default set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_set: Option<String>,
     pub cover: Cover,
     /// How iPET cover is laid (ignored by baselines).
     pub mode: Mode,

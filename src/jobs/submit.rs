@@ -13,7 +13,7 @@ use super::{
 use crate::{
     auth::Caller,
     error::{Error, ErrorCode, Result},
-    models::{GenerationChoice, ModelSet},
+    models::{GenerationChoice, ModelSet, manifest::Family},
     store::{NewSimulation, Store},
     traffic::{
         Baseline, BaselineKind, CaptureStats, DeviceTable, FixedRows, Mode, Packet, SimSettings,
@@ -72,6 +72,9 @@ pub const MAX_BYTES_PER_OUTPUT_ROW: u64 = 10 + 1 + 8;
 
 pub struct Submission {
     pub device: String,
+    /// The model set the request named (`?model_set=`); the job runs on it. None: the default
+    /// set as it is when the job is claimed.
+    pub model_set: Option<String>,
     /// The device's MAC and/or IP addresses in the capture (default: the model set's).
     pub addresses: Option<String>,
     pub trace: TraceInput,
@@ -114,6 +117,16 @@ pub async fn submit(set: &ModelSet, store: &Store, caller: &Caller, limits: &Job
 
     let (cover, schedule) = match s.cover {
         CoverRequest::Generation(g) => {
+            if set.manifest.family != Family::Ipet {
+                return Err(Error::invalid(
+                    ErrorCode::InvalidModelSet,
+                    format!(
+                        "model set {:?} holds set targets: one device's generators come from an iPET model set (see \
+                         /model-sets); set targets are for a home's `targets`",
+                        set.manifest.name
+                    ),
+                ));
+            }
             if known.is_none() {
                 return Err(unknown_device(set, &s.device));
             }
@@ -219,6 +232,7 @@ pub async fn submit(set: &ModelSet, store: &Store, caller: &Caller, limits: &Job
     }
     let params = SimulationParams {
         device: s.device,
+        model_set: s.model_set.as_ref().map(|_| set.manifest.name.clone()),
         cover,
         mode: s.mode,
         seed: s.seed,

@@ -254,7 +254,11 @@ async fn prepare(
                 Cover::UploadedSchedule { .. } => Some(stored_schedule(store, job, None).await?),
                 _ => None,
             };
-            Prepared::Device { engine: models.default_engine(), params, schedule }
+            let engine = match &params.model_set {
+                Some(name) => models.engine(Some(name)).map_err(|e| Failed(e.to_string()))?,
+                None => models.default_engine(),
+            };
+            Prepared::Device { engine, params, schedule }
         }
         JobParams::Home(params) => {
             let rows = match &params.targets {
