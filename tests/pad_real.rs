@@ -44,7 +44,7 @@ fn the_supersequence_makes_set_members_identical_on_the_real_slice() {
         &names,
         &traffic.packets,
         &partition,
-        SetDefense::Supersequence,
+        SetDefense::Supersequence { align_slots: 1 },
         &PadSettings::default(),
         Some(3),
         |d, p| {

@@ -179,6 +179,11 @@ pub struct HomeArgs {
     /// 0: pure padding.
     #[arg(long, default_value_t = 0.0)]
     pub latency_budget: f64,
+    /// Supersequence: align the set's bursts within this many seconds (traffic waits until the
+    /// window's last slot, then every member's goes at once, padded to the supersequence of all
+    /// of it): cheaper cover for added latency. At most --latency-budget. 0: not aligned.
+    #[arg(long, default_value_t = 0.0)]
+    pub align: f64,
     /// Regulator: quantisation ladder ratio (targets rounded up to 0, u, u*r, u*r^2, ...).
     #[arg(long, default_value_t = RegulatorSettings::default().levels)]
     pub levels: f64,
@@ -508,6 +513,8 @@ fn run_home(args: SimulateArgs) -> Result<()> {
                 },
             )?;
             home.k = Some(args.home.k);
+            home.align = h.align;
+            home.check()?;
             home
         }
     };

@@ -36,8 +36,8 @@ use crate::{
     packet::Packet,
     sets::{AnonymitySet, SetPartition},
     shaper::{
-        LagSettings, PadSettings, Regulator, RegulatorSettings, SetShaper, SetShaperParts, SizeDistribution,
-        Supersequence, TargetSource, release_rng, set_rng,
+        AlignedSupersequence, LagSettings, PadSettings, Regulator, RegulatorSettings, SetShaper, SetShaperParts,
+        SizeDistribution, Supersequence, TargetSource, release_rng, set_rng,
     },
     simulate::{
         HomeShaping, HomeSummary, OutputPacket, RowSource, SetDefense, TargetRows, TargetRowsSettings, defend_home_with,
@@ -151,6 +151,12 @@ pub struct SetDefenseSpec {
     /// Seconds a real packet may wait for room in its targets before it is sent anyway (leaked).
     #[serde(default)]
     pub latency_budget: f64,
+    /// Supersequence only: align the set's bursts within this many seconds (everything waits
+    /// until the window's last slot, then goes padded to the supersequence of all of it;
+    /// [`crate::shaper::AlignedSupersequence`]). 0: the plain supersequence. At most the latency
+    /// budget, which must cover the wait.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub align: f64,
     /// The regulator's knobs (used by `regulator`).
     #[serde(default)]
     pub regulator: RegulatorSettings,
@@ -206,6 +212,7 @@ impl SetDefenseSpec {
             defense,
             omega,
             latency_budget,
+            align: 0.0,
             regulator,
             target_rows: TargetRowsSettings { slots_per_window, fake_window_rate },
             seed,
@@ -221,6 +228,7 @@ impl SetDefenseSpec {
     /// Checks every setting the defense uses.
     pub fn check(&self) -> Result<()> {
         PadSettings::new(self.omega, self.latency_budget)?;
+        self.align_slots()?;
         self.target_rows.check()?;
         if self.defense == SetDefenseKind::Regulator {
             self.regulator.check()?;
@@ -230,6 +238,29 @@ impl SetDefenseSpec {
             return Err(Error::invalid(ErrorCode::InvalidSetSize, "k must be at least 1"));
         }
         Ok(())
+    }
+
+    /// The supersequence's alignment window in slots (1: none): `floor(align / omega) + 1`, so
+    /// that no packet waits longer than `align`.
+    pub fn align_slots(&self) -> Result<u64> {
+        let bad = |m: String| Error::invalid(ErrorCode::InvalidSimulationSettings, m);
+        if !(self.align.is_finite() && self.align >= 0.0) {
+            return Err(bad(format!("align {} s must be zero or positive", self.align)));
+        }
+        if self.align == 0.0 {
+            return Ok(1);
+        }
+        if self.defense != SetDefenseKind::Supersequence {
+            return Err(bad(format!("align applies to the supersequence only, not to {}", self.defense.name())));
+        }
+        if self.align > self.latency_budget {
+            return Err(bad(format!(
+                "align {} s needs a latency budget of at least as much (latency_budget is {} s): aligned traffic waits",
+                self.align, self.latency_budget
+            )));
+        }
+        // Within a nanosecond of a whole number of slots counts as that number.
+        Ok((self.align / self.omega + 1e-9).floor() as u64 + 1)
     }
 
     pub fn pad(&self) -> Result<PadSettings> {
@@ -299,7 +330,10 @@ impl SetDefenseSpec {
     ) -> Result<Box<dyn TargetSource + 'a>> {
         let pad = self.pad()?;
         Ok(match (self.defense, rows) {
-            (SetDefenseKind::Supersequence, _) => Box::new(Supersequence),
+            (SetDefenseKind::Supersequence, _) => match self.align_slots()? {
+                1 => Box::new(Supersequence),
+                window => Box::new(AlignedSupersequence::new(window)),
+            },
             (SetDefenseKind::Regulator, _) => Box::new(Regulator::new(self.regulator, pad.omega_ns, sizes)?),
             (SetDefenseKind::Targets, Some(rows)) => {
                 Box::new(TargetRows::new(rows, self.target_rows, pad.omega_ns, fake_windows_rng(self.seed, index))?)
@@ -348,7 +382,7 @@ impl SetDefenseSpec {
         let pad = self.pad()?;
         let seed = self.seed;
         let defense = match (self.defense, rows) {
-            (SetDefenseKind::Supersequence, _) => SetDefense::Supersequence,
+            (SetDefenseKind::Supersequence, _) => SetDefense::Supersequence { align_slots: self.align_slots()? },
             (SetDefenseKind::Regulator, _) => SetDefense::Regulator(self.regulator),
             (SetDefenseKind::Targets, rows) => {
                 let mut rows = rows.ok_or_else(|| Error::Internal("no target rows".into()))?;
@@ -387,6 +421,10 @@ pub fn generator_seed(seed: Option<u64>, index: usize) -> Option<u64> {
     seed.map(|s| s ^ (index as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15))
 }
 
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -419,6 +457,33 @@ mod tests {
         assert!(s.check_rows(true).is_err());
         assert!(s.shaper(0, 3, [SizeDistribution::default(), SizeDistribution::default()], None, 0).is_ok());
         assert!(t.shaper(0, 3, [SizeDistribution::default(), SizeDistribution::default()], None, 0).is_err());
+    }
+
+    #[test]
+    fn align_is_the_supersequences_within_the_latency_budget() {
+        let knobs = |latency_budget| SetKnobs {
+            latency_budget,
+            regulator: RegulatorSettings::default(),
+            fake_window_rate: 0.0,
+            seed: Some(1),
+            release: LagSettings::default(),
+        };
+        let mut s = SetDefenseSpec::new(SetDefenseKind::Supersequence, 0.1, None, 4.0, knobs(1.0)).expect("spec");
+        assert_eq!(s.align_slots().expect("plain"), 1);
+        assert!(!serde_json::to_string(&s).expect("json").contains("align"), "0 is left out of stored JSON");
+        s.align = 1.0;
+        assert_eq!(s.align_slots().expect("1 s"), 11, "a packet may wait 10 slots, up to 1 s");
+        s.align = 0.25;
+        assert_eq!(s.align_slots().expect("0.25 s"), 3);
+        s.align = 2.0;
+        let err = s.check().expect_err("past the budget");
+        assert_eq!(err.code(), "invalid_simulation_settings");
+        assert!(err.to_string().contains("latency budget"), "{err}");
+        s.align = f64::NAN;
+        assert!(s.check().is_err());
+        let mut r = SetDefenseSpec::new(SetDefenseKind::Regulator, 0.1, None, 4.0, knobs(1.0)).expect("spec");
+        r.align = 0.5;
+        assert!(r.check().expect_err("regulator").to_string().contains("supersequence only"));
     }
 
     /// A gateway drives the spec's shaper slot by slot, every slot, with no look-ahead; the

@@ -310,7 +310,7 @@ mod tests {
             SetPartition { sets: vec![AnonymitySet { name: "all".into(), members: vec![0, 1, 2] }], excluded: vec![] };
         for budget in [0.0, 0.5] {
             let pad = PadSettings::new(0.1, budget).expect("settings");
-            let rows = output_rows(&packets, &partition, SetDefense::Supersequence, &pad);
+            let rows = output_rows(&packets, &partition, SetDefense::Supersequence { align_slots: 1 }, &pad);
             let bound = pad_output_rows_bound(&packets, &partition, PadCoverKind::Supersequence, &pad);
             assert!(rows <= bound, "supersequence: {rows} rows, bound {bound}");
 

@@ -11,8 +11,8 @@ use crate::{
     packet::Packet,
     sets::{AnonymitySet, SetPartition},
     shaper::{
-        LagSettings, PadSettings, Regulator, RegulatorSettings, SizeDistribution, Supersequence, TargetSource,
-        release_rng, set_rng,
+        AlignedSupersequence, LagSettings, PadSettings, Regulator, RegulatorSettings, SizeDistribution, Supersequence,
+        TargetSource, release_rng, set_rng,
     },
 };
 
@@ -24,8 +24,9 @@ pub type MakeTargets<'a> =
 /// [`crate::set_defense::SetDefenseKind`] (with the target source of `targets` built per set);
 /// [`crate::set_defense::SetDefenseSpec::defend`] builds it from the specification.
 pub enum SetDefense<'a> {
-    /// Per slot, the largest demand of any member.
-    Supersequence,
+    /// Per slot, the largest demand of any member; bursts aligned within `align_slots` slots
+    /// (1: not aligned; [`crate::shaper::AlignedSupersequence`]).
+    Supersequence { align_slots: u64 },
     /// The non-learned set regulariser.
     Regulator(RegulatorSettings),
     /// Any other source (e.g. target rows from a model), built per set.
@@ -35,7 +36,7 @@ pub enum SetDefense<'a> {
 impl SetDefense<'_> {
     pub fn name(&self) -> &'static str {
         match self {
-            Self::Supersequence => "supersequence",
+            Self::Supersequence { .. } => "supersequence",
             Self::Regulator(_) => "regulator",
             Self::Targets(_) => "targets",
         }
@@ -97,7 +98,8 @@ pub fn defend_home_with(
         let sizes = given_sizes(set)
             .unwrap_or_else(|| SizeDistribution::per_direction(set.members.iter().flat_map(|&d| packets[d].iter())));
         let targets: Box<dyn TargetSource + '_> = match &mut defense {
-            SetDefense::Supersequence => Box::new(Supersequence),
+            SetDefense::Supersequence { align_slots: 1 } => Box::new(Supersequence),
+            SetDefense::Supersequence { align_slots } => Box::new(AlignedSupersequence::new(*align_slots)),
             SetDefense::Regulator(r) => Box::new(Regulator::new(*r, settings.omega_ns, &sizes)?),
             SetDefense::Targets(make) => make(set, &sizes, settings)?,
         };
