@@ -15,6 +15,15 @@ from ipet_train.attackers.folds import TimeFolds  # noqa: E402
 from ipet_train.attackers.forest import kfp_fit_predict  # noqa: E402
 from ipet_train.attackers.score import balanced_accuracy  # noqa: E402
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # OpenMP pools wider than the free cores spin (see evaluate.core): one thread, as the suite runs
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        yield
+
+
 SIZES = {0: [1460, 620, 88], 1: [310, 120], 2: [75, 75, 41]}  # each member's own outgoing frames
 
 
@@ -129,3 +138,33 @@ def test_rows_needing_another_homes_model_set_are_skipped_with_the_reason(tmp_pa
     assert set(gaps) == {"ipet-mix:set", "t"}
     assert "HueBridge" in gaps["ipet-mix:set"] and "--ipet-models" in gaps["ipet-mix:set"]
     assert model_set_gaps(rows[:2], ["blink-cam-01"]) == {}
+
+
+def test_the_suite_runs_it_behind_the_one_interface():
+    """attack() with the cross-device attacker registered beside k-FP, on a hand-made home whose
+    per-member windows (as a per-device attacker sees them) carry nothing: only the cross-device
+    view names the member, and it scores itself on the windows where it sees the member send."""
+    from ipet_train.attackers.crossdevice import CrossDevice
+    from ipet_train.attackers.dataset import Dataset
+    from ipet_train.attackers.registry import KFP
+    from ipet_train.attackers.suite import SuiteSettings, attack
+
+    hp, starts, who = mirrored_home(0.001)
+    y = np.repeat(np.arange(3), starts.size)
+    st = np.tile(starts, 3)
+    n = y.size
+    e = np.zeros(0)
+    ds = Dataset(x=np.zeros((n, 40, 4), np.float32), silence=np.zeros(n, np.float32), y=y, start=st,
+                 kfp=np.zeros((n, 37), np.float32), real=(np.tile(who, 3) == y).astype(np.int64),
+                 agg=np.zeros((0, 10), np.float32), agg_transport=np.zeros((0, 20), np.float32),
+                 agg_y=np.zeros(0, np.int64), agg_start=e, agg_real=np.zeros(0, np.int64),
+                 meta={"windows_meta": {"total_time": 4.0}, "agg_seconds": 900.0}, packets=hp)
+    ss = SuiteSettings(seq_models=[], kfp_iters=30, bootstrap=50, ablation=False)
+    folds = TimeFolds.over(st, 2, y)
+    out = attack([ds], folds, 3, 4.0, 900.0, ss, attackers=[KFP(), CrossDevice(ss)])
+    a = out["attackers"]
+    assert a["kfp"]["balanced_accuracy"] <= 0.34
+    x = a["cross_device"]
+    assert x["scored_on"] == "kept" and x["kept_by"] == "itself" and x["balanced_accuracy"] > 0.95
+    assert x["attribution"]["out"]["real_attributed_fraction"] > 0.99
+    assert x["activity"]["precision"] > 0.99 and x["activity"]["recall"] > 0.99
