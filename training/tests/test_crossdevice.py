@@ -132,7 +132,7 @@ def test_rows_needing_another_homes_model_set_are_skipped_with_the_reason(tmp_pa
     ms = tmp_path / "set"
     ms.mkdir()
     (ms / "manifest.json").write_text(json.dumps({"devices": [{"name": "blink-cam-01"}]}))
-    rows = [{"key": "none", "params": {}}, {"key": "ipet-mix:set", "params": {"models": str(ms)}},
+    rows = [{"key": "none", "params": {}}, {"key": "ipet-mix:set", "kind": "ipet", "params": {"models": str(ms)}},
             {"key": "t", "params": {"models": str(tmp_path / "absent")}}]
     gaps = model_set_gaps(rows, ["blink-cam-01", "HueBridge"])
     assert set(gaps) == {"ipet-mix:set", "t"}

@@ -109,9 +109,10 @@ def model_set_gaps(defenses: list[dict[str, Any]], names: Sequence[str]) -> dict
             continue
         missing = [n for n in names if n not in served]
         if missing:
+            how = ("`python -m ipet_train pipeline` and --ipet-models" if d.get("kind") == "ipet" else
+                   "`python -m ipet_train set-targets` and --targets with --targets-file")
             out[d["key"]] = (f"model set {m} was trained for another home: it does not serve "
-                             f"{', '.join(missing)} (train one for this home, `python -m ipet_train pipeline`, and "
-                             f"name it with --ipet-models, or --targets/--targets-file for set targets)")
+                             f"{', '.join(missing)} (train one for this home: {how})")
     return out
 
 
