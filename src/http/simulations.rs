@@ -1,4 +1,5 @@
-//! `POST /simulations`, `GET /simulations/{id}`, `GET /simulations/{id}/output`.
+//! `POST /simulations`, `GET /simulations/{id}`, `GET /simulations/{id}/output`,
+//! `GET /simulations/{id}/gateway-config`.
 
 use axum::{
     Json,
@@ -25,6 +26,7 @@ use crate::{
     jobs::{
         JobParams,
         codec::{decode_output, decode_sections},
+        gateway_config::{GatewayConfig, home_gateway_config},
         submit::{CoverRequest, Submission, TraceInput, submit},
         submit_home::{HomeSubmission, submit_home},
     },
@@ -41,6 +43,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(post_simulation))
         .routes(routes!(get_simulation))
         .routes(routes!(get_simulation_output))
+        .routes(routes!(get_simulation_gateway_config))
 }
 
 /// A simulation submitted as multipart/form-data: the trace as a capture file upload. One device
@@ -391,6 +394,7 @@ fn from_json(r: SimulationRequest, model_set: Option<String>) -> Result<Submissi
             links(
                 ("status" = (operation_id = "get_simulation", parameters(("id" = "$response.body#/id")), description = "The job's status")),
                 ("output" = (operation_id = "get_simulation_output", parameters(("id" = "$response.body#/id")), description = "The defended trace, once succeeded")),
+                ("gateway_config" = (operation_id = "get_simulation_gateway_config", parameters(("id" = "$response.body#/id")), description = "A home's live gateway configuration, once succeeded")),
             )),
         (status = 400, description = "Not a capture, wrong CSV columns, no packets of the device, bad field, no cover or more than one; a trace spanning more than the service accepts (`span_too_long`) or a simulation that may produce more rows than it accepts (`output_too_large`); for a home: k larger than its devices with traffic or a named set with fewer than k of them (`invalid_set_size`), a set naming a device not in the table (`invalid_sets`), `targets` without rows (`missing_targets`) or from a model set without set targets (`invalid_model_set`), a bad device table (`invalid_device_table`)", body = ErrorBody),
         (status = 401, description = "No valid bearer token", body = ErrorBody),
@@ -591,6 +595,64 @@ fn output_section(params: &JobParams, device: Option<&str>) -> Result<Option<usi
             })
         }
     }
+}
+
+/// A home simulation as the live gateway's configuration document.
+///
+/// What `ipet-gateway --config-url <this URL>` reads (with the same token): the defense, the set-defense specification as the job ran it
+/// with the home's sets by name and each set's cover-size profile (what `ipet simulate --spec-out`
+/// writes for the same captures), and the device table with MACs, IPs and sets, listed set by set.
+/// Devices in no set without a MAC are left out and named in `X-Omitted-Devices`. The spec's
+/// deployment is the job's: `ideal` means "as the gateway's --mode". For `targets`, `service`
+/// names this service (as the request reached it) and the set-targets model set and generation
+/// the job drew from.
+#[utoipa::path(
+    get,
+    path = "/simulations/{id}/gateway-config",
+    tag = "simulations",
+    params(("id" = Uuid, Path, description = "A home simulation's job id")),
+    responses(
+        (status = 200, description = "The gateway's configuration document (JSON; `ipet-gateway check FILE --mode bridge|ap` checks it offline)", body = GatewayConfig,
+            headers(("X-Omitted-Devices" = String, description = "Comma-separated: devices of the table in no set and without a MAC, left out (absent when none)"))),
+        (status = 400, description = "Bad id", body = ErrorBody),
+        (status = 401, description = "No valid bearer token", body = ErrorBody),
+        (status = 404, description = "No such job (or another caller's)", body = ErrorBody),
+        (status = 409, description = "The job has not succeeded (yet) (`job_not_finished`); it defended one device, not a home (`not_a_home_simulation`); a set member has no MAC address, e.g. a home submitted as JSON packets (`missing_mac`); its `targets` rows were a fixed schedule, which a gateway cannot fetch (`targets_not_served`)", body = ErrorBody),
+    )
+)]
+pub async fn get_simulation_gateway_config(
+    State(state): State<AppState>,
+    caller: Caller,
+    path: std::result::Result<Path<String>, axum::extract::rejection::PathRejection>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    let Path(raw) = path?;
+    let id = super::parse_job_id(&raw)?;
+    let plan = home_gateway_config(&state.store, &caller, id, &base_url(&headers)).await?;
+    let mut response = Json::<GatewayConfig>(plan.config).into_response();
+    if !plan.omitted.is_empty() {
+        let names: String =
+            plan.omitted.join(", ").chars().map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' }).collect();
+        if let Ok(v) = HeaderValue::from_str(&names) {
+            response.headers_mut().insert("x-omitted-devices", v);
+        }
+    }
+    Ok(response)
+}
+
+/// This service's base URL as the request reached it: `X-Forwarded-Proto` and `X-Forwarded-Host`
+/// from a proxy, else `http://` and `Host` (a value that is no host name is ignored).
+fn base_url(headers: &HeaderMap) -> String {
+    let value =
+        |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(|v| v.split(',').next().unwrap_or("").trim());
+    let host_like = |h: &&str| !h.is_empty() && h.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b));
+    let host =
+        value("x-forwarded-host").filter(host_like).or(value("host").filter(host_like)).unwrap_or("127.0.0.1:8080");
+    let scheme = match value("x-forwarded-proto") {
+        Some(p) if p.eq_ignore_ascii_case("https") => "https",
+        _ => "http",
+    };
+    format!("{scheme}://{host}")
 }
 
 fn render_output(id: Uuid, bytes: &[u8], rows: usize, format: Format) -> Result<Response> {

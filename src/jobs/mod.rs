@@ -11,6 +11,7 @@
 //!   (whose settings are the data plane's [`crate::traffic::set_defense::SetDefenseSpec`]).
 
 pub mod codec;
+pub mod gateway_config;
 pub mod params;
 pub mod run;
 pub mod submit;

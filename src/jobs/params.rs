@@ -8,7 +8,7 @@ use uuid::Uuid;
 use crate::{
     error::{Error, Result},
     models::GenerationChoice,
-    traffic::{BaselineKind, CaptureStats, Mode, set_defense::SetDefenseSpec},
+    traffic::{AnonymitySet, BaselineKind, CaptureStats, Mode, SetPartition, set_defense::SetDefenseSpec},
 };
 
 /// Where the cover comes from.
@@ -105,6 +105,33 @@ pub struct HomeParams {
     pub trace_names: Vec<String>,
     /// What the trace reader kept and skipped, over all files.
     pub capture: CaptureStats,
+}
+
+impl HomeParams {
+    /// The device names, in the order of the device table (the stored traces' sections).
+    pub fn names(&self) -> Vec<String> {
+        self.devices.iter().map(|d| d.name.clone()).collect()
+    }
+
+    /// The sets as formed at submission, by device index.
+    pub fn partition(&self) -> Result<SetPartition> {
+        let id = |name: &String| {
+            self.devices
+                .iter()
+                .position(|d| &d.name == name)
+                .ok_or_else(|| Error::Internal(format!("{name:?} of a set is not a device")))
+        };
+        Ok(SetPartition {
+            sets: self
+                .sets
+                .iter()
+                .map(|s| {
+                    Ok(AnonymitySet { name: s.name.clone(), members: s.members.iter().map(id).collect::<Result<_>>()? })
+                })
+                .collect::<Result<_>>()?,
+            excluded: self.excluded.iter().map(id).collect::<Result<_>>()?,
+        })
+    }
 }
 
 /// A job's parameters: one device, or a whole home.

@@ -16,7 +16,7 @@ use super::{
 use crate::{
     error::{Error, ErrorCode, Result},
     models::{Engine, GeneratorRows, set_targets::TargetRowsFrom},
-    traffic::{AnonymitySet, Baseline, Defense, FixedRows, Packet, SetPartition, SimSettings, simulate},
+    traffic::{Baseline, Defense, FixedRows, Packet, SimSettings, simulate},
 };
 
 /// What a run produced: the summary (JSON), the encoded output, its rows.
@@ -153,23 +153,8 @@ pub fn run_home(inputs: HomeRunInputs<'_>) -> Result<Outcome> {
         return Err(Error::Internal("the stored traces do not match the device table".into()));
     }
     let packets: Vec<Vec<Packet>> = sections.iter().map(|s| decode_packets(s)).collect::<Result<_>>()?;
-    let names: Vec<String> = p.devices.iter().map(|d| d.name.clone()).collect();
-    let id = |name: &String| {
-        names
-            .iter()
-            .position(|n| n == name)
-            .ok_or_else(|| Error::Internal(format!("{name:?} of a set is not a device")))
-    };
-    let partition = SetPartition {
-        sets: p
-            .sets
-            .iter()
-            .map(|s| {
-                Ok(AnonymitySet { name: s.name.clone(), members: s.members.iter().map(id).collect::<Result<_>>()? })
-            })
-            .collect::<Result<_>>()?,
-        excluded: p.excluded.iter().map(id).collect::<Result<_>>()?,
-    };
+    let names = p.names();
+    let partition = p.partition()?;
     let origin = packets.iter().filter_map(|p| p.first()).map(|p| p.time_ns).min().unwrap_or(0);
     let mut encoders: Vec<OutputEncoder> = names.iter().map(|_| OutputEncoder::new(origin)).collect();
     let mut guard = Guard::new(&inputs.limits);

@@ -286,6 +286,19 @@ impl Store {
         })
     }
 
+    /// The stored trace of a job as submitted (a home's: one section per device of its table;
+    /// None when there is no such job).
+    pub async fn get_simulation_trace(&self, id: Uuid) -> Result<Option<Vec<u8>>> {
+        let row = sqlx::query("SELECT trace FROM simulation_jobs WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(r) => r.try_get("trace")?,
+            None => None,
+        })
+    }
+
     /// Queued and running jobs of one requester.
     pub async fn count_active_simulations(&self, requester: &str) -> Result<i64> {
         Ok(sqlx::query(
