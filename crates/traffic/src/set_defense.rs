@@ -106,7 +106,12 @@ pub struct SetSpec {
 pub struct SizeProfile {
     /// The set's name.
     pub set: String,
+    /// `[size, count]` pairs of incoming packets (as arrays of two integers: a tuple's
+    /// `prefixItems` schema is more than client generators read).
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Vec<u64>>))]
     pub incoming: Vec<(u32, u64)>,
+    /// `[size, count]` pairs of outgoing packets.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Vec<u64>>))]
     pub outgoing: Vec<(u32, u64)>,
 }
 
