@@ -271,3 +271,31 @@ async fn errors_have_stable_codes(app: &TestApp) {
 }
 
 on_both_backends!(a_home_simulation_is_a_gateway_configuration, errors_have_stable_codes);
+
+/// As reading the simulation: its submitter's token or an admin's; another caller's gets 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_submitter_or_an_admin_reads_it() {
+    use ipet::auth::{Auth, hash_token};
+    let mut app = TestApp::new(Db::Sqlite).await;
+    let lines = format!(
+        "gw-a {}\ngw-b {} perturbations\nroot {} admin\n",
+        hash_token("a"),
+        hash_token("b"),
+        hash_token("root")
+    );
+    app.require_tokens(Auth::new(&lines, 0).expect("tokens"));
+    app.use_token(Some("a"));
+    let id = submit_home(&app).await;
+    assert_eq!(app.wait_simulation(&id, 300).await["status"], "succeeded");
+    let uri = format!("/simulations/{id}/gateway-config");
+    let own = app.get(&uri).await;
+    assert_eq!(own.status, StatusCode::OK, "{}", String::from_utf8_lossy(&own.body));
+    app.use_token(Some("b"));
+    app.get(&uri).await.assert_error(StatusCode::NOT_FOUND, "unknown_job", &id);
+    app.use_token(Some("root"));
+    let admin = app.get(&uri).await;
+    assert_eq!((admin.status, admin.body), (StatusCode::OK, own.body));
+    app.use_token(None);
+    assert_eq!(app.get(&uri).await.status, StatusCode::UNAUTHORIZED);
+    app.cleanup().await;
+}
