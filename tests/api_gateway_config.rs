@@ -272,6 +272,55 @@ async fn errors_have_stable_codes(app: &TestApp) {
 
 on_both_backends!(a_home_simulation_is_a_gateway_configuration, errors_have_stable_codes);
 
+/// `targets` from the shipped set-targets model set: the document names this service as the
+/// request reached it (through a proxy here), the model set and the generation, and the gateway
+/// takes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn targets_name_the_service_the_model_set_and_the_generation() {
+    use std::sync::Arc;
+
+    use ipet::models::{Engine, ModelSet};
+    let gateway = gateway_bin();
+    let set = ModelSet::load(&repo().join("models/tj-oconnor-2021-sets")).expect("the set-targets model set loads");
+    let sets = Arc::new(Engine::start(set, &common::model_args().engine_config()).expect("engine"));
+    let app = TestApp::with_model_sets(Db::Sqlite, vec![common::engine(), sets]).await;
+    let traces: Vec<(String, Vec<u8>)> = DEVICES
+        .iter()
+        .map(|d| (format!("{d}.pcap"), std::fs::read(slice().join(format!("pcaps/{d}.pcap"))).expect("capture")))
+        .collect();
+    let table = std::fs::read(slice().join("devices.csv")).expect("table");
+    let mut parts: Vec<(&str, Option<&str>, &[u8])> =
+        traces.iter().map(|(n, b)| ("trace", Some(n.as_str()), b.as_slice())).collect();
+    parts.push(("devices", Some("devices.csv"), &table));
+    parts.extend([("defense", None, b"targets".as_slice()), ("generation", None, b"mix"), ("seed", None, b"3")]);
+    let r = app.post_form("/simulations?model_set=tj-oconnor-2021-sets", &parts).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", String::from_utf8_lossy(&r.body));
+    let id = r.json()["id"].as_str().expect("id").to_string();
+    assert_eq!(app.wait_simulation(&id, 300).await["status"], "succeeded");
+    let req = axum::http::Request::get(format!("/simulations/{id}/gateway-config"))
+        .header("host", "10.0.0.2:8080")
+        .header("x-forwarded-host", "ipet.example.org")
+        .header("x-forwarded-proto", "https")
+        .body(axum::body::Body::empty())
+        .expect("request");
+    let r = app.request(req).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", String::from_utf8_lossy(&r.body));
+    let doc = r.json();
+    assert_eq!(doc["defense"], "targets");
+    assert_eq!(
+        doc["service"],
+        serde_json::json!({"url": "https://ipet.example.org", "generation": "mix", "model_set": "tj-oconnor-2021-sets"})
+    );
+    let names: Vec<&str> =
+        doc["spec"]["sets"].as_array().expect("sets").iter().map(|s| s["name"].as_str().expect("name")).collect();
+    assert_eq!(names.len(), 2, "the model set's two sets: {names:?}");
+    assert_eq!(doc["spec"]["target_rows"]["slots_per_window"], 40);
+    let (ok, out) = gateway_check(&r.body, "bridge");
+    assert!(ok && out.contains("Targets") && out.contains("2 sets"), "{out}");
+    assert!(gateway.is_file());
+    app.cleanup().await;
+}
+
 /// As reading the simulation: its submitter's token or an admin's; another caller's gets 404.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_submitter_or_an_admin_reads_it() {
