@@ -188,6 +188,25 @@ fn the_spec_is_complete_enough_for_client_generators() {
             }
         }
     }
+    // openapi-python-client reads `items` as a schema only: a Rust tuple's `items: false` (beside
+    // `prefixItems`) makes it refuse the whole document (give such a field a `value_type`).
+    fn boolean_items(v: &serde_json::Value, at: &str, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                if m.get("items").is_some_and(serde_json::Value::is_boolean) || m.contains_key("prefixItems") {
+                    out.push(at.to_string());
+                }
+                m.iter().for_each(|(k, x)| boolean_items(x, &format!("{at}/{k}"), out));
+            }
+            serde_json::Value::Array(a) => {
+                a.iter().enumerate().for_each(|(i, x)| boolean_items(x, &format!("{at}/{i}"), out))
+            }
+            _ => {}
+        }
+    }
+    let mut tuples = Vec::new();
+    boolean_items(&spec, "#", &mut tuples);
+    assert!(tuples.is_empty(), "schemas that client generators refuse (tuples): {tuples:?}");
 }
 
 /// The spec bounds `n` and states the one-cover rule of simulations.
