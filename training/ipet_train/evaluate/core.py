@@ -167,10 +167,9 @@ def _evaluate(captures, devices_csv, out_dir, es, binary, work, command):
             shutil.rmtree(wk / "packets", ignore_errors=True)
         folds = TimeFolds.over(und.start, es.folds, und.y if es.fold_by == "device" else None)
         _log(f"{und.n} undefended windows of {n} devices; {es.folds} time folds per {folds.by}")
-        fold_warnings = [{**w, "device": names[w["class"]]}
-                         for w in folds.warnings(und.y, und.start, es.total_time, n)]
+        fold_warnings = fold_training_warnings(folds, und, names, es.total_time, es.agg_seconds)
         for w in fold_warnings:
-            _log(f"warning: {w['device']} has no training windows in fold {w['fold']} ({w['tested']} tested): "
+            _log(f"warning: {w['device']} has no training {w['unit']} in fold {w['fold']} ({w['tested']} tested): "
                  f"it scores 0 there by construction")
 
         defenses = defense_list(es.ipet_models, es.baselines, es.rates, es.idle_cover, es.sets, es.k, es.all_in_one,
@@ -246,6 +245,20 @@ def _evaluate(captures, devices_csv, out_dir, es, binary, work, command):
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def fold_training_warnings(folds: TimeFolds, und: Dataset, names: Sequence[str], total_time: float,
+                           agg_seconds: float) -> list[dict]:
+    """The folds in which a device is tested but has nothing to train on, for the 4 s windows
+    (k-FP, the sequence networks, cross_device) and for the 15-minute bins (M_agg,
+    cross_device_agg) alike: a device recorded in sessions shorter than a bin (another home's
+    setup captures) can have windows to train on and no bin that ends before its test block."""
+    n = len(names)
+    out = []
+    for unit, y, start, length in (("windows", und.y, und.start, total_time),
+                                   ("15-minute bins", und.agg_y, und.agg_start, agg_seconds)):
+        out += [{**w, "device": names[w["class"]], "unit": unit} for w in folds.warnings(y, start, length, n)]
+    return out
 
 
 def _results(es, captures, devices_csv, binary, command, names, folds, results, transport_row, peak_disk, t_start,

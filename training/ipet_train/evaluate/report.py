@@ -105,7 +105,8 @@ def write_report(res: dict[str, Any], summary: dict[str, Any], out: Path) -> Non
         L += ["", f"Not run here: `{sk['key']}`: {sk['reason']}."]
     L += dropped_device_notes(res)
     for w in res.get("folds", {}).get("warnings") or []:
-        L += ["", f"Warning: {w['device']} has no training windows in fold {w['fold']} ({w['tested']} tested)."]
+        L += ["", f"Warning: {w['device']} has no training {w.get('unit', 'windows')} in fold {w['fold']} "
+                  f"({w['tested']} tested): it scores 0 there by construction."]
     L += ["", "## Every attacker", "",
           "Each attacker scored on all tested windows and on the windows kept after the distinguisher "
           "(per-fold balanced accuracy in results.json).", "",
