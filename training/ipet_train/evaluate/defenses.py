@@ -47,9 +47,9 @@ def defense_list(ipet_models: Sequence[str], baselines: Sequence[str], rates: Se
                 "params": {"defense": "supersequence", "sets": sets, "k": k},
                 "args": ["--defense", "supersequence", *part], "home": True})
     for spec in supersequence_variants:
-        flags, release = variant_args(spec)
+        flags, release, knobs = variant_args(spec)
         out.append({"key": f"supersequence+{spec}", "kind": "set", "label": f"supersequence ({part_label}, {spec})",
-                    "params": {"defense": "supersequence", "sets": sets, "k": k, "release": release},
+                    "params": {"defense": "supersequence", "sets": sets, "k": k, **knobs, "release": release},
                     "args": ["--defense", "supersequence", *part, *flags], "home": True})
     if all_in_one:
         out.append({"key": "supersequence-all", "kind": "set", "label": "supersequence (all devices in one set)",
@@ -71,21 +71,33 @@ def defense_list(ipet_models: Sequence[str], baselines: Sequence[str], rates: Se
 
 
 RELEASE_FLAGS = ("deployment", "lag", "lag-downlink", "lag-uplink", "held-release", "random-order", "slot-behind")
+# Knobs of the supersequence itself that a variant may set beside its release (burst alignment and
+# the latency budget it needs: `align=1,latency-budget=1`).
+KNOB_FLAGS = ("align", "latency-budget")
 
 
-def variant_args(spec: str) -> tuple[list[str], dict[str, Any]]:
-    """`lag=2ms,held-release` -> (["--lag", "2ms", "--held-release"], {"lag": "2ms", "held_release": True})."""
+def variant_args(spec: str) -> tuple[list[str], dict[str, Any], dict[str, float]]:
+    """`lag=2ms,held-release,align=1,latency-budget=1` -> (the flags, the release {"lag": "2ms",
+    "held_release": True, "deployment": "bridge"}, the knobs {"align": 1.0, "latency_budget": 1.0});
+    knobs alone imply no deployment."""
     flags: list[str] = []
     release: dict[str, Any] = {}
+    knobs: dict[str, Any] = {}
     for part in filter(None, (p.strip() for p in spec.split(","))):
         name, _, value = part.partition("=")
-        if name not in RELEASE_FLAGS:
-            raise ValueError(f"variant {spec!r}: {name!r} is not one of {', '.join(RELEASE_FLAGS)}")
+        if name not in RELEASE_FLAGS + KNOB_FLAGS:
+            raise ValueError(f"variant {spec!r}: {name!r} is not one of {', '.join(RELEASE_FLAGS + KNOB_FLAGS)}")
+        if name in KNOB_FLAGS:
+            try:
+                knobs[name.replace("-", "_")] = float(value)
+            except ValueError:
+                raise ValueError(f"variant {spec!r}: {name} needs a number of seconds, not {value!r}") from None
+        else:
+            release[name.replace("-", "_")] = value if value else True
         flags += [f"--{name}"] + ([value] if value else [])
-        release[name.replace("-", "_")] = value if value else True
     if release and "deployment" not in release:
         release["deployment"] = "bridge"  # ipet simulate's default with a lag or a countermeasure
-    return flags, release
+    return flags, release, knobs
 
 
 def _run(cmd: list[str]) -> dict[str, Any]:
