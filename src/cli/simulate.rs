@@ -232,6 +232,13 @@ pub struct HomeArgs {
     /// Run one slot behind: every decision of a held direction is carried out one slot later.
     #[arg(long)]
     pub slot_behind: bool,
+    /// Mirror every member, not only each slot's lead: per slot and direction every member sends
+    /// the same frames (the members' real frames merged size by size, real frames held to the
+    /// latest arrival of their kind where the deployment holds the direction; copied at their
+    /// time where it cannot). Closes what a non-lead member's own frames give away to an
+    /// observer of the whole home.
+    #[arg(long)]
+    pub mirror_all: bool,
     /// The set defense from a specification file (JSON: the data plane's SetDefenseSpec, what
     /// --spec-out writes and a gateway is configured with): its defense, knobs, seed, release,
     /// sets (devices it does not name are clustered with --k) and size profiles. The set
@@ -263,6 +270,7 @@ impl HomeArgs {
             held_release: self.held_release,
             random_order: self.random_order,
             slot_behind: self.slot_behind,
+            mirror_all: self.mirror_all,
         })
     }
 }

@@ -17,7 +17,7 @@ use crate::{
 };
 
 /// Text fields only a set defense takes: its knobs.
-pub(super) const HOME_ONLY_FIELDS: [&str; 17] = [
+pub(super) const HOME_ONLY_FIELDS: [&str; 18] = [
     "k",
     "sets",
     "latency_budget",
@@ -34,6 +34,7 @@ pub(super) const HOME_ONLY_FIELDS: [&str; 17] = [
     "held_release",
     "random_order",
     "slot_behind",
+    "mirror_all",
     "spec",
 ];
 
@@ -131,6 +132,7 @@ pub(super) fn home_from_form(
                 held_release: flag("held_release")?,
                 random_order: flag("random_order")?,
                 slot_behind: flag("slot_behind")?,
+                mirror_all: flag("mirror_all")?,
             },
         },
     })
@@ -188,6 +190,9 @@ pub struct HomeSimulationRequest {
     /// Carry every decision out one slot later (at most one slot of added latency).
     #[serde(default)]
     pub slot_behind: bool,
+    /// Mirror every member, not only each slot's lead (every member sends the same frames).
+    #[serde(default)]
+    pub mirror_all: bool,
     /// The set defense as a whole specification (what `ipet simulate --spec-out` writes and a
     /// gateway is configured with) instead of the knobs above, which must then be absent; its
     /// `defense` must be this request's.
@@ -256,6 +261,7 @@ pub(super) fn home_from_json(body: &[u8], model_set: Option<String>) -> Result<H
             ("held_release", r.held_release),
             ("random_order", r.random_order),
             ("slot_behind", r.slot_behind),
+            ("mirror_all", r.mirror_all),
         ];
         if let Some((knob, _)) = knobs.iter().find(|(_, given)| *given) {
             return Err(knob_with_spec(knob));
@@ -286,6 +292,7 @@ pub(super) fn home_from_json(body: &[u8], model_set: Option<String>) -> Result<H
                 held_release: r.held_release,
                 random_order: r.random_order,
                 slot_behind: r.slot_behind,
+                mirror_all: r.mirror_all,
             },
         },
     })

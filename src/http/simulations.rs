@@ -143,6 +143,10 @@ pub struct SimulationUpload {
     /// With `defense`: carry every decision out one slot later (default false).
     #[schema(nullable = false)]
     slot_behind: Option<bool>,
+    /// With `defense`: mirror every member, not only each slot's lead: every member sends the
+    /// same frames (default false).
+    #[schema(nullable = false)]
+    mirror_all: Option<bool>,
     /// With `defense`: the set defense as a whole specification (JSON text of `SetDefenseSpec`,
     /// what `ipet simulate --spec-out` writes) instead of the knobs, which must then be absent.
     #[schema(nullable = false)]
@@ -307,7 +311,7 @@ async fn from_multipart(mut form: Multipart, model_set: Option<String>) -> Resul
             "device" | "address" | "generation" | "schedule_job" | "baseline" | "mode" | "seed" | "active_gap"
             | "defense" | "k" | "sets" | "latency_budget" | "levels" | "surge" | "threshold" | "half_life"
             | "floor_rate" | "fake_window_rate" | "deployment" | "lag" | "lag_downlink" | "lag_uplink"
-            | "held_release" | "random_order" | "slot_behind" | "spec" => {
+            | "held_release" | "random_order" | "slot_behind" | "mirror_all" | "spec" => {
                 text.insert(name, field.text().await.map_err(multipart_error)?);
             }
             other => return Err(Error::invalid(ErrorCode::UnknownField, format!("unknown form field {other:?}"))),

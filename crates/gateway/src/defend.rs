@@ -27,7 +27,7 @@ use crate::{
 pub fn holds(cfg: &Checked, mode: Mode) -> [bool; 2] {
     let Some(spec) = &cfg.spec else { return [false; 2] };
     let r = &spec.release;
-    let delays = r.slot_behind || r.held_release || r.random_order || spec.latency_budget > 0.0;
+    let delays = r.slot_behind || r.held_release || r.random_order || r.mirror_all || spec.latency_budget > 0.0;
     [delays, delays && mode == Mode::Bridge]
 }
 

@@ -217,6 +217,20 @@ pub struct LagSettings {
     /// Run one slot behind: every decision of a held direction is carried out one slot later
     /// (at most one slot of added latency; the slot's maximum is then exact on a live gateway).
     pub slot_behind: bool,
+    /// Mirror every member, not only the slot's lead: per slot and direction every member emits
+    /// the same frames, the members' real frames merged size by size (the multiset
+    /// supersequence: of each size, as many as the member with the most). Where the deployment
+    /// holds the direction (and in `ideal`), each merged frame goes at the latest arrival among
+    /// the members it stands for, real frames held to it, so no member's frame is its own; where
+    /// it cannot (`ap` uplink), every real frame is copied to every other member at its time.
+    /// Without it a member that is not the lead sends real frames no other member copies, which
+    /// an observer of the whole home attributes even at zero lag.
+    #[serde(skip_serializing_if = "is_false")]
+    pub mirror_all: bool,
+}
+
+fn is_false(v: &bool) -> bool {
+    !*v
 }
 
 impl LagSettings {
@@ -269,6 +283,12 @@ impl LagSettings {
     pub fn is_ideal(&self) -> bool {
         self.deployment == Deployment::Ideal && !self.slot_behind
     }
+
+    /// Whether frames of direction `d` can be held to align them (every deployment but `ap`'s
+    /// uplink; `ideal` idealises a gateway that holds both).
+    pub fn aligns(&self, d: Direction) -> bool {
+        self.deployment == Deployment::Ideal || self.deployment.holds(d)
+    }
 }
 
 /// The release settings as asked for by name (`ipet simulate` flags, the service's form fields):
@@ -283,6 +303,7 @@ pub struct ReleaseKnobs {
     pub held_release: bool,
     pub random_order: bool,
     pub slot_behind: bool,
+    pub mirror_all: bool,
 }
 
 impl ReleaseKnobs {
@@ -301,6 +322,7 @@ impl ReleaseKnobs {
             held_release: self.held_release,
             random_order: self.random_order,
             slot_behind: self.slot_behind,
+            mirror_all: self.mirror_all,
         };
         s.check()?;
         Ok(s)

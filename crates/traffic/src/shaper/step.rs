@@ -144,6 +144,9 @@ pub struct Emission {
     /// For a frame of a mirror group (a lead's original that went at its arrival, or a copy of
     /// it): the index of the lead's arrival in the slot.
     group: Option<u32>,
+    /// A frame merged with every member's ([`LagSettings::mirror_all`]): real or cover, it goes
+    /// through the gateway's reaction (held release draws its lag).
+    merged: bool,
 }
 
 /// Real or cover.
@@ -253,6 +256,19 @@ pub struct SetShaper<'a> {
     dummy_sizes: Vec<u32>,
     groups: Vec<(usize, u32, usize)>,
     positions: Vec<i64>,
+    merge: Vec<Merging>,
+}
+
+/// A real frame released in the slot, being merged ([`LagSettings::mirror_all`]): its member,
+/// size, time, index in the slot's emissions, and its rank among the member's frames of that
+/// size.
+#[derive(Debug, Clone, Copy)]
+struct Merging {
+    size: u32,
+    rank: u32,
+    at_ns: i64,
+    member: usize,
+    index: usize,
 }
 
 impl<'a> SetShaper<'a> {
@@ -289,6 +305,7 @@ impl<'a> SetShaper<'a> {
             dummy_sizes: Vec::new(),
             groups: Vec::new(),
             positions: Vec::new(),
+            merge: Vec::new(),
         })
     }
 
@@ -403,6 +420,29 @@ impl<'a> SetShaper<'a> {
         dec.emissions.clear();
         dec.ranges.clear();
         dec.missed.clear();
+        if self.release.mirror_all {
+            self.merge_slot(target, start, end)?;
+        } else {
+            self.mirror_lead(target, lead, start, end);
+        }
+        if !self.release.is_ideal() {
+            self.release_slot();
+        }
+        let dec = &mut self.decisions;
+        for &(a, b) in &dec.ranges {
+            dec.emissions[a..b].sort_by_key(|e| (e.on_air_ns(), e.is_cover()));
+        }
+        for m in &mut self.members {
+            m.arrivals.iter_mut().for_each(Vec::clear);
+        }
+        self.slot += 1;
+        Ok(&self.decisions)
+    }
+
+    /// The slot's emissions with every member's cover mirroring the slot's lead (the default).
+    fn mirror_lead(&mut self, target: [Target; 2], lead: [Option<usize>; 2], start: i64, end: i64) {
+        let n = self.members.len();
+        let dec = &mut self.decisions;
         for i in 0..n {
             let from = dec.emissions.len();
             let mut missed = [0u64; 2];
@@ -457,24 +497,133 @@ impl<'a> SetShaper<'a> {
                         lag_ns: 0,
                         kind: EmissionKind::Cover { mirrors: group.and(lead[d]) },
                         group,
+                        merged: false,
                     });
                 }
             }
             dec.ranges.push((from, dec.emissions.len()));
             dec.missed.push(missed);
         }
-        if !self.release.is_ideal() {
-            self.release_slot();
-        }
+    }
+
+    /// The slot's emissions with every member mirrored ([`LagSettings::mirror_all`]): each
+    /// member's queue served against the target, the released real frames merged across the
+    /// members size by size, every member given the merged frames it lacks as cover, and what the
+    /// target asks beyond drawn once for the slot and sent by every member alike.
+    fn merge_slot(&mut self, target: [Target; 2], start: i64, end: i64) -> Result<()> {
+        let n = self.members.len();
         let dec = &mut self.decisions;
-        for &(a, b) in &dec.ranges {
-            dec.emissions[a..b].sort_by_key(|e| (e.on_air_ns(), e.is_cover()));
+        // Per member, its range of `dec.emissions` (real frames first, its cover appended below).
+        let mut reals: Vec<(usize, usize)> = Vec::with_capacity(n);
+        for i in 0..n {
+            let from = dec.emissions.len();
+            for (d, t) in target.iter().enumerate() {
+                serve(&mut self.members[i], i, d, *t, start, end, self.budget_ns[d], false, &mut dec.emissions);
+            }
+            reals.push((from, dec.emissions.len()));
         }
-        for m in &mut self.members {
-            m.arrivals.iter_mut().for_each(Vec::clear);
+        let mut cover: Vec<Vec<Emission>> = vec![Vec::new(); n];
+        let mut missed = vec![[0u64; 2]; n];
+        for (d, t) in target.iter().enumerate() {
+            let direction = if d == 0 { Direction::In } else { Direction::Out };
+            let aligns = self.release.aligns(direction);
+            self.merge.clear();
+            for (i, &(a, b)) in reals.iter().enumerate() {
+                for (index, e) in dec.emissions[a..b].iter().enumerate() {
+                    if e.direction == direction && !e.leaked() {
+                        self.merge.push(Merging { size: e.size, rank: 0, at_ns: e.at_ns, member: i, index: a + index });
+                    }
+                }
+            }
+            // Rank each member's frames of one size by time: frames of equal size and rank
+            // across members are one merged frame (aligned), or each frame is its own (not).
+            self.merge.sort_unstable_by_key(|x| (x.member, x.size, x.at_ns, x.index));
+            let mut prev: Option<(usize, u32)> = None;
+            let mut rank = 0;
+            for x in &mut self.merge {
+                rank = if prev == Some((x.member, x.size)) { rank + 1 } else { 0 };
+                prev = Some((x.member, x.size));
+                x.rank = if aligns { rank } else { x.index as u32 };
+            }
+            self.merge.sort_unstable_by_key(|x| (x.size, x.rank, x.member));
+            let (mut sent_p, mut sent_b) = (0u64, 0u64);
+            let mut a = 0;
+            while a < self.merge.len() {
+                let (size, rank) = (self.merge[a].size, self.merge[a].rank);
+                let mut b = a;
+                while b < self.merge.len() && (self.merge[b].size, self.merge[b].rank) == (size, rank) {
+                    b += 1;
+                }
+                let group = &self.merge[a..b];
+                let at = group.iter().map(|x| x.at_ns).max().unwrap_or(start);
+                let owner = group[0].member;
+                for x in group {
+                    let e = &mut dec.emissions[x.index];
+                    e.at_ns = at;
+                    e.merged = true;
+                }
+                let mut has = group.iter().map(|x| x.member).peekable();
+                for (m, c) in cover.iter_mut().enumerate() {
+                    if has.peek() == Some(&m) {
+                        has.next();
+                        continue;
+                    }
+                    c.push(Emission {
+                        member: m,
+                        direction,
+                        size,
+                        at_ns: at,
+                        lag_ns: 0,
+                        kind: EmissionKind::Cover { mirrors: Some(owner) },
+                        group: None,
+                        merged: true,
+                    });
+                }
+                sent_p += 1;
+                sent_b += u64::from(size);
+                a = b;
+            }
+            // What the target asks beyond the merged frames, the same for every member.
+            let (left_p, left_b) = (t.packets.saturating_sub(sent_p), t.bytes.saturating_sub(sent_b));
+            self.dummy_sizes.clear();
+            self.sizes[d].split_like(
+                u32::try_from(left_p).unwrap_or(u32::MAX),
+                left_b,
+                std::iter::empty(),
+                &mut self.cover_rng,
+                &mut self.dummy_sizes,
+            );
+            let carried: u64 = self.dummy_sizes.iter().map(|&s| u64::from(s)).sum();
+            for &size in &self.dummy_sizes {
+                let at = self.cover_rng.random_range(start..end);
+                for (m, c) in cover.iter_mut().enumerate() {
+                    c.push(Emission {
+                        member: m,
+                        direction,
+                        size,
+                        at_ns: at,
+                        lag_ns: 0,
+                        kind: EmissionKind::Cover { mirrors: None },
+                        group: None,
+                        merged: true,
+                    });
+                }
+            }
+            for m in &mut missed {
+                m[d] = left_b - carried;
+            }
         }
-        self.slot += 1;
-        Ok(&self.decisions)
+        // Member by member: its real frames, then its cover.
+        let mut all = Vec::with_capacity(dec.emissions.len() + cover.iter().map(Vec::len).sum::<usize>());
+        for (i, &(a, b)) in reals.iter().enumerate() {
+            let from = all.len();
+            all.extend_from_slice(&dec.emissions[a..b]);
+            all.append(&mut cover[i]);
+            dec.ranges.push((from, all.len()));
+            dec.missed.push(missed[i]);
+        }
+        dec.emissions = all;
+        Ok(())
     }
 
     /// Lag, holds and orders of the slot just decided (outside the `ideal` deployment, or one
@@ -498,8 +647,9 @@ impl<'a> SetShaper<'a> {
             }
             match e.kind {
                 EmissionKind::Cover { mirrors: Some(_) } => e.lag_ns = lag.sample_ns(rng),
+                EmissionKind::Cover { mirrors: None } if e.merged => e.lag_ns = lag.sample_ns(rng),
                 EmissionKind::Real { arrival_ns, .. }
-                    if self.release.held_release && holds(d) && e.at_ns - shift(d) == arrival_ns =>
+                    if self.release.held_release && holds(d) && (e.merged || e.at_ns - shift(d) == arrival_ns) =>
                 {
                     // Sent through the same path as its copies: its hold is a reaction of theirs.
                     e.lag_ns = lag.sample_ns(rng);
@@ -572,6 +722,7 @@ fn serve(
         lag_ns: 0,
         kind: EmissionKind::Real { seq: h.seq, arrival_ns: h.time_ns, leaked },
         group,
+        merged: false,
     };
     let (mut sp, mut sb) = (0u64, 0u64);
     let queue = &mut m.queue[d];
@@ -680,6 +831,84 @@ mod tests {
             downlink: Some(lag.clone()),
             uplink: Some(lag),
             ..LagSettings::default()
+        }
+    }
+
+    /// Per member, its frames of a slot as sorted (direction, size, time on the air, is cover).
+    fn per_member(slot: &[Emission], n: usize) -> Vec<Vec<(usize, u32, i64, bool)>> {
+        let mut out = vec![Vec::new(); n];
+        for e in slot {
+            out[e.member].push((e.direction.index(), e.size, e.on_air_ns(), e.is_cover()));
+        }
+        out.iter_mut().for_each(|v| v.sort_unstable());
+        out
+    }
+
+    #[test]
+    fn mirroring_every_member_gives_every_member_the_same_frames_at_the_same_times() {
+        // Members active in the same slots: a non-lead's own frames are copied too.
+        let trace = home(3, 300, 11);
+        let release = LagSettings { mirror_all: true, ..LagSettings::default() };
+        let (mut busy, mut real) = (0, 0);
+        for slot in drive(&trace, 300, false, 0.0, &release) {
+            let m = per_member(&slot, 3);
+            let frames = |v: &Vec<(usize, u32, i64, bool)>| v.iter().map(|x| (x.0, x.1, x.2)).collect::<Vec<_>>();
+            assert_eq!(frames(&m[0]), frames(&m[1]), "slot {slot:?}");
+            assert_eq!(frames(&m[1]), frames(&m[2]));
+            busy += usize::from(m.iter().filter(|v| v.iter().any(|x| !x.3)).count() > 1);
+            real += slot.iter().filter(|e| !e.is_cover()).count();
+            // Real frames are never sent before they arrive.
+            for e in &slot {
+                if let EmissionKind::Real { arrival_ns, .. } = e.kind {
+                    assert!(e.at_ns >= arrival_ns);
+                }
+            }
+        }
+        assert!(busy > 20, "the home has slots with several members active ({busy})");
+        assert_eq!(real, trace.iter().map(Vec::len).sum::<usize>(), "every real frame is sent");
+        // Without it a member active beside the lead sends frames nobody copies.
+        let lead_only = drive(&trace, 300, false, 0.0, &LagSettings::default());
+        let differ = lead_only.iter().filter(|slot| {
+            let m = per_member(slot, 3);
+            let frames = |v: &Vec<(usize, u32, i64, bool)>| v.iter().map(|x| (x.0, x.1, x.2)).collect::<Vec<_>>();
+            frames(&m[0]) != frames(&m[1]) || frames(&m[1]) != frames(&m[2])
+        });
+        assert!(differ.count() > 20);
+    }
+
+    #[test]
+    fn mirroring_every_member_under_held_release_puts_no_member_first() {
+        let trace = home(3, 400, 12);
+        let release = LagSettings { mirror_all: true, held_release: true, ..bridge(Lag::fixed_ms(2.0)) };
+        let (mut groups, mut real_first) = (0, 0);
+        for slot in drive(&trace, 400, false, 0.0, &release) {
+            // Each merged frame: the same size and slot time on every member, a lag draw apart.
+            let mut by_at: std::collections::BTreeMap<(usize, u32, i64), Vec<&Emission>> = Default::default();
+            for e in &slot {
+                by_at.entry((e.direction.index(), e.size, e.at_ns)).or_default().push(e);
+            }
+            for frames in by_at.values().filter(|f| f.len() == 3 && f.iter().any(|e| !e.is_cover())) {
+                groups += 1;
+                assert!(frames.iter().all(|e| e.lag_ns == 2_000_000), "every frame goes through the reaction");
+                let first = frames.iter().min_by_key(|e| (e.on_air_ns(), e.member)).expect("a frame");
+                real_first += usize::from(!first.is_cover());
+            }
+        }
+        assert!(groups > 50, "{groups}");
+        // A fixed lag ties every frame of a group: the first on the air is decided by nothing
+        // the defense leaks (here by member number), not by which is real.
+        assert!(real_first < groups, "{real_first} of {groups}");
+    }
+
+    #[test]
+    fn mirroring_every_member_costs_what_the_targets_ask_when_they_ask_more() {
+        // The regulator's targets exceed the merged frames: every member gets the same extra.
+        let trace = home(3, 200, 13);
+        let release = LagSettings { mirror_all: true, ..LagSettings::default() };
+        for slot in drive(&trace, 200, true, 0.0, &release) {
+            let m = per_member(&slot, 3);
+            let frames = |v: &Vec<(usize, u32, i64, bool)>| v.iter().map(|x| (x.0, x.1, x.2)).collect::<Vec<_>>();
+            assert_eq!(frames(&m[0]), frames(&m[2]));
         }
     }
 
