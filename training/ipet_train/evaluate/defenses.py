@@ -70,7 +70,8 @@ def defense_list(ipet_models: Sequence[str], baselines: Sequence[str], rates: Se
     return out
 
 
-RELEASE_FLAGS = ("deployment", "lag", "lag-downlink", "lag-uplink", "held-release", "random-order", "slot-behind")
+RELEASE_FLAGS = ("deployment", "lag", "lag-downlink", "lag-uplink", "held-release", "random-order", "slot-behind",
+                 "mirror-all")
 # Knobs of the supersequence itself that a variant may set beside its release (burst alignment and
 # the latency budget it needs: `align=1,latency-budget=1`).
 KNOB_FLAGS = ("align", "latency-budget")
@@ -95,8 +96,9 @@ def variant_args(spec: str) -> tuple[list[str], dict[str, Any], dict[str, float]
         else:
             release[name.replace("-", "_")] = value if value else True
         flags += [f"--{name}"] + ([value] if value else [])
-    if release and "deployment" not in release:
-        release["deployment"] = "bridge"  # ipet simulate's default with a lag or a countermeasure
+    implies_bridge = ("lag", "lag_downlink", "lag_uplink", "held_release", "random_order")
+    if "deployment" not in release and any(k in release for k in implies_bridge):
+        release["deployment"] = "bridge"  # ipet simulate's default with a lag or a lag's countermeasure
     return flags, release, knobs
 
 
