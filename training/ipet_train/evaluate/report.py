@@ -9,6 +9,10 @@ from typing import Any, Optional
 REPORT_SECTIONS = ["## Headline", "## Every attacker", "## The distinguisher", "## Per-device recall", "## Plots",
                    "## Method"]
 PLOTS = ["ba_vs_byte_overhead.png", "ba_vs_packet_overhead.png", "ba_vs_latency_p99.png"]
+# Written when the set-defense rows have reaction lags to compare (`--supersequence-variants lag=...`).
+LAG_PLOT = "ba_vs_lag.png"
+# Where a lag preset sits on the lag axis: its median, ms (crates/traffic/src/shaper/lag.rs).
+PRESET_MEDIAN_MS = {"zero": 0.0, "software-shaper": 0.082, "software-shaper-fifo": 0.071}
 ATTACKER_NAMES = {"lstm": "LSTM", "cnn": "CNN", "kfp": "k-FP", "m_agg": "M_agg", "cross_device": "cross-device",
                   "cross_device_agg": "cross-device (15 min)"}
 
@@ -198,3 +202,77 @@ def _plots(summary: dict[str, Any], out: Path) -> None:
         fig.tight_layout()
         fig.savefig(out / fname, dpi=110)
         plt.close(fig)
+    _lag_plot(summary, out)
+
+
+def lag_ms(release: dict[str, Any]) -> Optional[float]:
+    """The copies' reaction lag of a row's release settings in ms: 0 without one (the ideal
+    deployment), a fixed duration (`2ms`, `150us`) as given, a preset at its median; None for a
+    distribution given inline."""
+    lag = release.get("lag") if release else None
+    if lag is None:
+        return 0.0
+    lag = str(lag)
+    if lag in PRESET_MEDIAN_MS:
+        return PRESET_MEDIAN_MS[lag]
+    for unit, scale in (("ms", 1.0), ("us", 1e-3), ("s", 1e3)):
+        if lag.endswith(unit):
+            try:
+                return float(lag[: -len(unit)]) * scale
+            except ValueError:
+                return None
+    try:
+        return float(lag) * 1e3  # bare seconds
+    except ValueError:
+        return None
+
+
+def lag_family(release: dict[str, Any]) -> str:
+    """A row's countermeasures and deployment, as the lag plot's series."""
+    release = release or {}
+    parts = [release.get("deployment", "ideal" if release.get("lag") is None else "bridge")]
+    parts += [k.replace("_", "-") for k in ("held_release", "random_order", "slot_behind", "mirror_all") if release.get(k)]
+    return ", ".join(parts)
+
+
+def _lag_plot(summary: dict[str, Any], out: Path) -> None:
+    """Max attacker BA against the copies' reaction lag, one series per deployment and set of
+    countermeasures, for the supersequence rows (burst alignment and other knobs left out)."""
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in summary["defenses"] if r["kind"] == "set" and r["params"].get("defense") == "supersequence"
+            and r["params"].get("sets") != "all" and not r["params"].get("align")]
+    points: dict[str, list[tuple[float, dict[str, Any]]]] = {}
+    for r in rows:
+        release = r.get("release") or r["params"].get("release") or {}
+        x = lag_ms(release)
+        if x is not None:
+            points.setdefault(lag_family(release), []).append((x, r))
+    if sum(len(v) for v in points.values()) < 3:
+        return
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    for family, pts in sorted(points.items()):
+        pts.sort(key=lambda p: p[0])
+        xs = [p[0] for p in pts]
+        ys = [p[1]["max_attacker_ba"] for p in pts]
+        lo = [y - (p[1]["max_attacker_ci95"] or [y, y])[0] for y, p in zip(ys, pts)]
+        hi = [(p[1]["max_attacker_ci95"] or [y, y])[1] - y for y, p in zip(ys, pts)]
+        ax.errorbar(xs, ys, yerr=[lo, hi], fmt="o-", capsize=3, label=family)
+    floors = {r["set_floor"] for r in rows if r.get("set_floor")}
+    for f in floors:
+        ax.axhline(f, color="tab:green", ls="-.", lw=0.8, label=f"set floor {f:.3f}")
+    und = next((r for r in summary["defenses"] if r["kind"] == "none"), None)
+    if und:
+        ax.axhline(und["max_attacker_ba"], color="k", ls="--", lw=0.8, label=f"undefended {und['max_attacker_ba']:.3f}")
+    ax.axhline(summary["chance"], color="gray", ls=":", label=f"chance {summary['chance']:.3f}")
+    ax.set_xscale("symlog", linthresh=0.05)
+    ax.set_xlim(0, max(x for pts in points.values() for x, _ in pts) * 1.5 + 0.1)
+    ax.set_xlabel("reaction lag of copies, ms (presets at their median)")
+    ax.set_ylabel("max attacker balanced accuracy (cross-device included)")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(alpha=0.3)
+    ax.set_title("supersequence: max attacker vs reaction lag")
+    fig.tight_layout()
+    fig.savefig(out / LAG_PLOT, dpi=110)
+    plt.close(fig)
