@@ -568,16 +568,7 @@ impl<'a> SetShaper<'a> {
                         has.next();
                         continue;
                     }
-                    c.push(Emission {
-                        member: m,
-                        direction,
-                        size,
-                        at_ns: at,
-                        lag_ns: 0,
-                        kind: EmissionKind::Cover { mirrors: Some(owner) },
-                        group: None,
-                        merged: true,
-                    });
+                    c.push(merged_cover(m, direction, size, at, Some(owner)));
                 }
                 sent_p += 1;
                 sent_b += u64::from(size);
@@ -597,16 +588,7 @@ impl<'a> SetShaper<'a> {
             for &size in &self.dummy_sizes {
                 let at = self.cover_rng.random_range(start..end);
                 for (m, c) in cover.iter_mut().enumerate() {
-                    c.push(Emission {
-                        member: m,
-                        direction,
-                        size,
-                        at_ns: at,
-                        lag_ns: 0,
-                        kind: EmissionKind::Cover { mirrors: None },
-                        group: None,
-                        merged: true,
-                    });
+                    c.push(merged_cover(m, direction, size, at, None));
                 }
             }
             for m in &mut missed {
@@ -693,6 +675,21 @@ impl<'a> SetShaper<'a> {
             }
             a = b;
         }
+    }
+}
+
+/// A cover frame of a merged slot ([`LagSettings::mirror_all`]) for `member`, copying `mirrors`'
+/// frame where it stands for one.
+fn merged_cover(member: usize, direction: Direction, size: u32, at_ns: i64, mirrors: Option<usize>) -> Emission {
+    Emission {
+        member,
+        direction,
+        size,
+        at_ns,
+        lag_ns: 0,
+        kind: EmissionKind::Cover { mirrors },
+        group: None,
+        merged: true,
     }
 }
 
