@@ -19,7 +19,7 @@
 # decisions, and the simulator's summary for the same stretch (DIR/sim.json).
 # All traffic stays inside the namespaces made here; they are removed on exit.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd -P "$(dirname "$0")/.."
 
 mode=bridge defense=pass-through seconds=15 out="" captures="" devices="" sets="" from="" speed=1
 kill_at="" rtprio=0 bin="" ipet="target/debug/ipet" build_release=0 release=""
