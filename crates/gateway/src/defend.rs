@@ -97,11 +97,8 @@ impl IpetEngine {
         let omega = cfg.omega_ns;
         let shapers = rows
             .into_iter()
-            .map(|r| {
-                // The step borrows its rows for its whole life; they live as long as this
-                // configuration (leaked: one copy per reload, released at exit).
-                r.map(|r| IpetShaper::new(Box::leak(Box::new(r)) as &'static mut dyn RowSource, omega, gap))
-            })
+            // Each step owns its device's rows: they go with this configuration on a reload.
+            .map(|r| r.map(|r| IpetShaper::new(r, omega, gap)))
             .collect();
         Self { shapers, omega_ns: omega, origin_ns: 0 }
     }
