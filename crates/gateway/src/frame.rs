@@ -11,7 +11,8 @@
 //! Its first bytes are a tag the testbed's observer reads (on a real Wi-Fi link the frame body
 //! is encrypted with the device's pairwise key, so only the device, which drops it, sees it):
 //! `IPCV`, direction (0 in, 1 out), a flag byte, the device index, the size it stands for, the
-//! time it was due (ns) and the time of the real frame it mirrors (0: none).
+//! time it was due (ns) and the time of the real frame it mirrors (0: none). The layout is
+//! written once, in the data plane (`ipet_traffic::cover`), which reads cover frames in captures.
 
 use ipet_traffic::{
     DeviceTable, Direction,
@@ -20,12 +21,7 @@ use ipet_traffic::{
 };
 use pcap_file::DataLink;
 
-pub const COVER_ETHERTYPE: u16 = 0x88B5;
-pub const MAGIC: &[u8; 4] = b"IPCV";
-/// Ethernet + IPv4 + UDP headers: a cover packet of size s is `s + COVER_OVERHEAD` on the wire.
-pub const COVER_OVERHEAD: usize = 42;
-pub const MIN_FRAME: usize = 60;
-pub const MAX_FRAME: usize = 9000 + 14;
+pub use ipet_traffic::cover::{COVER_ETHERTYPE, CoverTag, MAX_FRAME, MIN_FRAME, cover, cover_tag};
 
 pub fn dst(frame: &[u8]) -> Option<Mac> {
     frame.get(0..6).map(|s| s.try_into().unwrap_or_default())
@@ -41,54 +37,6 @@ pub fn is_group(mac: &Mac) -> bool {
 
 pub fn ethertype(frame: &[u8]) -> Option<u16> {
     frame.get(12..14).map(|s| u16::from_be_bytes([s[0], s[1]]))
-}
-
-/// The cover tag of a frame, if it is one of ours.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CoverTag {
-    pub direction: Direction,
-    pub device: u16,
-    pub size: u32,
-    pub due_ns: i64,
-    pub mirrors_ns: i64,
-}
-
-const TAG_LEN: usize = 4 + 1 + 1 + 2 + 4 + 8 + 8;
-
-/// Builds a cover frame for `tag` into `out` (cleared first).
-pub fn cover(out: &mut Vec<u8>, dst: &Mac, src: &Mac, tag: &CoverTag) {
-    let len = (tag.size as usize + COVER_OVERHEAD).clamp(MIN_FRAME, MAX_FRAME);
-    out.clear();
-    out.extend_from_slice(dst);
-    out.extend_from_slice(src);
-    out.extend_from_slice(&COVER_ETHERTYPE.to_be_bytes());
-    out.extend_from_slice(MAGIC);
-    out.push(tag.direction.index() as u8);
-    out.push(0);
-    out.extend_from_slice(&tag.device.to_be_bytes());
-    out.extend_from_slice(&tag.size.to_be_bytes());
-    out.extend_from_slice(&tag.due_ns.to_be_bytes());
-    out.extend_from_slice(&tag.mirrors_ns.to_be_bytes());
-    out.resize(len, 0);
-}
-
-/// Reads a cover frame's tag.
-pub fn cover_tag(frame: &[u8]) -> Option<CoverTag> {
-    if ethertype(frame)? != COVER_ETHERTYPE {
-        return None;
-    }
-    let b = frame.get(14..14 + TAG_LEN)?;
-    if &b[0..4] != MAGIC {
-        return None;
-    }
-    let be64 = |s: &[u8]| i64::from_be_bytes(s.try_into().unwrap_or_default());
-    Some(CoverTag {
-        direction: if b[4] == 0 { Direction::In } else { Direction::Out },
-        device: u16::from_be_bytes([b[6], b[7]]),
-        size: u32::from_be_bytes([b[8], b[9], b[10], b[11]]),
-        due_ns: be64(&b[12..20]),
-        mirrors_ns: be64(&b[20..28]),
-    })
 }
 
 pub const PROBE_MAGIC: &[u8; 4] = b"IPPR";
@@ -112,6 +60,10 @@ pub fn is_probe(frame: &[u8]) -> bool {
 /// and transport payload size. `Err` for frames the simulator would not count.
 pub fn classify(frame: &[u8], table: &DeviceTable) -> Result<(usize, Direction, u32), Skip> {
     let p: IpPacket = decode_frame(DataLink::ETHERNET, frame, 0)?;
+    if p.cover {
+        // The data plane counts a cover frame as its device's UDP packet; here it is no real one.
+        return Err(Skip::NonIp);
+    }
     let (device, _, packet) = attribute(&p, table)?;
     Ok((device, packet.direction, packet.size))
 }

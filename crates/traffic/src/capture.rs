@@ -5,7 +5,10 @@
 //! a LAN unicast address, the other a global one) are kept; size is the transport payload computed
 //! from the headers' wire lengths (IP total length, TCP data offset, UDP length), never from the
 //! captured length (captures are often cut at a snap length); payload-less TCP is dropped.
-//! Non-IP and truncated frames are skipped and counted, never fatal.
+//! Non-IP and truncated frames are skipped and counted, never fatal, except the live gateway's
+//! cover frames (EtherType 0x88B5 with an `IPCV` tag, [`crate::cover`]): such a frame is
+//! attributed by MAC (the device's MAC as source: outgoing; as destination: incoming) and kept
+//! as a UDP packet of the size its tag carries, as the simulator counts cover.
 
 use std::{
     fs::File,
@@ -25,7 +28,8 @@ use serde::Serialize;
 pub use super::packet::{IpPacket, Skip};
 use super::{
     address::{Scope, scope},
-    devices::{DeviceTable, MatchedBy},
+    cover,
+    devices::{DeviceTable, Mac, MatchedBy},
     packet::{Direction, Packet, Transport},
     tshark_csv,
 };
@@ -102,6 +106,15 @@ fn to_a_group(p: &IpPacket) -> bool {
 
 /// Applies the LAN-boundary, payload and attribution rules.
 pub fn attribute(p: &IpPacket, table: &DeviceTable) -> std::result::Result<(usize, MatchedBy, Packet), Skip> {
+    if p.cover {
+        let by_mac = |mac: Option<Mac>| mac.and_then(|m| table.attribute(p.src, Some(m)));
+        let (device, by, direction) = match (by_mac(p.src_mac), by_mac(p.dst_mac)) {
+            (Some((d, by)), _) => (d, by, Direction::Out),
+            (None, Some((d, by))) => (d, by, Direction::In),
+            (None, None) => return Err(Skip::UnknownDevice),
+        };
+        return Ok((device, by, Packet { time_ns: p.time_ns, size: p.payload, direction, transport: p.transport }));
+    }
     let (lan_ip, lan_mac, direction) = match (scope(p.src), scope(p.dst)) {
         (Scope::Lan, Scope::Internet) => (p.src, p.src_mac, Direction::Out),
         (Scope::Internet, Scope::Lan) => (p.dst, p.dst_mac, Direction::In),
@@ -120,6 +133,22 @@ pub fn attribute(p: &IpPacket, table: &DeviceTable) -> std::result::Result<(usiz
 
 /// Decodes one link-layer frame into an IP packet with its transport payload length.
 pub fn decode_frame(link: DataLink, data: &[u8], time_ns: i64) -> std::result::Result<IpPacket, Skip> {
+    if link == DataLink::ETHERNET
+        && let Some(tag) = cover::cover_tag(data)
+    {
+        let mac = |r: std::ops::Range<usize>| -> Option<Mac> { data.get(r).and_then(|s| s.try_into().ok()) };
+        let none = IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
+        return Ok(IpPacket {
+            time_ns,
+            src: none,
+            dst: none,
+            src_mac: mac(6..12),
+            dst_mac: mac(0..6),
+            transport: Transport::Udp,
+            payload: tag.size,
+            cover: true,
+        });
+    }
     let sliced = match link {
         DataLink::ETHERNET => LaxSlicedPacket::from_ethernet(data).map_err(|_| Skip::Truncated)?,
         DataLink::RAW | DataLink::IPV4 | DataLink::IPV6 => {
@@ -171,7 +200,7 @@ pub fn decode_frame(link: DataLink, data: &[u8], time_ns: i64) -> std::result::R
             });
         }
     };
-    Ok(IpPacket { time_ns, src, dst, src_mac, dst_mac, transport, payload: payload as u32 })
+    Ok(IpPacket { time_ns, src, dst, src_mac, dst_mac, transport, payload: payload as u32, cover: false })
 }
 
 /// Feeds the kept packets of one capture (any supported format, detected from its first bytes)

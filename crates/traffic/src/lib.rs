@@ -7,6 +7,7 @@ pub mod error;
 
 pub mod address;
 pub mod capture;
+pub mod cover;
 pub mod devices;
 pub mod features;
 pub mod noise;

@@ -56,6 +56,9 @@ pub struct IpPacket {
     pub dst_mac: Option<Mac>,
     pub transport: Transport,
     pub payload: u32,
+    /// A cover frame of the live gateway (EtherType 0x88B5, [`crate::cover`]): no IP header,
+    /// `src`/`dst` unspecified, attributed by MAC alone, `payload` the size its tag carries.
+    pub cover: bool,
 }
 
 /// One kept packet of one device. Times are integer nanoseconds since the Unix epoch (or since

@@ -111,6 +111,7 @@ pub fn read<R: Read>(source: R, name: &str, mut sink: impl FnMut(std::result::Re
             dst_mac: parse_mac(cell(c_edst)),
             transport,
             payload,
+            cover: false,
         }));
     }
     Ok(())

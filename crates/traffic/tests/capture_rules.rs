@@ -307,6 +307,62 @@ fn udp_out_and_in_count_udp_length_minus_8() {
     assert_eq!(s.packet, pkt(T0, 120, Direction::In, Transport::Udp));
 }
 
+/// A cover frame of the live gateway, built byte by byte from its documented layout
+/// (`ipet_traffic::cover`): EtherType 0x88B5, `IPCV`, direction, flags, device, size, due, mirrors.
+fn cover_frame(dst: [u8; 6], src: [u8; 6], direction: u8, size: u32) -> Vec<u8> {
+    let mut f = Vec::new();
+    f.extend_from_slice(&dst);
+    f.extend_from_slice(&src);
+    f.extend_from_slice(&[0x88, 0xb5]);
+    f.extend_from_slice(b"IPCV");
+    f.extend_from_slice(&[direction, 0, 0, 7]);
+    f.extend_from_slice(&size.to_be_bytes());
+    f.extend_from_slice(&123_456_789i64.to_be_bytes());
+    f.extend_from_slice(&0i64.to_be_bytes());
+    f.resize((size as usize + 42).max(60), 0);
+    f
+}
+
+#[test]
+fn cover_frames_count_by_mac_as_udp_of_the_tagged_size() {
+    // Outgoing: the device's MAC as source.
+    let s = only(cover_frame(GW_MAC, CAM_MAC, 1, 500));
+    assert_eq!((s.device, s.by), (CAM, MatchedBy::Mac));
+    assert_eq!(s.packet, pkt(T0, 500, Direction::Out, Transport::Udp));
+    // Incoming: the device's MAC as destination; a small one is padded to 60 bytes on the wire
+    // and still counts the size its tag carries.
+    let s = only(cover_frame(CAM_MAC, GW_MAC, 0, 3));
+    assert_eq!((s.device, s.by), (CAM, MatchedBy::Mac));
+    assert_eq!(s.packet, pkt(T0, 3, Direction::In, Transport::Udp));
+    let s = only(cover_frame(GW_MAC, TEN_MAC, 1, 1200));
+    assert_eq!(s.device, TEN);
+    // The data plane's builder writes the same bytes.
+    let mut built = Vec::new();
+    let tag = ipet_traffic::cover::CoverTag {
+        direction: Direction::Out,
+        device: 7,
+        size: 500,
+        due_ns: 123_456_789,
+        mirrors_ns: 0,
+    };
+    ipet_traffic::cover::cover(&mut built, &GW_MAC, &CAM_MAC, &tag);
+    assert_eq!(built, cover_frame(GW_MAC, CAM_MAC, 1, 500));
+    // No device at either end: unknown. Another 0x88B5 frame (no tag, e.g. the testbed's probe)
+    // and a truncated tag stay non-IP.
+    assert_eq!(dropped(cover_frame(GW_MAC, STRANGER_MAC, 1, 100)).skipped_unknown_device, 1);
+    assert_eq!(dropped(non_ip_frame(0x88b5, 46)).skipped_non_ip, 1);
+    let mut cut = cover_frame(GW_MAC, CAM_MAC, 1, 100);
+    cut.truncate(14 + 10);
+    assert_eq!(dropped(cut).skipped_non_ip, 1);
+    // Mixed with real frames, cover and real of a device interleave in time order.
+    let (_, seen) = read_ok(&pcap(&[
+        rec(T0, frame(CAM_MAC, GW_MAC, None, CAM_IP, CLOUD, L4::Tcp(100))),
+        rec(T0 + 1_000, cover_frame(GW_MAC, CAM_MAC, 1, 100)),
+    ]));
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[1].packet, pkt(T0 + 1_000, 100, Direction::Out, Transport::Udp));
+}
+
 #[test]
 fn tcp_options_are_not_payload() {
     // A segment with 12 bytes of TCP options (data offset 8): the payload is what follows them.
