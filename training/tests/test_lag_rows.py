@@ -49,3 +49,19 @@ def test_the_lag_plot_is_drawn_from_supersequence_rows(tmp_path: Path):
     (tmp_path / "none").mkdir()
     report._lag_plot(summary, tmp_path / "none")
     assert not (tmp_path / "none" / report.LAG_PLOT).exists()
+
+
+def test_summary_rows_spell_out_deployment_and_lag(tmp_path: Path):
+    import json
+
+    from ipet_train.evaluate.core import _deployment_and_lag, attach_wire
+    assert _deployment_and_lag({"kind": "set", "params": {}}) == {"deployment": "ideal", "lag": "0"}
+    assert _deployment_and_lag({"kind": "set", "params": {"release": {"lag": "2ms"}}}) == \
+        {"deployment": "bridge", "lag": "2ms"}
+    assert _deployment_and_lag({"kind": "set", "params": {"release": {"deployment": "ap", "held_release": True}}}) == \
+        {"deployment": "ap", "lag": "software-shaper"}
+    assert _deployment_and_lag({"kind": "ipet", "params": {}}) == {}
+    wire = tmp_path / "wire.json"
+    wire.write_text(json.dumps({"observer": "taps", "rows": [{"source": "wire", "run": "bridge-pass-through"}]}))
+    s = attach_wire({"defenses": []}, wire)
+    assert s["wire"]["rows"][0]["source"] == "wire" and s["defenses"] == []

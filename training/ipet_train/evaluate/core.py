@@ -307,6 +307,8 @@ def make_summary(res: dict[str, Any]) -> dict[str, Any]:
             # who transmits what and the copies' reaction lag (ipet simulate's release flags; set
             # defenses without them: the ideal deployment, copies at their original's time)
             "release": (r.get("params") or {}).get("release") or ({"deployment": "ideal"} if r["kind"] == "set" else None),
+            **_deployment_and_lag(r),
+            "source": "simulated",
             **_cross_device_summary(r),
         })
     tr = res.get("transport_observer")
@@ -318,6 +320,25 @@ def make_summary(res: dict[str, Any]) -> dict[str, Any]:
                 "note": "M_agg on the real TCP traffic alone, which every defense here leaves untouched (all cover "
                         "is UDP): a floor of this observer's balanced accuracy under any of them",
                 "m_agg": {k: tr["attackers"]["m_agg"][k] for k in ("balanced_accuracy", "ci95")}}}
+
+
+def attach_wire(summary: dict[str, Any], wire_summary: Path) -> dict[str, Any]:
+    """The summary with the testbed's rows beside the simulated ones: `wire` holds
+    `scripts/wire_compare.py`'s rows for one stretch (each `"source": "wire"` or `"simulated"`,
+    the same stretch through `ipet simulate`), docs/evaluation/wire.md says how they were made."""
+    w = json.loads(Path(wire_summary).read_text())
+    return {**summary, "wire": {"observer": w.get("observer"), "rows": w["rows"]}}
+
+
+def _deployment_and_lag(r: dict[str, Any]) -> dict[str, Any]:
+    """A set defense row's deployment and its copies' reaction lag as simulated, spelled out
+    (`ideal`/`0` where no release flag was given; a lag without a deployment is the bridge's)."""
+    if r["kind"] != "set":
+        return {}
+    release = (r.get("params") or {}).get("release") or {}
+    lag = release.get("lag")
+    deployment = release.get("deployment") or ("bridge" if lag is not None or release.get("held_release") else "ideal")
+    return {"deployment": deployment, "lag": lag if lag is not None else ("software-shaper" if deployment != "ideal" else "0")}
 
 
 def _cross_device_summary(r: dict[str, Any]) -> dict[str, Any]:
