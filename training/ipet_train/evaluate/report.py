@@ -250,7 +250,7 @@ def _lag_plot(summary: dict[str, Any], out: Path) -> None:
             points.setdefault(lag_family(release), []).append((x, r))
     if sum(len(v) for v in points.values()) < 3:
         return
-    fig, ax = plt.subplots(figsize=(8, 5.5))
+    fig, ax = plt.subplots(figsize=(10.5, 5.5))
     for family, pts in sorted(points.items()):
         pts.sort(key=lambda p: p[0])
         xs = [p[0] for p in pts]
@@ -270,7 +270,7 @@ def _lag_plot(summary: dict[str, Any], out: Path) -> None:
     ax.set_xlabel("reaction lag of copies, ms (presets at their median)")
     ax.set_ylabel("max attacker balanced accuracy (cross-device included)")
     ax.set_ylim(0, 1)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.grid(alpha=0.3)
     ax.set_title("supersequence: max attacker vs reaction lag")
     fig.tight_layout()
