@@ -257,6 +257,9 @@ pub struct SetShaper<'a> {
     groups: Vec<(usize, u32, usize)>,
     positions: Vec<i64>,
     merge: Vec<Merging>,
+    /// A merged slot's cover per member, and the buffer its emissions are rebuilt in.
+    merge_cover: Vec<Vec<Emission>>,
+    merge_spare: Vec<Emission>,
 }
 
 /// A real frame released in the slot, being merged ([`LagSettings::mirror_all`]): its member,
@@ -306,6 +309,8 @@ impl<'a> SetShaper<'a> {
             groups: Vec::new(),
             positions: Vec::new(),
             merge: Vec::new(),
+            merge_cover: Vec::new(),
+            merge_spare: Vec::new(),
         })
     }
 
@@ -399,13 +404,6 @@ impl<'a> SetShaper<'a> {
     pub fn end_slot(&mut self) -> Result<&SlotDecisions> {
         let start = self.slot_start_ns();
         let end = start + self.omega_ns;
-        let n = self.members.len();
-        let mut lead: [Option<usize>; 2] = [None, None];
-        for (d, l) in lead.iter_mut().enumerate() {
-            let members = &self.members;
-            let bytes = |i: usize| members[i].arrivals[d].iter().map(|&(_, s)| u64::from(s)).sum::<u64>();
-            *l = (0..n).filter(|&i| !members[i].arrivals[d].is_empty()).max_by_key(|&i| (bytes(i), usize::MAX - i));
-        }
         for (p, m) in self.pending.iter_mut().zip(&self.members) {
             *p = m.pending;
         }
@@ -421,9 +419,9 @@ impl<'a> SetShaper<'a> {
         dec.ranges.clear();
         dec.missed.clear();
         if self.release.mirror_all {
-            self.merge_slot(target, start, end)?;
+            self.merge_slot(target, start, end);
         } else {
-            self.mirror_lead(target, lead, start, end);
+            self.mirror_lead(target, start, end);
         }
         if !self.release.is_ideal() {
             self.release_slot();
@@ -440,8 +438,14 @@ impl<'a> SetShaper<'a> {
     }
 
     /// The slot's emissions with every member's cover mirroring the slot's lead (the default).
-    fn mirror_lead(&mut self, target: [Target; 2], lead: [Option<usize>; 2], start: i64, end: i64) {
+    fn mirror_lead(&mut self, target: [Target; 2], start: i64, end: i64) {
         let n = self.members.len();
+        let mut lead: [Option<usize>; 2] = [None, None];
+        for (d, l) in lead.iter_mut().enumerate() {
+            let members = &self.members;
+            let bytes = |i: usize| members[i].arrivals[d].iter().map(|&(_, s)| u64::from(s)).sum::<u64>();
+            *l = (0..n).filter(|&i| !members[i].arrivals[d].is_empty()).max_by_key(|&i| (bytes(i), usize::MAX - i));
+        }
         let dec = &mut self.decisions;
         for i in 0..n {
             let from = dec.emissions.len();
@@ -510,25 +514,26 @@ impl<'a> SetShaper<'a> {
     /// member's queue served against the target, the released real frames merged across the
     /// members size by size, every member given the merged frames it lacks as cover, and what the
     /// target asks beyond drawn once for the slot and sent by every member alike.
-    fn merge_slot(&mut self, target: [Target; 2], start: i64, end: i64) -> Result<()> {
+    fn merge_slot(&mut self, target: [Target; 2], start: i64, end: i64) {
         let n = self.members.len();
         let dec = &mut self.decisions;
-        // Per member, its range of `dec.emissions` (real frames first, its cover appended below).
-        let mut reals: Vec<(usize, usize)> = Vec::with_capacity(n);
+        // Per member, its real frames' range of `dec.emissions` (its cover joins it below).
         for i in 0..n {
             let from = dec.emissions.len();
             for (d, t) in target.iter().enumerate() {
                 serve(&mut self.members[i], i, d, *t, start, end, self.budget_ns[d], false, &mut dec.emissions);
             }
-            reals.push((from, dec.emissions.len()));
+            dec.ranges.push((from, dec.emissions.len()));
         }
-        let mut cover: Vec<Vec<Emission>> = vec![Vec::new(); n];
-        let mut missed = vec![[0u64; 2]; n];
+        let cover = &mut self.merge_cover;
+        cover.resize_with(n, Vec::new);
+        cover.iter_mut().for_each(Vec::clear);
+        let mut missed = [0u64; 2];
         for (d, t) in target.iter().enumerate() {
             let direction = if d == 0 { Direction::In } else { Direction::Out };
             let aligns = self.release.aligns(direction);
             self.merge.clear();
-            for (i, &(a, b)) in reals.iter().enumerate() {
+            for (i, &(a, b)) in dec.ranges.iter().enumerate() {
                 for (index, e) in dec.emissions[a..b].iter().enumerate() {
                     if e.direction == direction && !e.leaked() {
                         self.merge.push(Merging { size: e.size, rank: 0, at_ns: e.at_ns, member: i, index: a + index });
@@ -591,21 +596,19 @@ impl<'a> SetShaper<'a> {
                     c.push(merged_cover(m, direction, size, at, None));
                 }
             }
-            for m in &mut missed {
-                m[d] = left_b - carried;
-            }
+            missed[d] = left_b - carried;
         }
-        // Member by member: its real frames, then its cover.
-        let mut all = Vec::with_capacity(dec.emissions.len() + cover.iter().map(Vec::len).sum::<usize>());
-        for (i, &(a, b)) in reals.iter().enumerate() {
+        // Member by member: its real frames, then its cover (into the spare buffer, swapped in).
+        let all = &mut self.merge_spare;
+        all.clear();
+        for (range, c) in dec.ranges.iter_mut().zip(cover.iter_mut()) {
             let from = all.len();
-            all.extend_from_slice(&dec.emissions[a..b]);
-            all.append(&mut cover[i]);
-            dec.ranges.push((from, all.len()));
-            dec.missed.push(missed[i]);
+            all.extend_from_slice(&dec.emissions[range.0..range.1]);
+            all.append(c);
+            *range = (from, all.len());
+            dec.missed.push(missed);
         }
-        dec.emissions = all;
-        Ok(())
+        std::mem::swap(&mut dec.emissions, all);
     }
 
     /// Lag, holds and orders of the slot just decided (outside the `ideal` deployment, or one
