@@ -540,21 +540,25 @@ pub fn run(args: RunArgs) -> Result<()> {
             g.timing(rx, decision_log)
         })?
     };
+    // The sockets' counters (each read resets them) into the metrics, and the textfile written.
+    let publish = || {
+        for p in &gw.ports {
+            if let Ok((frames, drops)) = p.stats() {
+                metrics.socket_frames.fetch_add(frames, Relaxed);
+                metrics.socket_drops.fetch_add(drops, Relaxed);
+            }
+        }
+        if let Some(path) = &args.metrics_file {
+            crate::metrics::write_textfile(&metrics, path);
+        }
+    };
     let mut last_refresh = std::time::Instant::now();
     let mut tick = 0u64;
     while !term.load(Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
         tick += 1;
         if tick.is_multiple_of(10) {
-            for p in &gw.ports {
-                if let Ok((frames, drops)) = p.stats() {
-                    metrics.socket_frames.fetch_add(frames, Relaxed);
-                    metrics.socket_drops.fetch_add(drops, Relaxed);
-                }
-            }
-            if let Some(path) = &args.metrics_file {
-                crate::metrics::write_textfile(&metrics, path);
-            }
+            publish();
         }
         let refresh = args.config_url.is_some() && last_refresh.elapsed().as_secs() >= args.config_refresh_secs;
         if hup.swap(false, Relaxed) || refresh {
@@ -569,14 +573,6 @@ pub fn run(args: RunArgs) -> Result<()> {
     }
     let _ = timing.join();
     gw.flush_held(&mut gw.lock());
-    for p in &gw.ports {
-        if let Ok((frames, drops)) = p.stats() {
-            metrics.socket_frames.fetch_add(frames, Relaxed);
-            metrics.socket_drops.fetch_add(drops, Relaxed);
-        }
-    }
-    if let Some(path) = &args.metrics_file {
-        crate::metrics::write_textfile(&metrics, path);
-    }
+    publish();
     Ok(())
 }
