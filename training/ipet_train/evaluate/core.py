@@ -33,7 +33,7 @@ from ..attackers.dataset import Dataset, load_features, load_packets
 from ..attackers.folds import TimeFolds
 from ..attackers.suite import SuiteSettings, attack, max_attacker
 from ..ipet_binary import find_ipet_binary
-from .defenses import BASELINES, defense_list, dir_bytes, simulate_draw
+from .defenses import BASELINES, defense_list, deployment_of, dir_bytes, simulate_draw
 
 LINK_ATTACKERS = ("lstm", "cnn", "kfp", "m_agg", "cross_device", "cross_device_agg")
 
@@ -337,7 +337,7 @@ def _deployment_and_lag(r: dict[str, Any]) -> dict[str, Any]:
         return {}
     release = (r.get("params") or {}).get("release") or {}
     lag = release.get("lag")
-    deployment = release.get("deployment") or ("bridge" if lag is not None or release.get("held_release") else "ideal")
+    deployment = deployment_of(release)
     return {"deployment": deployment, "lag": lag if lag is not None else ("software-shaper" if deployment != "ideal" else "0")}
 
 

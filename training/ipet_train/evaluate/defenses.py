@@ -96,10 +96,16 @@ def variant_args(spec: str) -> tuple[list[str], dict[str, Any], dict[str, float]
         else:
             release[name.replace("-", "_")] = value if value else True
         flags += [f"--{name}"] + ([value] if value else [])
-    implies_bridge = ("lag", "lag_downlink", "lag_uplink", "held_release", "random_order")
-    if "deployment" not in release and any(k in release for k in implies_bridge):
-        release["deployment"] = "bridge"  # ipet simulate's default with a lag or a lag's countermeasure
+    if release and deployment_of(release) != "ideal":
+        release["deployment"] = deployment_of(release)
     return flags, release, knobs
+
+
+def deployment_of(release: dict[str, Any]) -> str:
+    """The deployment `ipet simulate` runs with these release settings: the one named, else the
+    bridge where a lag or a lag's countermeasure is given (`ReleaseKnobs::settings`), else ideal."""
+    implies_bridge = ("lag", "lag_downlink", "lag_uplink", "held_release", "random_order")
+    return release.get("deployment") or ("bridge" if any(release.get(k) for k in implies_bridge) else "ideal")
 
 
 def _run(cmd: list[str]) -> dict[str, Any]:
