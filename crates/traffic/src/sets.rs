@@ -166,17 +166,17 @@ pub fn cluster(
     }
     let profiles: Vec<Vec<(i64, [f64; 4])>> =
         devices.iter().map(|&d| slot_profile(&packets[d], origin_ns, omega_ns)).collect();
+    let real_packets: f64 = profiles.iter().flatten().map(|(_, v)| v[0] + v[2]).sum();
+    let real_bytes: f64 = profiles.iter().flatten().map(|(_, v)| v[1] + v[3]).sum();
+    if devices.len() <= EXACT_MAX {
+        return Ok(exact_partition(devices, &profiles, k, real_packets, real_bytes));
+    }
     let volume = |i: usize| {
         let p = &profiles[i];
         p.iter().map(|(_, v)| v[1] + v[3]).sum::<f64>() / p.len().max(1) as f64
     };
     let mut order: Vec<usize> = (0..devices.len()).collect();
     order.sort_by(|&a, &b| volume(a).total_cmp(&volume(b)).then_with(|| names[devices[a]].cmp(&names[devices[b]])));
-    let real_packets: f64 = profiles.iter().flatten().map(|(_, v)| v[0] + v[2]).sum();
-    let real_bytes: f64 = profiles.iter().flatten().map(|(_, v)| v[1] + v[3]).sum();
-    if devices.len() <= EXACT_MAX {
-        return Ok(exact_partition(devices, &profiles, k, real_packets, real_bytes));
-    }
     let n = order.len();
     // best[j]: the cheapest partition of order[..j]; from[j]: where its last group starts.
     let mut best = vec![f64::INFINITY; n + 1];
