@@ -36,8 +36,8 @@ use crate::{
     packet::Packet,
     sets::{AnonymitySet, SetPartition},
     shaper::{
-        AlignedSupersequence, LagSettings, PadSettings, Regulator, RegulatorSettings, SetShaper, SetShaperParts,
-        SizeDistribution, Supersequence, TargetSource, release_rng, set_rng,
+        LagSettings, PadSettings, Regulator, RegulatorSettings, SetShaper, SetShaperParts, SizeDistribution,
+        TargetSource, release_rng, set_rng, supersequence,
     },
     simulate::{
         HomeShaping, HomeSummary, OutputPacket, RowSource, SetDefense, TargetRows, TargetRowsSettings, defend_home_with,
@@ -335,10 +335,7 @@ impl SetDefenseSpec {
     ) -> Result<Box<dyn TargetSource + 'a>> {
         let pad = self.pad()?;
         Ok(match (self.defense, rows) {
-            (SetDefenseKind::Supersequence, _) => match self.align_slots()? {
-                1 => Box::new(Supersequence),
-                window => Box::new(AlignedSupersequence::new(window)),
-            },
+            (SetDefenseKind::Supersequence, _) => supersequence(self.align_slots()?),
             (SetDefenseKind::Regulator, _) => Box::new(Regulator::new(self.regulator, pad.omega_ns, sizes)?),
             (SetDefenseKind::Targets, Some(rows)) => {
                 Box::new(TargetRows::new(rows, self.target_rows, pad.omega_ns, fake_windows_rng(self.seed, index))?)

@@ -30,7 +30,7 @@ pub use self::sizes::SizeDistribution;
 pub use self::step::{Emission, EmissionKind, PadSettings, SetShaper, SetShaperParts, SlotDecisions};
 pub use self::targets::{
     AlignedSupersequence, Pending, Regulator, RegulatorSettings, SlotView, Supersequence, Target, TargetRowsStats,
-    TargetSource,
+    TargetSource, supersequence,
 };
 
 /// Where perturbation rows `[in_packets, in_bytes, out_packets, out_bytes]` come from, one at a

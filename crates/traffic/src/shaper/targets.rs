@@ -126,6 +126,15 @@ impl AlignedSupersequence {
     }
 }
 
+/// The supersequence's target source for an alignment window of `align_slots` slots: the plain
+/// [`Supersequence`] for one slot (no state to keep), else an [`AlignedSupersequence`].
+pub fn supersequence(align_slots: u64) -> Box<dyn TargetSource> {
+    match align_slots {
+        0 | 1 => Box::new(Supersequence),
+        window => Box::new(AlignedSupersequence::new(window)),
+    }
+}
+
 impl TargetSource for AlignedSupersequence {
     fn target(&mut self, view: &SlotView<'_>) -> Result<[Target; 2]> {
         let full = Supersequence.target(view)?;

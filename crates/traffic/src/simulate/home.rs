@@ -11,8 +11,8 @@ use crate::{
     packet::Packet,
     sets::{AnonymitySet, SetPartition},
     shaper::{
-        AlignedSupersequence, LagSettings, PadSettings, Regulator, RegulatorSettings, SizeDistribution, Supersequence,
-        TargetSource, release_rng, set_rng,
+        LagSettings, PadSettings, Regulator, RegulatorSettings, SizeDistribution, TargetSource, release_rng, set_rng,
+        supersequence,
     },
 };
 
@@ -98,8 +98,7 @@ pub fn defend_home_with(
         let sizes = given_sizes(set)
             .unwrap_or_else(|| SizeDistribution::per_direction(set.members.iter().flat_map(|&d| packets[d].iter())));
         let targets: Box<dyn TargetSource + '_> = match &mut defense {
-            SetDefense::Supersequence { align_slots: 1 } => Box::new(Supersequence),
-            SetDefense::Supersequence { align_slots } => Box::new(AlignedSupersequence::new(*align_slots)),
+            SetDefense::Supersequence { align_slots } => supersequence(*align_slots),
             SetDefense::Regulator(r) => Box::new(Regulator::new(*r, settings.omega_ns, &sizes)?),
             SetDefense::Targets(make) => make(set, &sizes, settings)?,
         };
