@@ -10,7 +10,8 @@ use std::{
 };
 
 use ipet::traffic::{
-    DeviceTable, OutputPacket, PadSettings, SetDefense, defend_home, form_sets, parse_sets, read_captures,
+    DeviceTable, OutputPacket, form_sets, parse_sets, read_captures,
+    set_defense::{SetDefenseKind, SetDefenseSpec},
 };
 
 const SETS: &str = "blink-cam-01,blink-cam-02,blink-cam-03;lockly-hub-01,schlage-lock-01,sifely-hub-01,ultraloq-hub-01";
@@ -40,19 +41,15 @@ fn the_supersequence_makes_set_members_identical_on_the_real_slice() {
     assert_eq!(partition.sets.len(), 2);
     let names: Vec<String> = table.devices().iter().map(|d| d.name.clone()).collect();
     let mut out: Vec<Vec<OutputPacket>> = vec![Vec::new(); table.len()];
-    let summary = defend_home(
-        &names,
-        &traffic.packets,
-        &partition,
-        SetDefense::Supersequence { align_slots: 1 },
-        &PadSettings::default(),
-        Some(3),
-        |d, p| {
+    let spec: SetDefenseSpec =
+        serde_json::from_value(serde_json::json!({"defense": "supersequence", "seed": 3})).unwrap();
+    assert_eq!(spec.defense, SetDefenseKind::Supersequence);
+    let summary = spec
+        .defend(&names, &traffic.packets, &partition, None, |d, p| {
             out[d].push(*p);
             Ok(())
-        },
-    )
-    .unwrap();
+        })
+        .unwrap();
     let origin = traffic.packets.iter().filter_map(|p| p.first()).map(|p| p.time_ns).min().unwrap();
     assert_eq!(summary.start_time_s, Some(origin as f64 / 1e9));
     for set in &partition.sets {

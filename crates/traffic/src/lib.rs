@@ -31,6 +31,6 @@ pub use simulate::baselines;
 pub use simulate::baselines::{Baseline, BaselineKind};
 pub use simulate::{
     Defense, FixedRows, HomeSummary, Mode, OutputFile, OutputPacket, PadSettings, RegulatorSettings, RowSource,
-    SetDefense, SimSettings, Summary, defend_home, simulate,
+    SimSettings, Summary, defend_home, simulate,
 };
 pub use windows::{COLUMNS, WindowSettings, Windows};

@@ -40,7 +40,7 @@ use crate::{
         TargetSource, release_rng, set_rng, supersequence,
     },
     simulate::{
-        HomeShaping, HomeSummary, OutputPacket, RowSource, SetDefense, TargetRows, TargetRowsSettings, defend_home_with,
+        HomeShaping, HomeSummary, MakeTargets, OutputPacket, RowSource, TargetRows, TargetRowsSettings, defend_home,
     },
     windows::WindowSettings,
 };
@@ -383,30 +383,22 @@ impl SetDefenseSpec {
         self.check_rows(rows.is_some())?;
         let pad = self.pad()?;
         let seed = self.seed;
-        let defense = match (self.defense, rows) {
-            (SetDefenseKind::Supersequence, _) => SetDefense::Supersequence { align_slots: self.align_slots()? },
-            (SetDefenseKind::Regulator, _) => SetDefense::Regulator(self.regulator),
-            (SetDefenseKind::Targets, rows) => {
-                let mut rows = rows.ok_or_else(|| Error::Internal("no target rows".into()))?;
-                let spec = self.clone();
-                let mut index = 0;
-                SetDefense::Targets(Box::new(
-                    move |set: &AnonymitySet, sizes: &[SizeDistribution; 2], _: &PadSettings| {
-                        let source = rows(index, set, generator_seed(seed, index))?;
-                        let t = spec.targets(index, sizes, Some(source));
-                        index += 1;
-                        t
-                    },
-                ))
-            }
-        };
+        let mut rows = rows;
+        let targets: MakeTargets<'_> =
+            Box::new(move |index: usize, set: &AnonymitySet, sizes: &[SizeDistribution; 2]| {
+                let source = match rows.as_mut() {
+                    Some(rows) => Some(rows(index, set, generator_seed(seed, index))?),
+                    None => None,
+                };
+                self.targets(index, sizes, source)
+            });
         let profiles = &self.size_profiles;
         if let Some(p) = profiles.iter().find(|p| !partition.sets.iter().any(|s| s.name == p.set)) {
             return Err(Error::invalid(ErrorCode::InvalidSets, format!("a size profile names no set: {:?}", p.set)));
         }
         let sizes = |set: &AnonymitySet| profiles.iter().find(|p| p.set == set.name).map(SizeProfile::distributions);
         let shaping = HomeShaping { pad: &pad, release: &self.release, seed, sizes: &sizes };
-        defend_home_with(names, packets, partition, defense, &shaping, |d, p| sink(d, p))
+        defend_home(names, packets, partition, self.defense.name(), targets, &shaping, |d, p| sink(d, p))
     }
 }
 

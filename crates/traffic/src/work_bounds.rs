@@ -201,8 +201,9 @@ pub fn pad_output_rows_bound(
 mod tests {
     use super::*;
     use crate::{
-        AnonymitySet, FixedRows, SetDefense, defend_home,
-        simulate::{TargetRows, TargetRowsSettings, TargetSource, set_rng},
+        AnonymitySet, FixedRows, RowSource,
+        set_defense::{SetDefenseKind, SetDefenseSpec, SetKnobs},
+        shaper::LagSettings,
     };
     use crate::{
         BaselineKind,
@@ -287,20 +288,36 @@ mod tests {
             .collect()
     }
 
+    /// Rows the simulator writes for `defense` on the home (target rows: a fixed schedule of
+    /// `[3, 900, 6, 5000]`, in windows of 40 slots with fake windows at 0.2).
     fn output_rows(
         packets: &[Vec<Packet>],
         partition: &SetPartition,
-        defense: SetDefense<'_>,
-        pad: &PadSettings,
+        defense: SetDefenseKind,
+        regulator: RegulatorSettings,
+        latency_budget: f64,
     ) -> u64 {
+        let knobs = SetKnobs {
+            latency_budget,
+            regulator,
+            fake_window_rate: 0.2,
+            seed: Some(7),
+            release: LagSettings::default(),
+        };
+        let spec = SetDefenseSpec::new(defense, 0.1, Some(40), 4.0, knobs).expect("spec");
+        let rows = (defense == SetDefenseKind::Targets).then(|| {
+            Box::new(|_: usize, _: &AnonymitySet, _: Option<u64>| {
+                Ok(Box::new(FixedRows::new(vec![[3, 900, 6, 5000]; 100_000])?) as Box<dyn RowSource>)
+            }) as crate::set_defense::RowsFor<'_>
+        });
         let names: Vec<String> = (0..packets.len()).map(|d| format!("d{d}")).collect();
-        let mut rows = 0u64;
-        defend_home(&names, packets, partition, defense, pad, Some(7), |_, _| {
-            rows += 1;
+        let mut out = 0u64;
+        spec.defend(&names, packets, partition, rows, |_, _| {
+            out += 1;
             Ok(())
         })
         .expect("defended");
-        rows
+        out
     }
 
     #[test]
@@ -310,22 +327,17 @@ mod tests {
             SetPartition { sets: vec![AnonymitySet { name: "all".into(), members: vec![0, 1, 2] }], excluded: vec![] };
         for budget in [0.0, 0.5] {
             let pad = PadSettings::new(0.1, budget).expect("settings");
-            let rows = output_rows(&packets, &partition, SetDefense::Supersequence { align_slots: 1 }, &pad);
+            let rows =
+                output_rows(&packets, &partition, SetDefenseKind::Supersequence, RegulatorSettings::default(), budget);
             let bound = pad_output_rows_bound(&packets, &partition, PadCoverKind::Supersequence, &pad);
             assert!(rows <= bound, "supersequence: {rows} rows, bound {bound}");
 
             let r = RegulatorSettings { floor_rate: 1.0, ..RegulatorSettings::default() };
-            let rows = output_rows(&packets, &partition, SetDefense::Regulator(r), &pad);
+            let rows = output_rows(&packets, &partition, SetDefenseKind::Regulator, r, budget);
             let bound = pad_output_rows_bound(&packets, &partition, PadCoverKind::Regulator(&r), &pad);
             assert!(rows <= bound, "regulator: {rows} rows, bound {bound}");
 
-            let settings = TargetRowsSettings { slots_per_window: 40, fake_window_rate: 0.2 };
-            let make = SetDefense::Targets(Box::new(move |_: &AnonymitySet, _: &_, pad: &PadSettings| {
-                let rows = FixedRows::new(vec![[3, 900, 6, 5000]; 100_000])?;
-                let rng = set_rng(Some(3), 1);
-                Ok(Box::new(TargetRows::new(Box::new(rows), settings, pad.omega_ns, rng)?) as Box<dyn TargetSource>)
-            }));
-            let rows = output_rows(&packets, &partition, make, &pad);
+            let rows = output_rows(&packets, &partition, SetDefenseKind::Targets, RegulatorSettings::default(), budget);
             let per_row = [9u64; 3];
             let kind =
                 PadCoverKind::TargetRows { packets_per_row: &per_row, slots_per_window: 40, fake_window_rate: 0.2 };

@@ -10,53 +10,12 @@ use crate::{
     error::{Error, ErrorCode, Result},
     packet::Packet,
     sets::{AnonymitySet, SetPartition},
-    shaper::{
-        LagSettings, PadSettings, Regulator, RegulatorSettings, SizeDistribution, TargetSource, release_rng, set_rng,
-        supersequence,
-    },
+    shaper::{LagSettings, PadSettings, SizeDistribution, TargetSource, release_rng, set_rng},
 };
 
-/// Builds a set's target source from the set, its real size distributions and the settings.
+/// Builds set number `index`'s target source from the set and its cover sizes (per direction).
 pub type MakeTargets<'a> =
-    Box<dyn FnMut(&AnonymitySet, &[SizeDistribution; 2], &PadSettings) -> Result<Box<dyn TargetSource + 'a>> + 'a>;
-
-/// Where a home's per-set targets come from: the simulator's run-time form of a
-/// [`crate::set_defense::SetDefenseKind`] (with the target source of `targets` built per set);
-/// [`crate::set_defense::SetDefenseSpec::defend`] builds it from the specification.
-pub enum SetDefense<'a> {
-    /// Per slot, the largest demand of any member; bursts aligned within `align_slots` slots
-    /// (1: not aligned; [`crate::shaper::AlignedSupersequence`]).
-    Supersequence { align_slots: u64 },
-    /// The non-learned set regulariser.
-    Regulator(RegulatorSettings),
-    /// Any other source (e.g. target rows from a model), built per set.
-    Targets(MakeTargets<'a>),
-}
-
-impl SetDefense<'_> {
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::Supersequence { .. } => "supersequence",
-            Self::Regulator(_) => "regulator",
-            Self::Targets(_) => "targets",
-        }
-    }
-}
-
-/// Defends every set of `partition` in the `ideal` deployment (no reaction lag), cover sizes
-/// from each set's packets: see [`defend_home_with`].
-pub fn defend_home(
-    names: &[String],
-    packets: &[Vec<Packet>],
-    partition: &SetPartition,
-    defense: SetDefense<'_>,
-    settings: &PadSettings,
-    seed: Option<u64>,
-    sink: impl FnMut(usize, &OutputPacket) -> Result<()>,
-) -> Result<HomeSummary> {
-    let shaping = HomeShaping { pad: settings, release: &LagSettings::default(), seed, sizes: &|_| None };
-    defend_home_with(names, packets, partition, defense, &shaping, sink)
-}
+    Box<dyn FnMut(usize, &AnonymitySet, &[SizeDistribution; 2]) -> Result<Box<dyn TargetSource + 'a>> + 'a>;
 
 /// How a home's sets are shaped besides their targets.
 pub struct HomeShaping<'s> {
@@ -69,15 +28,18 @@ pub struct HomeShaping<'s> {
     pub sizes: &'s dyn Fn(&AnonymitySet) -> Option<[SizeDistribution; 2]>,
 }
 
-/// Defends every set of `partition`, each set through its own [`crate::shaper::SetShaper`].
+/// Defends every set of `partition`, each set through its own [`crate::shaper::SetShaper`] with
+/// the target source `targets` builds for it; `defense` names the defense in the summary.
 /// `packets[id]` are device `id`'s packets in time order, `names[id]` its name; `sink(device,
 /// packet)` gets each member's defended trace in time order (members of one set interleaved slot
-/// by slot, sets one after another).
-pub fn defend_home_with(
+/// by slot, sets one after another). [`crate::set_defense::SetDefenseSpec::defend`] calls it with
+/// the specification's defense.
+pub fn defend_home(
     names: &[String],
     packets: &[Vec<Packet>],
     partition: &SetPartition,
-    mut defense: SetDefense<'_>,
+    defense: &str,
+    mut targets: MakeTargets<'_>,
     shaping: &HomeShaping<'_>,
     mut sink: impl FnMut(usize, &OutputPacket) -> Result<()>,
 ) -> Result<HomeSummary> {
@@ -97,11 +59,7 @@ pub fn defend_home_with(
     for (i, set) in partition.sets.iter().enumerate() {
         let sizes = given_sizes(set)
             .unwrap_or_else(|| SizeDistribution::per_direction(set.members.iter().flat_map(|&d| packets[d].iter())));
-        let targets: Box<dyn TargetSource + '_> = match &mut defense {
-            SetDefense::Supersequence { align_slots } => supersequence(*align_slots),
-            SetDefense::Regulator(r) => Box::new(Regulator::new(*r, settings.omega_ns, &sizes)?),
-            SetDefense::Targets(make) => make(set, &sizes, settings)?,
-        };
+        let targets = targets(i, set, &sizes)?;
         let pad = PadSet {
             members: set
                 .members
@@ -134,7 +92,7 @@ pub fn defend_home_with(
     }
     member_summaries.sort_by_key(|m| m.id);
     Ok(HomeSummary {
-        defense: defense.name().to_string(),
+        defense: defense.to_string(),
         start_time_s: Some(origin as f64 / 1e9),
         omega_s: settings.omega_ns as f64 / 1e9,
         latency_budget_s: settings.latency_budget_ns as f64 / 1e9,

@@ -65,7 +65,7 @@ mod testing;
 use serde::{Deserialize, Serialize};
 
 use self::baselines::Baseline;
-pub use self::home::{HomeShaping, SetDefense, defend_home, defend_home_with};
+pub use self::home::{HomeShaping, MakeTargets, defend_home};
 pub(crate) use self::input::Input;
 pub use self::output::{CsvWriter, NpyWriter, OutputFile};
 pub use self::pad::{PadMember, PadSet};
