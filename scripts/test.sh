@@ -6,6 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 export PYTHONPATH="$PWD/training${PYTHONPATH:+:$PYTHONPATH}"
+# Strict: a test that would skip (no ipet binary, no capture, a Python package missing) fails
+# instead, in the training package's tests (training/tests/conftest.py) and in the Rust tests
+# that read the same variable: CI must not pass on what it did not run.
+export IPET_TEST_STRICT=1
 export IPET_TEST_POSTGRES_URL="${IPET_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 
 cargo fmt --all -- --check

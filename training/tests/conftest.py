@@ -1,7 +1,10 @@
-"""Shared fixtures: fabricated windows directories in the `ipet windows` format."""
+"""Shared fixtures (fabricated windows directories in the `ipet windows` format) and the strict
+mode of CI: with IPET_TEST_STRICT=1 (scripts/test.sh sets it) a test that skips fails instead, so
+a missing binary, capture or Python package cannot pass unnoticed."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -40,3 +43,35 @@ def fabricate_windows(directory, per_device=(60, 90, 40), slots=40, seed=0):
 @pytest.fixture
 def windows_dir(tmp_path):
     return fabricate_windows(tmp_path / "windows")
+
+
+def strict() -> bool:
+    """IPET_TEST_STRICT set (and not 0): every skip is a failure (scripts/test.sh, so CI)."""
+    return os.environ.get("IPET_TEST_STRICT", "") not in ("", "0")
+
+
+def _strict_failure(what: str, longrepr) -> str:
+    reason = longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr)
+    return f"{what} skipped under IPET_TEST_STRICT=1, which makes every skip a failure: {reason}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A skipped test (pytest.skip, a skip mark, a missing binary) fails in strict mode; an
+    expected failure (xfail) stays what it is."""
+    outcome = yield
+    rep = outcome.get_result()
+    if strict() and rep.skipped and not hasattr(rep, "wasxfail"):
+        rep.outcome = "failed"
+        rep.longrepr = _strict_failure(item.nodeid, rep.longrepr)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    """A module skipped while it is collected (`pytest.importorskip` of a missing package) is a
+    collection error in strict mode."""
+    outcome = yield
+    rep = outcome.get_result()
+    if strict() and rep.skipped:
+        rep.outcome = "failed"
+        rep.longrepr = _strict_failure(collector.nodeid, rep.longrepr)
