@@ -123,8 +123,11 @@ def test_evaluate_smoke_on_the_slice(tmp_path):
         assert sec in md, sec
     for p in PLOTS:
         assert (out / p).stat().st_size > 1000, p
-    # same seed, same summary
+    assert "wire" not in summ
+    # same seed, same summary; the testbed's rows attached where given
     out2 = tmp_path / "b"
-    assert main(args + ["--out", str(out2), "--only", "constant@1"]) == 0
+    wire = ROOT / "docs" / "evaluation" / "wire-summary.json"
+    assert main(args + ["--out", str(out2), "--only", "constant@1", "--wire-summary", str(wire)]) == 0
     again = json.loads((out2 / "summary.json").read_text())
     assert again["defenses"] == [summ["defenses"][0], summ["defenses"][2]]
+    assert again["wire"]["rows"] == json.loads(wire.read_text())["rows"]

@@ -59,6 +59,8 @@ def add_arguments(e: argparse.ArgumentParser) -> None:
     e.add_argument("--fold-by", choices=["device", "home"], default=d.fold_by,
                    help="time folds over each device's own history (device) or over the home's span (home, the "
                         "rule before issue 18) (default: %(default)s)")
+    e.add_argument("--wire-summary", help="the testbed's rows (`scripts/wire_compare.py`'s wire-summary.json) to "
+                                          "put beside the simulated ones, as summary.json's `wire`")
     e.add_argument("--no-cross-device", action="store_true",
                    help="leave out the cross-device attacker (it needs every device's frames: `ipet packets` and "
                         "`ipet simulate --out-dir` of the set defenses)")
@@ -82,5 +84,5 @@ def run(args: argparse.Namespace, argv: Optional[Sequence[str]]) -> int:
     argv = list(argv) if argv is not None else sys.argv[1:]
     command = "python -m ipet_train " + " ".join(shlex.quote(a) for a in argv)
     evaluate(args.captures, args.devices, args.out, es, binary=Path(args.ipet_bin) if args.ipet_bin else None,
-             work=args.work, command=command)
+             work=args.work, command=command, wire_summary=Path(args.wire_summary) if args.wire_summary else None)
     return 0

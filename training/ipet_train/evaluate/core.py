@@ -117,20 +117,45 @@ def model_set_gaps(defenses: list[dict[str, Any]], names: Sequence[str]) -> dict
 
 
 def evaluate(captures: Sequence[str], devices_csv: str, out_dir: str, es: EvalSettings, binary: Optional[Path] = None,
-             work: Optional[str] = None, command: Optional[str] = None) -> dict[str, Any]:
+             work: Optional[str] = None, command: Optional[str] = None,
+             wire_summary: Optional[Path] = None) -> dict[str, Any]:
+    """Writes results.json, then what `write_outputs` derives from it (with `wire_summary`, the
+    testbed's rows of `scripts/wire_compare.py`, in summary.json's `wire`)."""
     from threadpoolctl import threadpool_limits
 
     # OpenMP pools wider than the free cores spin: on a loaded 2-core machine gradient boosting
     # ran 15x and the networks 8x slower with 2 threads than with 1.
     with threadpool_limits(limits=max(1, es.threads)):
-        return _evaluate(captures, devices_csv, out_dir, es, binary, work, command)
+        return _evaluate(captures, devices_csv, out_dir, es, binary, work, command, wire_summary)
 
 
-def _evaluate(captures, devices_csv, out_dir, es, binary, work, command):
+def derive(res: dict[str, Any], wire_summary: Optional[Path] = None) -> tuple[dict[str, Any], str]:
+    """summary.json and report.md's text, from results.json alone (and the testbed's
+    wire-summary.json where given): what `evaluate` writes beside results.json, and what
+    tests/test_committed_evaluation.py checks the committed reports against."""
+    from .report import report_markdown
+
+    summary = make_summary(res)
+    if wire_summary is not None:
+        summary = attach_wire(summary, wire_summary)
+    return summary, report_markdown(res, summary)
+
+
+def write_outputs(res: dict[str, Any], out: Path, wire_summary: Optional[Path] = None) -> dict[str, Any]:
+    """summary.json, report.md and the plots derived from `res` (results.json) into `out`."""
+    from .report import write_plots
+
+    summary, md = derive(res, wire_summary)
+    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    (out / "report.md").write_text(md)
+    write_plots(summary, out)
+    return summary
+
+
+def _evaluate(captures, devices_csv, out_dir, es, binary, work, command, wire_summary=None):
     import torch
 
     from ..runtime import resolve_device, seed_everything
-    from .report import write_report
 
     t_start = time.time()
     torch.set_num_threads(max(1, es.threads))
@@ -237,9 +262,7 @@ def _evaluate(captures, devices_csv, out_dir, es, binary, work, command):
         res = _results(es, captures, devices_csv, binary, command, names, folds, results, transport_row, peak_disk,
                        t_start, skipped, fold_warnings, dropped)
         (out / "results.json").write_text(json.dumps(res, indent=1) + "\n")
-        summary = make_summary(res)
-        (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
-        write_report(res, summary, out)
+        write_outputs(res, out, wire_summary)
         _log(f"report written to {out} in {time.time() - t_start:.0f} s")
         return res
     finally:

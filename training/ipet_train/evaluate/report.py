@@ -84,8 +84,8 @@ def dropped_device_notes(res: dict[str, Any]) -> list[str]:
     return L
 
 
-def write_report(res: dict[str, Any], summary: dict[str, Any], out: Path) -> None:
-    _plots(summary, out)
+def report_markdown(res: dict[str, Any], summary: dict[str, Any]) -> str:
+    """report.md's text: from results.json and the summary made of it, nothing else."""
     n = len(res["devices"])
     s = res["settings"]
     L: list[str] = ["# Evaluation: every defense against the attacker suite", ""]
@@ -159,10 +159,11 @@ def write_report(res: dict[str, Any], summary: dict[str, Any], out: Path) -> Non
           f"{s['idle_cover']} s after a device's last real packet (`--idle-cover`).",
           "- Intervals: bootstrap over device-hour clusters (each device keeps its count of clusters), "
           f"{s['suite']['bootstrap']} draws."]
-    (out / "report.md").write_text("\n".join(L) + "\n")
+    return "\n".join(L) + "\n"
 
 
-def _plots(summary: dict[str, Any], out: Path) -> None:
+def write_plots(summary: dict[str, Any], out: Path) -> None:
+    """The PNGs of PLOTS (and LAG_PLOT where there are lag rows) into `out`."""
     import matplotlib
 
     matplotlib.use("Agg")
