@@ -1,6 +1,16 @@
 //! The service's defaults accept the project's own data (issue 19, item 3): `ipet serve` with no
-//! limit flags takes the week of captures the project ships (7.28 days, `../shared/data/
-//! tj-oconnor-2021`) as a home and one device of it, and the same span given as JSON packets.
+//! limit flags takes the week's span (7.28 days) given as JSON packets, and the week of captures
+//! itself as a home and one device of it.
+//!
+//! The captures are not part of the repository (`../shared/data/tj-oconnor-2021`, beside the
+//! checkout), so their test is `#[ignore]`d: it shows as ignored in every run instead of passing
+//! without trying them. Where the week is, run it with
+//!
+//! ```text
+//! cargo test --test own_data_defaults -- --ignored
+//! ```
+//!
+//! (`--include-ignored` runs both); without the captures it fails, naming the folder it looked in.
 
 mod common;
 
@@ -41,7 +51,7 @@ async fn serve_with_defaults() -> (std::net::SocketAddr, tokio::sync::oneshot::S
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_default_limits_accept_the_shipped_week() {
+async fn the_default_limits_accept_the_weeks_span_as_json_packets() {
     let (addr, stop) = serve_with_defaults().await;
     let client = reqwest::Client::new();
     let url = format!("http://{addr}/simulations");
@@ -57,33 +67,40 @@ async fn the_default_limits_accept_the_shipped_week() {
     let home = serde_json::json!({"defense": "supersequence", "k": 1, "devices": [{"name": "a", "packets": packets}]});
     let r = client.post(&url).json(&home).send().await.expect("submit");
     assert_eq!(r.status(), StatusCode::ACCEPTED, "{}", r.text().await.unwrap_or_default());
+    let _ = stop.send(());
+}
 
-    // The captures themselves, where the shared data is (it is not part of the repository).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the week of captures at ../shared/data/tj-oconnor-2021, outside the repository: cargo test --test own_data_defaults -- --ignored"]
+async fn the_default_limits_accept_the_weeks_captures() {
     let week = common::repo().join("../shared/data/tj-oconnor-2021");
-    if week.join("pcaps").is_dir() {
-        let mut form = reqwest::multipart::Form::new();
-        for entry in std::fs::read_dir(week.join("pcaps")).expect("pcaps") {
-            let path = entry.expect("entry").path();
-            let name = path.file_name().expect("name").to_string_lossy().to_string();
-            form = form
-                .part("trace", reqwest::multipart::Part::bytes(std::fs::read(&path).expect("pcap")).file_name(name));
-        }
-        let table = std::fs::read(week.join("devices.csv")).expect("table");
-        form = form
-            .part("devices", reqwest::multipart::Part::bytes(table).file_name("devices.csv"))
-            .text("defense", "supersequence")
-            .text("k", "3");
-        let r = client.post(&url).multipart(form).send().await.expect("submit");
-        assert_eq!(r.status(), StatusCode::ACCEPTED, "the week as a home: {}", r.text().await.unwrap_or_default());
-        let trace = std::fs::read(week.join("pcaps/lockly-hub-01.pcap")).expect("pcap");
-        let form = reqwest::multipart::Form::new()
-            .part("trace", reqwest::multipart::Part::bytes(trace).file_name("lockly-hub-01.pcap"))
-            .text("device", "lockly-hub-01")
-            .text("generation", "mix");
-        let r = client.post(&url).multipart(form).send().await.expect("submit");
-        assert_eq!(r.status(), StatusCode::ACCEPTED, "one device's week: {}", r.text().await.unwrap_or_default());
-    } else {
-        eprintln!("{} is not here: the week's captures were not tried (the JSON span was)", week.display());
+    assert!(
+        week.join("pcaps").is_dir() && week.join("devices.csv").is_file(),
+        "the week of captures is not at {} (pcaps/ and devices.csv): this test needs it",
+        week.display()
+    );
+    let (addr, stop) = serve_with_defaults().await;
+    let client = reqwest::Client::new();
+    let url = format!("http://{addr}/simulations");
+    let mut form = reqwest::multipart::Form::new();
+    for entry in std::fs::read_dir(week.join("pcaps")).expect("pcaps") {
+        let path = entry.expect("entry").path();
+        let name = path.file_name().expect("name").to_string_lossy().to_string();
+        form = form.part("trace", reqwest::multipart::Part::bytes(std::fs::read(&path).expect("pcap")).file_name(name));
     }
+    let table = std::fs::read(week.join("devices.csv")).expect("table");
+    form = form
+        .part("devices", reqwest::multipart::Part::bytes(table).file_name("devices.csv"))
+        .text("defense", "supersequence")
+        .text("k", "3");
+    let r = client.post(&url).multipart(form).send().await.expect("submit");
+    assert_eq!(r.status(), StatusCode::ACCEPTED, "the week as a home: {}", r.text().await.unwrap_or_default());
+    let trace = std::fs::read(week.join("pcaps/lockly-hub-01.pcap")).expect("pcap");
+    let form = reqwest::multipart::Form::new()
+        .part("trace", reqwest::multipart::Part::bytes(trace).file_name("lockly-hub-01.pcap"))
+        .text("device", "lockly-hub-01")
+        .text("generation", "mix");
+    let r = client.post(&url).multipart(form).send().await.expect("submit");
+    assert_eq!(r.status(), StatusCode::ACCEPTED, "one device's week: {}", r.text().await.unwrap_or_default());
     let _ = stop.send(());
 }
