@@ -289,7 +289,7 @@ mod tests {
 
     #[test]
     fn fractional_sizes_keep_every_bit() {
-        let sizes = [0.1, 1.0 / 3.0, 1234.567_890_123_456_7, 2.0_f64.powi(-40), 1e15 + 0.5];
+        let sizes = [0.1, 1.0 / 3.0, 1_234.567_890_123_456_7, 2.0_f64.powi(-40), 1e15 + 0.5];
         let mut enc = OutputEncoder::new(0);
         for (k, &size) in sizes.iter().enumerate() {
             let p = OutputPacket { time_ns: k as i64, direction: Direction::In, dummy: true, size, delay_ns: 0 };
