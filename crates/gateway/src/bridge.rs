@@ -120,10 +120,10 @@ pub struct Gateway {
     guard_ns: i64,
 }
 
-fn new_state(cfg: Arc<Checked>, mode: Mode, metrics: &Metrics, generation: u64) -> State {
+fn new_state(cfg: Arc<Checked>, metrics: &Metrics, generation: u64) -> State {
     let n = cfg.table.len();
     State {
-        holds: defend::holds(&cfg, mode),
+        holds: defend::holds(&cfg),
         counters: cfg.table.devices().iter().map(|d| metrics.device(&d.name)).collect(),
         held: (0..n).map(|_| [VecDeque::new(), VecDeque::new()]).collect(),
         arrivals: vec![[0; 2]; n],
@@ -337,7 +337,7 @@ impl Gateway {
             emits.clear();
             records.clear();
             match msg {
-                Some(Msg::Config { cfg, rows, generation: g }) => match defend::build(&cfg, self.mode, rows) {
+                Some(Msg::Config { cfg, rows, generation: g }) => match defend::build(&cfg, rows) {
                     Ok(e) => {
                         engine = e;
                         generation = g;
@@ -434,7 +434,7 @@ impl Gateway {
         let loaded = config::load(args).and_then(|(cfg, at)| {
             let rows = defend::fetch_rows(&cfg, args.token()?.as_deref(), &args.state_dir)?;
             // Built once here to refuse what the timing thread could not build.
-            defend::build(&cfg, self.mode, Vec::new())
+            defend::build(&cfg, Vec::new())
                 .map(|_| ())
                 .or_else(|e| if cfg.doc.defense == crate::config::DefenseName::Targets { Ok(()) } else { Err(e) })?;
             Ok((cfg, rows, at))
@@ -445,7 +445,7 @@ impl Gateway {
                 self.flush_held(&mut st);
                 let generation = st.generation + 1;
                 let cfg = Arc::new(cfg);
-                *st = new_state(cfg.clone(), self.mode, &self.metrics, generation);
+                *st = new_state(cfg.clone(), &self.metrics, generation);
                 self.tell(Msg::Config { cfg: cfg.clone(), rows, generation });
                 self.metrics.config_loaded_ns.store(at, Relaxed);
                 self.metrics.config_reloads.fetch_add(1, Relaxed);
@@ -498,7 +498,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         mode: args.mode,
         metrics: metrics.clone(),
         fdb: RwLock::new(HashMap::new()),
-        state: Mutex::new(new_state(cfg.clone(), args.mode, &metrics, 1)),
+        state: Mutex::new(new_state(cfg.clone(), &metrics, 1)),
         tx: Mutex::new(tx),
         shutdown: AtomicBool::new(false),
         guard_ns: args.slot_guard_us * 1000,
@@ -510,7 +510,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         info!(%at, "metrics on /metrics");
     }
     info!(defense = ?cfg.doc.defense, mode = ?args.mode, devices = cfg.table.len(), sets = cfg.sets.len(),
-        holds = ?defend::holds(&cfg, args.mode),
+        holds = ?defend::holds(&cfg),
         ports = ?gw.ports.iter().map(|p| p.name.as_str()).collect::<Vec<_>>(), "gateway running");
     let hup = Arc::new(AtomicBool::new(false));
     let term = Arc::new(AtomicBool::new(false));

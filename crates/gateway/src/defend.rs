@@ -19,16 +19,18 @@ use ipet_traffic::{
 use tracing::warn;
 
 use crate::{
-    config::{Checked, DefenseName, Mode},
+    config::{Checked, DefenseName},
     engine::{Emit, Engine, PassThrough, SlotRecord},
 };
 
-/// Which directions ([`Direction::index`]) the gateway holds real frames of, for a configuration.
-pub fn holds(cfg: &Checked, mode: Mode) -> [bool; 2] {
+/// Which directions ([`Direction::index`]) the gateway holds real frames of, for a configuration
+/// (its spec's deployment is the gateway's mode): the data plane's rule, which the step's
+/// decisions follow too.
+pub fn holds(cfg: &Checked) -> [bool; 2] {
     let Some(spec) = &cfg.spec else { return [false; 2] };
-    let r = &spec.release;
-    let delays = r.slot_behind || r.held_release || r.random_order || r.mirror_all || spec.latency_budget > 0.0;
-    [delays, delays && mode == Mode::Bridge]
+    let budget_ns = ipet_traffic::packet::secs_to_ns(spec.latency_budget);
+    let holds = |d: Direction| spec.release.holds_until_decided(d, budget_ns);
+    [holds(Direction::In), holds(Direction::Out)]
 }
 
 /// Rows per set for `targets`, fetched before the engine is built (network on the caller's
@@ -73,9 +75,9 @@ pub fn fetch_rows(cfg: &Checked, token: Option<&str>, state_dir: &std::path::Pat
     Ok(out)
 }
 
-pub fn build(cfg: &Checked, mode: Mode, rows: Rows) -> Result<Box<dyn Engine>> {
+pub fn build(cfg: &Checked, rows: Rows) -> Result<Box<dyn Engine>> {
     match (&cfg.spec, cfg.doc.defense) {
-        (Some(spec), _) => Ok(Box::new(SetEngine::new(cfg, spec.clone(), mode, rows)?)),
+        (Some(spec), _) => Ok(Box::new(SetEngine::new(cfg, spec.clone(), rows)?)),
         (None, DefenseName::Ipet) => Ok(Box::new(IpetEngine::new(cfg, rows))),
         (None, _) => Ok(Box::new(PassThrough)),
     }
@@ -178,7 +180,7 @@ fn fallback_sizes() -> [SizeDistribution; 2] {
 }
 
 impl SetEngine {
-    fn new(cfg: &Checked, spec: SetDefenseSpec, mode: Mode, rows: Rows) -> Result<Self> {
+    fn new(cfg: &Checked, spec: SetDefenseSpec, rows: Rows) -> Result<Self> {
         let mut member_of = vec![None; cfg.table.len()];
         let mut rows = rows.into_iter();
         let sets = cfg
@@ -200,7 +202,7 @@ impl SetEngine {
             })
             .collect();
         Ok(Self {
-            holds: holds(cfg, mode),
+            holds: holds(cfg),
             omega_ns: cfg.omega_ns,
             spec,
             sets,

@@ -313,7 +313,7 @@ pub fn report(a: &ReportArgs) -> Result<()> {
     // Hold time added to real frames: from the wire (sent by the device or router -> seen by the
     // receiver, the forwarding delay included) where the gateway held frames, else 0; the
     // gateway's own histogram beside it.
-    let holds = crate::defend::holds(&cfg, a.mode);
+    let holds = crate::defend::holds(&cfg);
     let mut held: Vec<i64> = (0..2).filter(|&d| holds[d]).flat_map(|d| fwd_lag[d].iter().copied()).collect();
     let wire_hold = if held.is_empty() { json!({"p50": 0.0, "p99": 0.0, "max": 0.0}) } else { quantiles(&mut held) };
     let hold = json!({

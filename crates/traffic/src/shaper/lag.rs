@@ -284,6 +284,15 @@ impl LagSettings {
         self.deployment == Deployment::Ideal && !self.slot_behind
     }
 
+    /// Whether a live gateway holds the real frames of direction `d` until the step decides
+    /// them: where its deployment transmits that direction and something can delay them (one
+    /// slot behind, held release, random order, mirror-all or a latency budget). Otherwise it
+    /// forwards them on arrival, which is what the step decides for them anyway.
+    pub fn holds_until_decided(&self, d: Direction, latency_budget_ns: i64) -> bool {
+        self.deployment.holds(d)
+            && (self.slot_behind || self.held_release || self.random_order || self.mirror_all || latency_budget_ns > 0)
+    }
+
     /// Whether frames of direction `d` can be held to align them (every deployment but `ap`'s
     /// uplink; `ideal` idealises a gateway that holds both).
     pub fn aligns(&self, d: Direction) -> bool {

@@ -44,9 +44,12 @@
 //!   reaction in `lag_ns` of each, so the order of `at_ns` is the order on the air.
 //!
 //! Holds are *deliberate*: a gateway executes a decision by sending each emission at its `at_ns`
-//! (on its own clock, with a dedicated timer thread); times already past (cover mirroring frames
-//! of the slot just closed, in `ideal` without `slot_behind`) are the simulator's idealisation:
-//! a live gateway runs with `slot_behind` or accepts that copies trail by up to a slot.
+//! (on its own clock, with a dedicated timer thread). A slot is decided when it ends, so outside
+//! `ideal` nothing the gateway sends (cover, and the real frames it holds until decided:
+//! [`LagSettings::holds_until_decided`]) is decided for before the slot's end: without
+//! `slot_behind`, copies trail their originals by up to a slot, on the wire and in the
+//! simulator alike. Times already past (cover mirroring frames of the slot just closed) are left
+//! only in `ideal`, the simulator's idealisation of a gateway that reacts at once.
 //! Decisions of a slot may reach past the slot's end (lag, held release, one slot behind), never
 //! before its start: a consumer that merges several slots' emissions in time order may release
 //! everything before the open slot's start after each `end_slot`.
@@ -424,7 +427,7 @@ impl<'a> SetShaper<'a> {
             self.mirror_lead(target, start, end);
         }
         if !self.release.is_ideal() {
-            self.release_slot();
+            self.release_slot(end);
         }
         let dec = &mut self.decisions;
         for &(a, b) in &dec.ranges {
@@ -612,17 +615,27 @@ impl<'a> SetShaper<'a> {
     }
 
     /// Lag, holds and orders of the slot just decided (outside the `ideal` deployment, or one
-    /// slot behind): see [`LagSettings`].
-    fn release_slot(&mut self) {
+    /// slot behind): see [`LagSettings`]. Outside `ideal`, what the gateway sends (cover, and the
+    /// real frames it holds until decided) goes no earlier than `decided_ns`, the slot's end,
+    /// when a live gateway learns the decision: without one slot behind, copies of a slot's
+    /// frames trail them by up to a slot, as on the wire.
+    fn release_slot(&mut self, decided_ns: i64) {
         let deployment = self.release.deployment;
         let holds = |d: Direction| deployment != Deployment::Ideal && deployment.holds(d);
         let shift = |d: Direction| if self.release.slot_behind && deployment.holds(d) { self.omega_ns } else { 0 };
+        let gateway_sends = |e: &Emission| {
+            deployment != Deployment::Ideal
+                && (e.is_cover() || self.release.holds_until_decided(e.direction, self.budget_ns[e.direction.index()]))
+        };
         let rng = &mut self.release_rng;
         let emissions = &mut self.decisions.emissions;
         self.groups.clear();
         for (idx, e) in emissions.iter_mut().enumerate() {
             let d = e.direction;
             e.at_ns += shift(d);
+            if gateway_sends(e) {
+                e.at_ns = e.at_ns.max(decided_ns);
+            }
             let lag = &self.lag[d.index()];
             if self.release.random_order
                 && let Some(g) = e.group
@@ -933,9 +946,10 @@ mod tests {
 
     #[test]
     fn held_release_holds_each_original_for_a_lag_draw_and_copies_trail_by_one() {
+        // One slot behind on both sides, so that nothing is decided after its time.
         let trace = home(3, 200, 21);
-        let ideal = drive(&trace, 200, false, 0.0, &LagSettings::default());
-        let fixed = LagSettings { held_release: true, ..bridge(Lag::fixed_ms(2.0)) };
+        let ideal = drive(&trace, 200, false, 0.0, &LagSettings { slot_behind: true, ..LagSettings::default() });
+        let fixed = LagSettings { held_release: true, slot_behind: true, ..bridge(Lag::fixed_ms(2.0)) };
         let lagged = drive(&trace, 200, false, 0.0, &fixed);
         for (a, b) in ideal.iter().zip(&lagged) {
             // The same frames, each later by exactly the lag (mirrored cover) or the hold.
@@ -956,15 +970,51 @@ mod tests {
             assert_eq!(a, b);
         }
         // Drawn from the preset: every hold within its bins, and the holds are the reals' delay.
-        let preset = LagSettings { held_release: true, ..bridge(Lag::default_preset()) };
+        let preset = LagSettings { held_release: true, slot_behind: true, ..bridge(Lag::default_preset()) };
         let holds: Vec<i64> = drive(&trace, 200, false, 0.0, &preset)
             .iter()
             .flatten()
             .filter(|e| !e.is_cover())
-            .map(Emission::hold_ns)
+            .map(|e| e.hold_ns() - 100 * MS)
             .collect();
         assert!(holds.len() > 100);
         assert!(holds.iter().all(|&h| (50_000..=9_600_000).contains(&h)), "{holds:?}");
+    }
+
+    #[test]
+    fn outside_ideal_nothing_the_gateway_sends_goes_before_its_slot_is_decided() {
+        // A live gateway learns a slot's decisions when the slot ends: without one slot behind,
+        // copies trail their originals by up to a slot (plus the reaction), as on the wire.
+        let trace = home(4, 300, 51);
+        let at_end = |slots: &[Vec<Emission>], gateway_sends: &dyn Fn(&Emission) -> bool| {
+            for (k, slot) in slots.iter().enumerate() {
+                let end = (k as i64 + 1) * 100 * MS;
+                for e in slot.iter().filter(|e| gateway_sends(e)) {
+                    assert!(e.at_ns >= end, "slot {k}: {e:?} before the slot's end {end}");
+                }
+            }
+        };
+        // Bridge, lead only: copies at the slot's end, originals forwarded on arrival.
+        let lead_only = drive(&trace, 300, false, 0.0, &bridge(Lag::fixed_ms(2.0)));
+        at_end(&lead_only, &|e| e.is_cover());
+        let mirrored =
+            lead_only.iter().flatten().filter(|e| matches!(e.kind, EmissionKind::Cover { mirrors: Some(_) }));
+        assert!(mirrored.count() > 100);
+        assert!(lead_only.iter().flatten().filter(|e| !e.is_cover()).all(|e| e.hold_ns() == 0));
+        // Held release: the originals wait for the decision too.
+        let held = drive(&trace, 300, false, 0.0, &LagSettings { held_release: true, ..bridge(Lag::fixed_ms(2.0)) });
+        at_end(&held, &|_| true);
+        // An access point: uplink originals go when the device sends them, their copies after
+        // the decision; downlink is held.
+        let ap = LagSettings { deployment: Deployment::Ap, mirror_all: true, ..LagSettings::default() };
+        let out = drive(&trace, 300, false, 0.0, &ap);
+        at_end(&out, &|e| e.is_cover() || e.direction == Direction::In);
+        assert!(
+            out.iter().flatten().filter(|e| !e.is_cover() && e.direction == Direction::Out).all(|e| e.hold_ns() == 0)
+        );
+        // The ideal deployment keeps its idealisation: copies at their originals' times.
+        let ideal = drive(&trace, 300, false, 0.0, &LagSettings::default());
+        assert!(ideal.iter().flatten().any(|e| e.is_cover() && e.at_ns < (e.at_ns / (100 * MS) + 1) * 100 * MS));
     }
 
     #[test]
