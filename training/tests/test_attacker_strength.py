@@ -90,18 +90,15 @@ KNOWN_MIN = {**{k: 0.6 for k in SEQ_KINDS}, "kfp": 0.9, "cross_device": 0.9, "m_
 # (4.5 sd or more), bins 0.16 (3.2 sd or more), both 1.5 times the largest measured deviation. A
 # leak (the test labels read, a fold training on its test items) scores 0.9 or more.
 NULL_TOL = {**{k: 0.10 for k in WINDOW_ATTACKERS}, **{k: 0.16 for k in BIN_ATTACKERS}}
-# The cross-device attacker's window form is NOT near chance on shuffled labels: 0.32-0.46 over
-# 20 shuffles, mean 0.384 (k-FP on the same windows: mean 0.334, sd 0.016). Its features' min and
-# max of attributed sizes (`crossdevice._range_reduce`) are reduced from an item's first attributed
-# frame up to the NEXT item of the same class (np.ufunc.reduceat ignores `hi`), so they depend on
-# how that class's items are spaced: on the labels. With the reduction over [lo, hi) the same 20
-# shuffles measure mean 0.335, sd 0.017, largest deviation 0.036. Until that is fixed it gets a
-# tolerance that still catches a gross leak (0.15), and `test_cross_device_windows_are_near_chance
-# _on_average_over_shuffles` (strict xfail) holds the tight check. Once fixed, that test passes,
-# which fails it (strict): then remove its mark and this line.
-NULL_TOL["cross_device"] = 0.15
+# The cross-device attacker's window form was once NOT near chance on shuffled labels (0.32-0.46
+# over 20 shuffles, mean 0.384): its min and max of attributed sizes (`crossdevice._range_reduce`)
+# were reduced from an item's first attributed frame up to the NEXT item of the same class, so they
+# depended on how that class's items are spaced: on the labels. Reduced over the item's own frames,
+# the same 20 shuffles measure mean 0.335, sd 0.017, largest deviation 0.036; one shuffle's spread
+# hides a bias of a few hundredths, so `test_cross_device_windows_are_near_chance_on_average_over
+# _shuffles` holds the tight check on the mean of several.
 # Mean over XDEV_SHUFFLES shuffles: with the reduction fixed, means of 4 of those 20 shuffles
-# deviate at most 0.019 from 1/3; with it as it is, 0.016-0.068 (0.060 for shuffles 0-3).
+# deviate at most 0.019 from 1/3; with the old reduction, 0.016-0.068 (0.060 for shuffles 0-3).
 XDEV_SHUFFLES = 4
 XDEV_MEAN_TOL = 0.035
 # Identical copies (one set, no lag): every attacker measured within 0.01 of 1/3.
@@ -225,8 +222,6 @@ def test_every_attacker_is_near_chance_when_the_labels_are_shuffled(home):
     assert not off_chance(tr, home.n, NULL_TOL), tr
 
 
-@pytest.mark.xfail(strict=True, reason="crossdevice._range_reduce reduces an item's attributed sizes up to the next "
-                   "item of its class (np.ufunc.reduceat ignores `hi`): the min/max features depend on the labels")
 def test_cross_device_windows_are_near_chance_on_average_over_shuffles(home):
     """The window form on its own, over several shuffles: one shuffle's spread (sd ~0.017 when
     sound) hides a bias of a few hundredths, the mean of four does not."""
@@ -243,8 +238,11 @@ def test_cross_device_attacker_names_members_through_copies_trailing_by_a_known_
     """All three in one supersequence set: every member padded to the set's per-slot maximum, so
     a per-device view sees the same traffic on every member (k-FP, M_agg at chance), and a 2 ms
     lag between each real frame and its copies on the other members; the cross-device attacker,
-    which pairs frames across members, must name the member from the lag."""
-    ds = defended(home, "supersequence-all", "lag=2ms")
+    which pairs frames across members, must name the member from the lag. One slot behind: the
+    gateway holds originals until their slot is decided and sends them then, their copies 2 ms
+    after (without it, copies go when the slot is decided, up to a slot after their originals, on
+    the slot grid: then k-FP tells the original apart too, 0.68)."""
+    ds = defended(home, "supersequence-all", "lag=2ms,slot-behind")
     out = run_suite(home, [ds], home.folds, suite_settings(seq=False))
     got = ba(out)
     assert got["cross_device"] >= LAG_MIN and got["cross_device_agg"] >= LAG_MIN, got

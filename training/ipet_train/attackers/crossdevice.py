@@ -216,11 +216,16 @@ SILENCE_CAP_S = 86400.0
 
 
 def _range_reduce(values: np.ndarray, lo: np.ndarray, hi: np.ndarray, fn, empty: float) -> np.ndarray:
+    """`fn` (a ufunc) reduced over `values[lo:hi]` per item; `empty` where the range is empty.
+    Each item's own range: reducing from `lo` to the next item's start would reach into the
+    frames between this item and the next of its class, which depend on the labels."""
     out = np.full(lo.size, empty, np.float64)
     ok = hi > lo
-    if ok.any() and values.size:
-        r = fn.reduceat(values, np.minimum(lo[ok], values.size - 1))
-        out[ok] = r
+    if ok.any():
+        # reduceat over (lo, hi) pairs reduces [lo, hi) at even positions; hi may be values.size,
+        # so one value is appended to index it.
+        bounds = np.stack([lo[ok], hi[ok]], 1).reshape(-1)
+        out[ok] = fn.reduceat(np.append(values, values[-1]), bounds)[::2]
     return out
 
 
