@@ -206,9 +206,11 @@ pub struct LagSettings {
     pub downlink: Option<Lag>,
     /// Reaction lag of copies of uplink (outgoing) frames; null: as for downlink.
     pub uplink: Option<Lag>,
-    /// Held release: every original sent at its arrival first waits for a draw from its
-    /// direction's lag, so that no member's frame is reliably the first of its copies (where the
-    /// deployment holds that direction).
+    /// Held release: the gateway holds every original until its slot is decided and releases it
+    /// from the same timer as its copies, after a draw from its direction's lag, so that no
+    /// member's frame is reliably the first of its copies (where the deployment holds that
+    /// direction). Mirror-all, one slot behind, random order and a latency budget hold the
+    /// originals too ([`LagSettings::holds_until_decided`]), with the same reaction.
     pub held_release: bool,
     /// Random order: each original and its copies go out one after another (each a lag draw
     /// after the one before) in a random order of the members, the original among them where the

@@ -35,9 +35,11 @@
 //!   decision adds deliberately (waiting for room in the targets, a random order's spacing, one
 //!   slot behind);
 //! - `lag_ns`: the reaction lag the simulator adds on top, for frames the gateway sends in
-//!   reaction to an arrival: copies, and originals under held release or a random order (which
-//!   a gateway sends through the same path as their copies, so that they suffer the same
-//!   reaction); a live gateway does not wait for it (its own lag takes its place). 0 in the
+//!   reaction to an arrival: copies, and the real frames it holds until they are decided
+//!   ([`LagSettings::holds_until_decided`]: held release, mirror-all, one slot behind, random
+//!   order or a latency budget), which it releases from the same timer as their copies, so that
+//!   they suffer the same reaction; a live gateway does not wait for it (its own lag takes its
+//!   place). 0 in the
 //!   `ideal` deployment. The frame is on the air at [`Emission::on_air_ns`]; a real frame's
 //!   whole hold, on the air, is [`Emission::hold_ns`]. With a random order, a group's frames
 //!   after its first are spaced deliberately: the spacing is in `at_ns`, the first frame's
@@ -623,17 +625,21 @@ impl<'a> SetShaper<'a> {
         let deployment = self.release.deployment;
         let holds = |d: Direction| deployment != Deployment::Ideal && deployment.holds(d);
         let shift = |d: Direction| if self.release.slot_behind && deployment.holds(d) { self.omega_ns } else { 0 };
-        let gateway_sends = |e: &Emission| {
+        // Real frames the gateway holds until decided: it releases them from the same timer as
+        // the cover, so they take a reaction as the copies do.
+        let held = |e: &Emission| {
             deployment != Deployment::Ideal
-                && (e.is_cover() || self.release.holds_until_decided(e.direction, self.budget_ns[e.direction.index()]))
+                && !e.is_cover()
+                && self.release.holds_until_decided(e.direction, self.budget_ns[e.direction.index()])
         };
         let rng = &mut self.release_rng;
         let emissions = &mut self.decisions.emissions;
         self.groups.clear();
         for (idx, e) in emissions.iter_mut().enumerate() {
             let d = e.direction;
+            let held = held(e);
             e.at_ns += shift(d);
-            if gateway_sends(e) {
+            if held || (deployment != Deployment::Ideal && e.is_cover()) {
                 e.at_ns = e.at_ns.max(decided_ns);
             }
             let lag = &self.lag[d.index()];
@@ -646,12 +652,7 @@ impl<'a> SetShaper<'a> {
             match e.kind {
                 EmissionKind::Cover { mirrors: Some(_) } => e.lag_ns = lag.sample_ns(rng),
                 EmissionKind::Cover { mirrors: None } if e.merged => e.lag_ns = lag.sample_ns(rng),
-                EmissionKind::Real { arrival_ns, .. }
-                    if self.release.held_release && holds(d) && (e.merged || e.at_ns - shift(d) == arrival_ns) =>
-                {
-                    // Sent through the same path as its copies: its hold is a reaction of theirs.
-                    e.lag_ns = lag.sample_ns(rng);
-                }
+                EmissionKind::Real { .. } if held => e.lag_ns = lag.sample_ns(rng),
                 _ => {}
             }
         }
@@ -979,6 +980,22 @@ mod tests {
             .collect();
         assert!(holds.len() > 100);
         assert!(holds.iter().all(|&h| (50_000..=9_600_000).contains(&h)), "{holds:?}");
+    }
+
+    #[test]
+    fn every_frame_the_gateway_holds_takes_the_reaction_its_copies_take() {
+        // Mirror-all holds every frame of a held direction until it is decided, and the gateway
+        // releases originals and copies from one timer: held release adds nothing to it.
+        let trace = home(3, 200, 61);
+        let mirror = LagSettings { mirror_all: true, ..bridge(Lag::fixed_ms(2.0)) };
+        let plain = drive(&trace, 200, false, 0.0, &mirror);
+        let held = drive(&trace, 200, false, 0.0, &LagSettings { held_release: true, ..mirror });
+        assert_eq!(plain, held);
+        let reals: Vec<&Emission> = plain.iter().flatten().filter(|e| !e.is_cover()).collect();
+        assert!(reals.len() > 100 && reals.iter().all(|e| e.lag_ns == 2 * MS));
+        // Nothing held (mirroring the lead, no countermeasure): originals go on arrival.
+        let forwarded = drive(&trace, 200, false, 0.0, &bridge(Lag::fixed_ms(2.0)));
+        assert!(forwarded.iter().flatten().filter(|e| !e.is_cover()).all(|e| e.lag_ns == 0 && e.hold_ns() == 0));
     }
 
     #[test]
