@@ -32,8 +32,9 @@ What "shuffled" means, per the unit each attacker labels:
 
 The cross-device attacker also gets the answers its threat model makes known: the home in one
 supersequence set (every member padded to the same per-slot maximum, so k-FP and M_agg are at
-chance by construction) whose copies trail their original by 2 ms must be named through the lag,
-and with no lag (identical copies) nobody can beat chance. The cover-vs-real distinguisher must
+chance by construction) with every copy moved 2 ms after its original on the link (moved here:
+the simulator's gateways no longer send copies a fixed lag after originals they forwarded) must be
+named through the lag, and with no lag (identical copies) nobody can beat chance. The cover-vs-real distinguisher must
 tell the constant-rate baseline's cover-only windows from windows with real packets, and be at
 AUC ~0.5 on the same windows with their real/cover flags permuted.
 
@@ -234,19 +235,32 @@ def test_cross_device_windows_are_near_chance_on_average_over_shuffles(home):
     assert abs(float(np.mean(got)) - 1 / home.n) <= XDEV_MEAN_TOL, got
 
 
+def trailing(d: Dataset, lag_s: float) -> Dataset:
+    """The same draw with every cover frame moved `lag_s` later on the link (frames re-sorted by
+    time); the per-device windows and bins are left as they were."""
+    p = d.packets
+    t = p.time + np.where(p.dummy, lag_s, 0.0)
+    order = np.argsort(t, kind="stable")
+    return dataclasses.replace(d, packets=HomePackets(cls=p.cls[order], time=t[order], size=p.size[order],
+                                                      direction=p.direction[order], dummy=p.dummy[order]))
+
+
 def test_cross_device_attacker_names_members_through_copies_trailing_by_a_known_lag(home):
-    """All three in one supersequence set: every member padded to the set's per-slot maximum, so
-    a per-device view sees the same traffic on every member (k-FP, M_agg at chance), and a 2 ms
-    lag between each real frame and its copies on the other members; the cross-device attacker,
-    which pairs frames across members, must name the member from the lag. One slot behind: the
-    gateway holds originals until their slot is decided and sends them then, their copies 2 ms
-    after (without it, copies go when the slot is decided, up to a slot after their originals, on
-    the slot grid: then k-FP tells the original apart too, 0.68)."""
-    ds = defended(home, "supersequence-all", "lag=2ms,slot-behind")
+    """All three in one supersequence set, every member padded to the set's per-slot maximum with
+    copies of the lead's frames, and every copy 2 ms after its original on the link: the
+    cross-device attacker, which pairs frames across members, must name the member from the lag.
+
+    The lag is put in here, on the ideal draw (copies at their original's time, the next test):
+    it is what a gateway that forwards originals at once and reacts in exactly 2 ms would send.
+    The simulator sends no such thing any more: a gateway that holds originals until their slot
+    is decided (one slot behind, held release, mirror-all) releases them from the timer of their
+    copies, with the same reaction, and one that forwards them sends their copies when the slot is
+    decided, on the slot grid (where k-FP tells the original apart too). Only the link view is
+    moved, so k-FP and M_agg, which read the per-device windows and bins, are not checked here."""
+    ds = trailing(defended(home, "supersequence-all"), LAG_S)
     out = run_suite(home, [ds], home.folds, suite_settings(seq=False))
     got = ba(out)
     assert got["cross_device"] >= LAG_MIN and got["cross_device_agg"] >= LAG_MIN, got
-    assert not off_chance({a: got[a] for a in ("kfp", "m_agg")}, home.n, NULL_TOL), got
     # and it names them for the reason it should: the lag window it estimates holds 2 ms (measured
     # 1.9992-2.0004 ms both ways) and the frames it calls originals are the real ones (measured
     # 100% of the real frames, all of them real)
