@@ -10,7 +10,7 @@ use std::{
 };
 
 use ipet::traffic::{
-    DeviceTable, OutputPacket, form_sets, parse_sets, read_captures,
+    DeviceTable, OutputPacket, SilentDevices, form_sets, parse_sets, read_captures,
     set_defense::{SetDefenseKind, SetDefenseSpec},
 };
 
@@ -37,7 +37,7 @@ fn the_supersequence_makes_set_members_identical_on_the_real_slice() {
     let table = DeviceTable::from_csv_path(&slice_dir().join("devices.csv")).unwrap();
     let traffic = read_captures(&[slice_dir().join("pcaps")], &table).unwrap();
     let assigned = parse_sets(SETS, &table).unwrap();
-    let partition = form_sets(&table, &assigned, &traffic.packets, 3, 100_000_000).unwrap();
+    let partition = form_sets(&table, &assigned, &traffic.packets, 3, 100_000_000, SilentDevices::Excluded).unwrap();
     assert_eq!(partition.sets.len(), 2);
     let names: Vec<String> = table.devices().iter().map(|d| d.name.clone()).collect();
     let mut out: Vec<Vec<OutputPacket>> = vec![Vec::new(); table.len()];
@@ -117,6 +117,48 @@ fn ipet_simulate_runs_a_home_and_refuses_a_bad_k() {
         let f = format!("{name}.npy");
         assert_eq!(std::fs::read(again_dir.join(&f)).unwrap(), std::fs::read(out_dir.join(&f)).unwrap(), "{f}");
     }
+    // Captures in which one member of the specification is silent (its file left out): a
+    // specification's sets are the gateway's configuration, so the member is still covered, as
+    // the gateway covers it; sets given any other way leave it out.
+    let quiet = dir.path().join("quiet");
+    std::fs::create_dir(&quiet).unwrap();
+    for e in std::fs::read_dir(slice_dir().join("pcaps")).unwrap() {
+        let p = e.unwrap().path();
+        if p.file_name().unwrap() != "sifely-hub-01.pcap" {
+            std::fs::copy(&p, quiet.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    let run_quiet = |extra: &[&str]| {
+        Command::new(bin)
+            .args(["simulate", "--trace"])
+            .arg(&quiet)
+            .arg("--devices")
+            .arg(slice_dir().join("devices.csv"))
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap()
+    };
+    let quiet_dir = dir.path().join("quiet-out");
+    let q = run_quiet(&[
+        "--spec",
+        dir.path().join("spec.json").to_str().unwrap(),
+        "--out-dir",
+        quiet_dir.to_str().unwrap(),
+    ]);
+    assert!(q.status.success(), "{}", String::from_utf8_lossy(&q.stderr));
+    let qs: serde_json::Value = serde_json::from_slice(&q.stdout).unwrap();
+    assert_eq!(qs["excluded"], serde_json::json!([]), "{qs}");
+    let sifely = qs["members"].as_array().unwrap().iter().find(|m| m["device"] == "sifely-hub-01").expect("a member");
+    assert_eq!(sifely["total"]["real_packets"], 0);
+    assert!(sifely["total"]["dummy_packets"].as_u64().unwrap() > 0, "{sifely}");
+    let rows: ndarray::Array2<f64> = ndarray_npy::read_npy(quiet_dir.join("sifely-hub-01.npy")).unwrap();
+    assert!(rows.nrows() > 0 && rows.column(1).iter().all(|&d| d == 1.0));
+    let q = run_quiet(&["--defense", "regulator", "--sets", SETS]);
+    assert!(q.status.success(), "{}", String::from_utf8_lossy(&q.stderr));
+    let qs: serde_json::Value = serde_json::from_slice(&q.stdout).unwrap();
+    assert_eq!(qs["excluded"], serde_json::json!(["sifely-hub-01"]), "{qs}");
+
     let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(summary["defense"], "regulator");
     assert_eq!(summary["latency_budget_s"], 0.5);

@@ -149,6 +149,8 @@ pub struct SimulationUpload {
     mirror_all: Option<bool>,
     /// With `defense`: the set defense as a whole specification (JSON text of `SetDefenseSpec`,
     /// what `ipet simulate --spec-out` writes) instead of the knobs, which must then be absent.
+    /// Its sets are a gateway's configuration: a member they name is covered even where it has
+    /// no packet in the trace, as the gateway covers it.
     #[schema(nullable = false)]
     spec: Option<String>,
 }

@@ -25,7 +25,7 @@ pub use capture::{CaptureStats, read_captures};
 pub use devices::{Device, DeviceTable};
 pub use error::{Error, ErrorCode, Result};
 pub use packet::{Direction, Packet, Transport};
-pub use sets::{AnonymitySet, SetPartition, form_sets, parse_sets};
+pub use sets::{AnonymitySet, SetPartition, SilentDevices, form_sets, parse_sets};
 /// The paper's baselines are one of the simulator's defenses (one device, buffering real packets).
 pub use simulate::baselines;
 pub use simulate::baselines::{Baseline, BaselineKind};

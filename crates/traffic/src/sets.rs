@@ -8,7 +8,9 @@
 //!   `k` devices.
 //!
 //! Devices without a single kept packet have nothing to hide and no profile: they are left out
-//! of every set and reported ([`SetPartition::excluded`]).
+//! of every set and reported ([`SetPartition::excluded`]), unless a set defense specification
+//! names them ([`SilentDevices::Covered`]): its sets are a gateway's configuration, and a gateway
+//! covers for every member it is configured with, whether or not it sends.
 //!
 //! ## Clustering
 //!
@@ -61,7 +63,8 @@ pub struct AnonymitySet {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SetPartition {
     pub sets: Vec<AnonymitySet>,
-    /// Device ids without any kept packet: in no set, not defended.
+    /// Device ids without any kept packet: in no set, not defended (unless named by a
+    /// specification's sets: [`SilentDevices::Covered`]).
     pub excluded: Vec<usize>,
 }
 
@@ -274,30 +277,49 @@ fn exact_partition(
     groups
 }
 
+/// What becomes of a device named to a set that has no kept packet in the captures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SilentDevices {
+    /// Left out of every set and reported: sets from the table's `set` column or an override,
+    /// which assign the devices of the captures at hand.
+    Excluded,
+    /// A member of the set that names it, sent cover like the others: the sets of a set defense
+    /// specification, a gateway's configuration (the gateway covers for every member it is
+    /// configured with, so its simulation must too).
+    Covered,
+}
+
 /// The home's sets: named ones from `assigned` (one entry per device of the table: the table's
-/// `set` column or an override), the unassigned devices with traffic clustered into sets of at
-/// least `k`, devices without packets excluded. A named set is held to `k` too: one with fewer
-/// devices with traffic is refused (400 `invalid_set_size`; a set of one hides nothing), so
-/// that `k` is the least set size whichever way the sets were made.
+/// `set` column, an override or a specification's sets), the unassigned devices with traffic
+/// clustered into sets of at least `k`, devices without packets excluded unless `silent` keeps
+/// the named ones. A named set is held to `k` too: one with fewer members (with traffic, where
+/// silent devices are excluded) is refused (400 `invalid_set_size`; a set of one hides nothing),
+/// so that `k` is the least set size whichever way the sets were made.
 pub fn form_sets(
     table: &DeviceTable,
     assigned: &[Option<String>],
     packets: &[Vec<Packet>],
     k: usize,
     omega_ns: i64,
+    silent: SilentDevices,
 ) -> Result<SetPartition> {
     if k == 0 {
         return Err(Error::invalid(ErrorCode::InvalidSetSize, "k must be at least 1"));
     }
-    let excluded: Vec<usize> = table.devices().iter().map(|d| d.id).filter(|&d| packets[d].is_empty()).collect();
-    let with_traffic = table.len() - excluded.len();
-    if with_traffic == 0 {
+    if table.devices().iter().all(|d| packets[d.id].is_empty()) {
         return Err(Error::invalid(ErrorCode::NoPackets, "no device of the table has a kept packet in the captures"));
     }
-    if k > with_traffic {
+    let kept = |d: usize| !packets[d].is_empty() || (silent == SilentDevices::Covered && assigned[d].is_some());
+    let excluded: Vec<usize> = table.devices().iter().map(|d| d.id).filter(|&d| !kept(d)).collect();
+    let defended = table.len() - excluded.len();
+    let what = match silent {
+        SilentDevices::Excluded => "device(s) with traffic",
+        SilentDevices::Covered => "device(s) with traffic or named by the specification",
+    };
+    if k > defended {
         return Err(Error::invalid(
             ErrorCode::InvalidSetSize,
-            format!("k = {k} is larger than the {with_traffic} device(s) with traffic in the captures"),
+            format!("k = {k} is larger than the {defended} {what} in the captures"),
         ));
     }
     let mut sets: Vec<AnonymitySet> = Vec::new();
@@ -316,7 +338,7 @@ pub fn form_sets(
         return Err(Error::invalid(
             ErrorCode::InvalidSetSize,
             format!(
-                "set {:?} has {} device(s) with traffic ({}); every set needs at least k = {k} (a set of one hides \
+                "set {:?} has {} {what} ({}); every set needs at least k = {k} (a set of one hides \
                  nothing): add members, merge it with another set, or lower k",
                 small.name,
                 small.members.len(),
@@ -378,8 +400,8 @@ mod tests {
     fn the_set_column_wins_and_empty_devices_are_excluded() {
         let t = table(4, "a,b,a,b");
         let packets = vec![traffic(10, 1, 0), traffic(10, 1, 0), traffic(10, 1, 0), vec![]];
-        let p = form_sets(&t, &t.devices().iter().map(|d| d.set.clone()).collect::<Vec<_>>(), &packets, 1, S / 10)
-            .expect("sets");
+        let assigned: Vec<Option<String>> = t.devices().iter().map(|d| d.set.clone()).collect();
+        let p = form_sets(&t, &assigned, &packets, 1, S / 10, SilentDevices::Excluded).expect("sets");
         assert_eq!(
             p.sets,
             vec![
@@ -392,18 +414,48 @@ mod tests {
     }
 
     #[test]
+    fn a_specification_keeps_the_silent_members_it_names() {
+        // d3 (set "b") and d4 (no set) send nothing. A specification's sets are a gateway's
+        // configuration: d3 stays in "b" (the gateway covers for it), d4 is still excluded.
+        let t = table(5, "a,b,a,b");
+        let packets = vec![traffic(10, 1, 0), traffic(10, 1, 0), traffic(10, 1, 0), vec![], vec![]];
+        let mut assigned: Vec<Option<String>> = t.devices().iter().map(|d| d.set.clone()).collect();
+        assigned[4] = None;
+        let p = form_sets(&t, &assigned, &packets, 2, S / 10, SilentDevices::Covered).expect("sets");
+        assert_eq!(
+            p.sets,
+            vec![
+                AnonymitySet { name: "a".into(), members: vec![0, 2] },
+                AnonymitySet { name: "b".into(), members: vec![1, 3] },
+            ]
+        );
+        assert_eq!(p.excluded, vec![4]);
+        // The same assignment from the table's column: d3 is excluded and "b" is too small.
+        let err = form_sets(&t, &assigned, &packets, 2, S / 10, SilentDevices::Excluded).expect_err("b of one");
+        assert!(err.to_string().contains("set \"b\" has 1 device(s) with traffic (d1)"), "{err}");
+        // A home without a packet is refused either way.
+        let none = vec![vec![]; 5];
+        for silent in [SilentDevices::Covered, SilentDevices::Excluded] {
+            assert_eq!(
+                form_sets(&t, &assigned, &none, 1, S / 10, silent).expect_err("no packets").code(),
+                "no_packets"
+            );
+        }
+    }
+
+    #[test]
     fn named_sets_smaller_than_k_are_refused() {
         // "b" has one device with traffic (d3 has none): with k = 2 it is refused, naming it.
         let t = table(4, "a,b,a,b");
         let packets = vec![traffic(10, 1, 0), traffic(10, 1, 0), traffic(10, 1, 0), vec![]];
         let assigned: Vec<Option<String>> = t.devices().iter().map(|d| d.set.clone()).collect();
-        let err = form_sets(&t, &assigned, &packets, 2, S / 10).expect_err("a singleton");
+        let err = form_sets(&t, &assigned, &packets, 2, S / 10, SilentDevices::Excluded).expect_err("a singleton");
         assert_eq!(err.code(), "invalid_set_size");
         assert!(err.to_string().contains("set \"b\" has 1 device(s) with traffic (d1)"), "{err}");
         assert!(err.to_string().contains("k = 2"), "{err}");
         // Both sets of two with traffic: accepted at k = 2.
         let packets = vec![traffic(10, 1, 0), traffic(10, 1, 0), traffic(10, 1, 0), traffic(10, 1, 0)];
-        assert_eq!(form_sets(&t, &assigned, &packets, 2, S / 10).expect("sets").sets.len(), 2);
+        assert_eq!(form_sets(&t, &assigned, &packets, 2, S / 10, SilentDevices::Excluded).expect("sets").sets.len(), 2);
     }
 
     #[test]
@@ -411,16 +463,19 @@ mod tests {
         let t = table(4, "");
         let packets = vec![traffic(10, 1, 0), traffic(10, 1, 0), traffic(10, 1, 0), vec![]];
         let none = vec![None; 4];
-        let err = form_sets(&t, &none, &packets, 4, S / 10).expect_err("k too large");
+        let err = form_sets(&t, &none, &packets, 4, S / 10, SilentDevices::Excluded).expect_err("k too large");
         assert_eq!(err.code(), "invalid_set_size");
         assert!(err.to_string().contains("3 device(s)"), "{err}");
-        assert_eq!(form_sets(&t, &none, &packets, 0, S / 10).expect_err("k = 0").code(), "invalid_set_size");
+        assert_eq!(
+            form_sets(&t, &none, &packets, 0, S / 10, SilentDevices::Excluded).expect_err("k = 0").code(),
+            "invalid_set_size"
+        );
         // Three devices, k = 3: one set of all.
-        let p = form_sets(&t, &none, &packets, 3, S / 10).expect("sets");
+        let p = form_sets(&t, &none, &packets, 3, S / 10, SilentDevices::Excluded).expect("sets");
         assert_eq!(p.sets, vec![AnonymitySet { name: "auto-1".into(), members: vec![0, 1, 2] }]);
         // Two named, one left: it cannot form a set of 2 alone.
         let mixed = vec![Some("x".to_string()), Some("x".to_string()), None, None];
-        let err = form_sets(&t, &mixed, &packets, 2, S / 10).expect_err("one left");
+        let err = form_sets(&t, &mixed, &packets, 2, S / 10, SilentDevices::Excluded).expect_err("one left");
         assert_eq!(err.code(), "invalid_set_size");
     }
 
@@ -435,14 +490,15 @@ mod tests {
             traffic(50, 10, 3 * S),
             traffic(60, 10, 5 * S),
         ];
-        let p = form_sets(&t, &[None, None, None, None, None], &packets, 2, S / 10).expect("sets");
+        let p =
+            form_sets(&t, &[None, None, None, None, None], &packets, 2, S / 10, SilentDevices::Excluded).expect("sets");
         let groups: Vec<Vec<usize>> = p.sets.iter().map(|s| s.members.clone()).collect();
         assert_eq!(groups, vec![vec![0, 2], vec![1, 3, 4]]);
         assert!(p.sets.iter().all(|s| s.members.len() >= 2));
         // Any table size: 30 devices, k = 4.
         let t = table(30, "");
         let packets: Vec<Vec<Packet>> = (0..30).map(|i| traffic(10 + 37 * i as u32, 1 + i as i64 % 5, 0)).collect();
-        let p = form_sets(&t, &vec![None; 30], &packets, 4, S / 10).expect("sets");
+        let p = form_sets(&t, &vec![None; 30], &packets, 4, S / 10, SilentDevices::Excluded).expect("sets");
         assert!(p.sets.iter().all(|s| (4..=7).contains(&s.members.len())));
         assert_eq!(p.sets.iter().map(|s| s.members.len()).sum::<usize>(), 30);
     }
@@ -454,7 +510,7 @@ mod tests {
         // the other's every burst.
         let t = table(4, "");
         let packets = vec![traffic(100, 2, 0), traffic(110, 2, S), traffic(120, 2, 0), traffic(130, 2, S)];
-        let p = form_sets(&t, &[None, None, None, None], &packets, 2, S / 10).expect("sets");
+        let p = form_sets(&t, &[None, None, None, None], &packets, 2, S / 10, SilentDevices::Excluded).expect("sets");
         let groups: Vec<Vec<usize>> = p.sets.iter().map(|s| s.members.clone()).collect();
         assert_eq!(groups, vec![vec![0, 2], vec![1, 3]]);
     }

@@ -161,6 +161,7 @@ pub struct HomeSummary {
     pub total: PadSummary,
     pub sets: Vec<SetSummary>,
     pub members: Vec<MemberSummary>,
-    /// Devices of the table without a kept packet: in no set, not defended.
+    /// Devices of the table without a kept packet: in no set, not defended (unless a
+    /// specification's sets name them: then they are members, covered).
     pub excluded: Vec<String>,
 }
