@@ -77,10 +77,10 @@ fn the_supersequence_makes_set_members_identical_on_the_real_slice() {
 fn ipet_simulate_runs_a_home_and_refuses_a_bad_k() {
     let bin = env!("CARGO_BIN_EXE_ipet");
     let dir = tempfile::tempdir().unwrap();
-    let run = |extra: &[&str]| {
+    let run_on = |trace: &Path, extra: &[&str]| {
         Command::new(bin)
             .args(["simulate", "--trace"])
-            .arg(slice_dir().join("pcaps"))
+            .arg(trace)
             .arg("--devices")
             .arg(slice_dir().join("devices.csv"))
             .args(extra)
@@ -88,6 +88,7 @@ fn ipet_simulate_runs_a_home_and_refuses_a_bad_k() {
             .output()
             .unwrap()
     };
+    let run = |extra: &[&str]| run_on(&slice_dir().join("pcaps"), extra);
     let (out_dir, win_dir) = (dir.path().join("out"), dir.path().join("windows"));
     let o = run(&[
         "--defense",
@@ -128,17 +129,7 @@ fn ipet_simulate_runs_a_home_and_refuses_a_bad_k() {
             std::fs::copy(&p, quiet.join(p.file_name().unwrap())).unwrap();
         }
     }
-    let run_quiet = |extra: &[&str]| {
-        Command::new(bin)
-            .args(["simulate", "--trace"])
-            .arg(&quiet)
-            .arg("--devices")
-            .arg(slice_dir().join("devices.csv"))
-            .args(extra)
-            .env("RUST_LOG", "warn")
-            .output()
-            .unwrap()
-    };
+    let run_quiet = |extra: &[&str]| run_on(&quiet, extra);
     let quiet_dir = dir.path().join("quiet-out");
     let q = run_quiet(&[
         "--spec",
