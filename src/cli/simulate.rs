@@ -15,7 +15,7 @@ use crate::{
     },
     traffic::{
         Baseline, BaselineKind, Defense, DeviceTable, FixedRows, Mode, OutputFile, Packet, RegulatorSettings,
-        SilentDevices, SimSettings, Transport, WindowSettings, Windows,
+        SimSettings, Transport, WindowSettings, Windows,
         capture::DeviceTraffic,
         form_sets, read_captures,
         set_defense::{SetDefenseKind, SetDefenseSpec, SetKnobs},
@@ -526,10 +526,9 @@ fn run_home(args: SimulateArgs) -> Result<()> {
             home
         }
     };
-    // A specification's sets are a gateway's configuration: it covers for every member it names.
-    let (assigned, silent) = match home.assigned_sets(&table)? {
-        Some(from_spec) => (from_spec, SilentDevices::Covered),
-        None => (assigned, SilentDevices::Excluded),
+    let assigned = match home.assigned_sets(&table)? {
+        Some(from_spec) => from_spec,
+        None => assigned,
     };
     let omega = home.omega;
     let settings = home.pad()?;
@@ -545,8 +544,8 @@ fn run_home(args: SimulateArgs) -> Result<()> {
     let window_settings = args.windows.as_ref().map(|_| WindowSettings::new(args.total_time, omega)).transpose()?;
 
     let traffic = read_captures(&args.trace, &table)?;
-    let partition =
-        form_sets(&table, &assigned, &traffic.packets, home.k.unwrap_or(args.home.k), settings.omega_ns, silent)?;
+    let (k, silent) = (home.k.unwrap_or(args.home.k), home.silent_devices());
+    let partition = form_sets(&table, &assigned, &traffic.packets, k, settings.omega_ns, silent)?;
     let names: Vec<String> = table.devices().iter().map(|d| d.name.clone()).collect();
     if let Some(path) = &args.home.spec_out {
         let mut plan = home.clone();

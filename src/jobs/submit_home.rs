@@ -21,7 +21,7 @@ use crate::{
     },
     store::{NewSimulation, Store},
     traffic::{
-        CaptureStats, DeviceTable, FixedRows, Packet, RegulatorSettings, SetPartition, SilentDevices,
+        CaptureStats, DeviceTable, FixedRows, Packet, RegulatorSettings, SetPartition,
         capture::read_capture,
         devices::format_mac,
         form_sets,
@@ -127,11 +127,11 @@ pub async fn submit_home(
     };
     let home = read_home(s.trace, model_set, models)?;
     let k = settings.k.or(s.knobs.k).unwrap_or(DEFAULT_K);
-    // A specification's sets are a gateway's configuration: it covers for every member it names.
-    let (assigned, silent) = match settings.assigned_sets(&home.table)? {
-        Some(named) => (named, SilentDevices::Covered),
-        None => (assigned_sets(&home.table, s.knobs.sets.as_deref(), model_set)?, SilentDevices::Excluded),
+    let assigned = match settings.assigned_sets(&home.table)? {
+        Some(named) => named,
+        None => assigned_sets(&home.table, s.knobs.sets.as_deref(), model_set)?,
     };
+    let silent = settings.silent_devices();
     let partition = form_sets(&home.table, &assigned, &home.packets, k, settings.pad()?.omega_ns, silent)?;
     let names: Vec<String> = home.table.devices().iter().map(|d| d.name.clone()).collect();
     if let Some(set) = model_set {

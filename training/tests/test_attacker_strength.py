@@ -34,9 +34,9 @@ The cross-device attacker also gets the answers its threat model makes known: th
 supersequence set (every member padded to the same per-slot maximum, so k-FP and M_agg are at
 chance by construction) with every copy moved 2 ms after its original on the link (moved here:
 the simulator's gateways no longer send copies a fixed lag after originals they forwarded) must be
-named through the lag, and with no lag (identical copies) nobody can beat chance. The cover-vs-real distinguisher must
-tell the constant-rate baseline's cover-only windows from windows with real packets, and be at
-AUC ~0.5 on the same windows with their real/cover flags permuted.
+named through the lag, and with no lag (identical copies) nobody can beat chance. The
+cover-vs-real distinguisher must tell the constant-rate baseline's cover-only windows from windows
+with real packets, and be at AUC ~0.5 on the same windows with their real/cover flags permuted.
 
 Thresholds come from measured scores (the constants say what was measured); each check was seen
 to fail on a deliberately broken attacker (one class always, the test labels read, a fold that

@@ -34,7 +34,7 @@ use crate::{
     devices::DeviceTable,
     error::{Error, ErrorCode, Result},
     packet::Packet,
-    sets::{AnonymitySet, SetPartition},
+    sets::{AnonymitySet, SetPartition, SilentDevices},
     shaper::{
         LagSettings, PadSettings, Regulator, RegulatorSettings, SetShaper, SetShaperParts, SizeDistribution,
         TargetSource, release_rng, set_rng, supersequence,
@@ -275,6 +275,14 @@ impl SetDefenseSpec {
     /// The one rule: `targets` needs target rows, the others take none.
     pub fn check_rows(&self, has_rows: bool) -> Result<()> {
         self.defense.check_rows(has_rows, "a generation of a set-targets model set, or a schedule")
+    }
+
+    /// What becomes of a device its sets name that has no packet in the captures: where the spec
+    /// names sets it is a gateway's configuration, and the gateway covers for every member it is
+    /// configured with ([`SilentDevices::Covered`]); otherwise the sets come from elsewhere (the
+    /// table's column, an override, clustering) and such a device is left out.
+    pub fn silent_devices(&self) -> SilentDevices {
+        if self.sets.is_some() { SilentDevices::Covered } else { SilentDevices::Excluded }
     }
 
     /// Each device's set as the spec names it (None where `sets` is absent; devices it does not

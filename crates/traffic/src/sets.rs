@@ -419,8 +419,8 @@ mod tests {
         // configuration: d3 stays in "b" (the gateway covers for it), d4 is still excluded.
         let t = table(5, "a,b,a,b");
         let packets = vec![traffic(10, 1, 0), traffic(10, 1, 0), traffic(10, 1, 0), vec![], vec![]];
-        let mut assigned: Vec<Option<String>> = t.devices().iter().map(|d| d.set.clone()).collect();
-        assigned[4] = None;
+        let assigned: Vec<Option<String>> = t.devices().iter().map(|d| d.set.clone()).collect();
+        assert_eq!(assigned[4], None);
         let p = form_sets(&t, &assigned, &packets, 2, S / 10, SilentDevices::Covered).expect("sets");
         assert_eq!(
             p.sets,
